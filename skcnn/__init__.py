@@ -1,0 +1,13 @@
+"""skcnn: convolutional-network estimators for scikit-learn, trained with skorch."""
+
+from ._cnn import CNNClassifier, CNNRegressor
+from .augmentation import Augment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Augment",
+    "CNNClassifier",
+    "CNNRegressor",
+    "__version__",
+]

@@ -1,0 +1,472 @@
+"""What every skcnn network estimator shares: data, targets, training, prediction.
+
+An estimator subclass defines ``__init__`` (storing its parameters verbatim)
+and ``_build_module(layout, n_outputs)``. ``fit`` validates input, encodes
+targets, builds the module and a skorch net (``net_``) and trains it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+import torch
+from skorch.callbacks import Checkpoint, EarlyStopping, EpochScoring
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+from torch import nn
+
+from ._data import ImagePaths, TensorData, is_path_source, to_channels_first
+from ._training import Accuracy, FixedSplit, SkcnnNet, resolve_device, resolve_precision, target_of
+from .augmentation import make_augment
+
+__all__ = ["BaseNetEstimator", "NetClassifierMixin", "NetRegressorMixin"]
+
+_OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+}
+
+
+def _optimizer(spec):
+    if isinstance(spec, str):
+        if spec.lower() not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(_OPTIMIZERS)} or a torch optimizer class; "
+                f"got {spec!r}."
+            )
+        return _OPTIMIZERS[spec.lower()]
+    if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
+        return spec, {}
+    raise TypeError(f"optimizer must be a name or a torch.optim.Optimizer class; got {spec!r}.")
+
+
+class BaseNetEstimator(BaseEstimator):
+    """Shared machinery; not for direct use."""
+
+    _task = None  # set on fit: "binary", "multiclass", "multilabel", "regression"
+
+    # -- to be provided by subclasses ---------------------------------------
+    def _build_module(self, layout, n_outputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _extra_callbacks(self):
+        return []
+
+    def _optimizer_kwargs(self):
+        return {}
+
+    # -- parameter checks ------------------------------------------------------
+    def _check_training_params(self):
+        if not (isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1):
+            raise ValueError(f"max_epochs must be an int >= 1; got {self.max_epochs!r}.")
+        if not (isinstance(self.batch_size, (int, np.integer)) and (self.batch_size >= 1 or self.batch_size == -1)):
+            raise ValueError(f"batch_size must be an int >= 1 (or -1 for all); got {self.batch_size!r}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0; got {self.lr!r}.")
+        frac = self.validation_fraction
+        if frac is not None and not (0 <= frac < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1) or None; got {frac!r}.")
+        if not (isinstance(self.n_iter_no_change, (int, np.integer)) and self.n_iter_no_change >= 1):
+            raise ValueError(f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
+
+    # -- input -----------------------------------------------------------------
+    def _image_size_hint(self):
+        shape = getattr(self, "image_shape", None)
+        return None if shape is None else tuple(shape)[:2]
+
+    def _prepare_X(self, X, reset):
+        """Validate X and return (TensorData or ImagePaths, layout); nothing else reshapes."""
+        layout = None if reset else self.layout_
+        if is_path_source(X):
+            size = self._image_size_hint() or (None if reset else layout.spatial)
+            mode = "auto" if reset else ("L" if layout.in_channels == 1 else "RGB")
+            data = ImagePaths(X, image_size=size, mode=mode)
+            if layout is not None and data.layout != layout:
+                raise ValueError(
+                    f"The image files give {data.layout.describe()}, but the estimator was "
+                    f"fitted on {layout.describe()}."
+                )
+            if reset:
+                self.n_features_in_ = int(np.prod(data.layout.shape))
+            return data, data.layout
+        X = validate_data(
+            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
+        )
+        arr, found = to_channels_first(
+            X, image_shape=self.image_shape, channels=self.channels, layout=layout
+        )
+        return TensorData(arr), found
+
+    # -- fitting -----------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images as ``(n, H, W)``, ``(n, H, W, C)``, ``(n, C, H, W)``,
+            flattened ``(n, H*W*C)`` with ``image_shape``, or ``(n, L)`` 1-D
+            signals; uint8 is scaled to [0, 1].
+        y : array-like of shape (n,) or (n, n_outputs)
+        sample_weight : array-like of shape (n,), default=None
+
+        Returns
+        -------
+        self
+        """
+        warm = self.warm_start and hasattr(self, "net_")
+        return self._fit(X, y, sample_weight, epochs=self.max_epochs, reset=not warm)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch, building the network on the first call."""
+        reset = not hasattr(self, "net_")
+        if reset and classes is not None and self._is_classifier():
+            self._partial_classes = np.asarray(classes)
+        return self._fit(X, y, sample_weight, epochs=1, reset=reset)
+
+    def _is_classifier(self):
+        return isinstance(self, ClassifierMixin)
+
+    def _fit(self, X, y, sample_weight, epochs, reset):
+        self._check_training_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        if is_path_source(X):
+            data, layout = self._prepare_X(X, reset=reset)
+            y = np.asarray(y)
+            if len(y) != len(data):
+                raise ValueError(f"X has {len(data)} images but y has {len(y)} targets.")
+        else:
+            X, y = validate_data(
+                self, X, y, reset=reset, allow_nd=True, dtype="numeric", multi_output=True,
+                y_numeric=not self._is_classifier(),
+            )
+            arr, layout = to_channels_first(
+                X, image_shape=self.image_shape, channels=self.channels,
+                layout=None if reset else self.layout_,
+            )
+            data = TensorData(arr)
+        y_enc = self._encode_y(y, reset=reset)
+        weights = self._sample_weights(y, sample_weight, len(y_enc))
+        y_t = torch.as_tensor(y_enc)
+        w_t = torch.as_tensor(weights, dtype=torch.float32)
+        if isinstance(data, TensorData):
+            data = TensorData(data.X, y_t, w_t)
+        else:
+            data = ImagePaths(data, image_size=data.image_size, mode=data.mode, y=y_t, weights=w_t)
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        if reset:
+            self.device_ = resolve_device(self.device)
+            self.layout_ = layout
+        devices = [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            train, valid = self._split(data, y_enc, seed)
+            if reset:
+                module = self._build_module(layout, self._n_outputs())
+                self.net_ = self._make_net(module, seed)
+                self.net_.initialize()
+            self.net_.train_split = FixedSplit(valid)
+            self._set_monitor(valid is not None)
+            try:
+                self.net_.partial_fit(train, epochs=epochs)
+            finally:
+                # The validation split must not travel with the pickled model.
+                self.net_.train_split = None
+        self._record_history()
+        return self
+
+    def _split(self, data, y_enc, seed):
+        frac = self.validation_fraction
+        n = len(data)
+        if not frac:
+            return data, None
+        n_valid = math.ceil(frac * n)
+        if n_valid < 1 or n - n_valid < 2:
+            warnings.warn(
+                f"validation_fraction={frac} leaves too few of the {n} samples to split; "
+                "training without an internal validation set.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return data, None
+        stratify = None
+        if self._task in ("binary", "multiclass"):
+            counts = np.bincount(np.asarray(y_enc).ravel().astype(int))
+            counts = counts[counts > 0]
+            if counts.min() >= 2 and n_valid >= len(counts) and n - n_valid >= len(counts):
+                stratify = np.asarray(y_enc).ravel()
+            else:
+                warnings.warn(
+                    "Some classes have too few samples for a stratified validation split "
+                    f"of {n_valid} samples; using a random split instead.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        idx_train, idx_valid = train_test_split(
+            np.arange(n), test_size=n_valid, random_state=seed % (2**32), stratify=stratify
+        )
+        return _subset(data, idx_train), _subset(data, idx_valid)
+
+    def _make_net(self, module, seed):
+        opt_cls, opt_defaults = _optimizer(self.optimizer)
+        opt_kwargs = {**opt_defaults, "weight_decay": float(self.weight_decay)}
+        opt_kwargs.update(self._optimizer_kwargs())
+        callbacks = []
+        if self._task != "regression":
+            task = "multiclass" if self._task == "multiclass" else self._task
+            callbacks.append(
+                ("train_acc", EpochScoring(Accuracy(task), name="train_acc", on_train=True,
+                                           lower_is_better=False, use_caching=True,
+                                           target_extractor=target_of))
+            )
+            callbacks.append(
+                ("valid_acc", EpochScoring(Accuracy(task), name="valid_acc", on_train=False,
+                                           lower_is_better=False, use_caching=True,
+                                           target_extractor=target_of))
+            )
+        if self.early_stopping:
+            callbacks.append(
+                ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.n_iter_no_change,
+                                                 load_best=True, sink=print if self.verbose else _silent))
+            )
+        checkpoint_dir = getattr(self, "checkpoint_dir", None)
+        if checkpoint_dir is not None:
+            callbacks.append(("checkpoint", _checkpoint(checkpoint_dir)))
+        callbacks += self._extra_callbacks()
+        device = self.device_
+        precision = getattr(self, "precision", "auto")
+        amp = resolve_precision(precision, device)
+        if device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True
+        if getattr(self, "compile", False):
+            module = torch.compile(module)
+        return SkcnnNet(
+            module=module,
+            criterion=self._criterion(),
+            criterion__reduction="none",
+            optimizer=opt_cls,
+            lr=float(self.lr),
+            max_epochs=int(self.max_epochs),
+            batch_size=int(self.batch_size),
+            train_split=None,
+            callbacks=callbacks,
+            predict_nonlinearity=None,
+            device=device,
+            verbose=int(bool(self.verbose)),
+            amp_dtype=amp,
+            augment=self._augment(seed),
+            shuffle_seed=seed,
+            channels_last=device.startswith("cuda") and len(self.layout_.shape) == 3,
+            num_workers=getattr(self, "num_workers", 0),
+            **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
+        )
+
+    def _augment(self, seed):
+        augment = make_augment(self.augment)
+        if augment is not None and hasattr(augment, "seed"):
+            augment.seed(seed + 1)
+        return augment
+
+    def _set_monitor(self, has_valid):
+        """Monitor validation loss when there is a validation set, else training loss."""
+        net = self.net_
+        for name, cb in net.callbacks_:
+            if name == "early_stopping":
+                cb.monitor = "valid_loss" if has_valid else "train_loss"
+        for name, cb in net.callbacks_:
+            if name == "valid_acc":
+                # Nothing to score without a validation set.
+                cb.on_train = False
+        self._has_valid = has_valid
+
+    def _record_history(self):
+        hist = [{k: v for k, v in h.items() if k != "batches"} for h in self.net_.history]
+        self.history_ = hist
+        self.n_iter_ = len(hist)
+        key = "valid_loss" if any("valid_loss" in h for h in hist) else "train_loss"
+        losses = [h.get(key, np.inf) for h in hist]
+        self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else 0
+
+    def _sample_weights(self, y, sample_weight, n):
+        weights = np.ones(n, dtype=np.float64)
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64)
+            if np.any(weights < 0):
+                raise ValueError("sample_weight must be non-negative.")
+        class_weight = getattr(self, "class_weight", None)
+        if class_weight is not None and self._task in ("binary", "multiclass"):
+            weights = weights * compute_sample_weight(class_weight, np.asarray(y).ravel())
+        return weights.astype(np.float32)
+
+    # -- prediction ----------------------------------------------------------------
+    def _logits(self, X):
+        check_is_fitted(self, "net_")
+        data, _ = self._prepare_X(X, reset=False)
+        return self.net_.predict_logits(data)
+
+    @property
+    def module_(self):
+        """The trained ``torch.nn.Module``."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_partial_classes", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = self.device not in ("cpu",) and torch.cuda.is_available()
+        return tags
+
+
+def _silent(*args, **kwargs):
+    pass
+
+
+def _subset(data, idx):
+    if isinstance(data, TensorData):
+        return data.subset(idx)
+    return ImagePaths(
+        [data.paths[i] for i in idx], image_size=data.image_size, mode=data.mode,
+        y=data.y[idx], weights=data.weights[idx],
+    )
+
+
+def _checkpoint(checkpoint_dir):
+    """Best-weights checkpoint in its own folder for this process and fit."""
+    folder = os.path.join(os.fspath(checkpoint_dir), f"fit-{os.getpid()}-{id(object()):x}")
+    return Checkpoint(dirname=folder, monitor="valid_loss_best", f_optimizer=None,
+                      f_criterion=None, f_history=None, load_best=False)
+
+
+class NetClassifierMixin(ClassifierMixin):
+    """Targets, losses and outputs of classification."""
+
+    def _encode_y(self, y, reset):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        task = type_of_target(y)
+        if task == "multilabel-indicator":
+            if reset:
+                self._task = "multilabel"
+                self.classes_ = np.arange(y.shape[1])
+            elif self._task != "multilabel" or y.shape[1] != len(self.classes_):
+                raise ValueError("y does not match the labels the estimator was fitted on.")
+            return y.astype(np.float32)
+        check_classification_targets(y)
+        if task not in ("binary", "multiclass"):
+            raise ValueError(
+                f"{type(self).__name__} supports binary, multiclass and multilabel-indicator "
+                f"targets; got {task!r}."
+            )
+        if reset:
+            encoder = LabelEncoder().fit(getattr(self, "_partial_classes", y))
+            classes = encoder.classes_
+            if len(classes) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes in the data, "
+                    f"but the data contains only one class: {classes[0]!r}."
+                )
+            self.classes_ = classes
+            self._task = "binary" if len(classes) == 2 else "multiclass"
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unseen):
+            raise ValueError(f"y contains labels {unseen.tolist()} not seen when fitting.")
+        codes = np.searchsorted(self.classes_, y)
+        if self._task == "binary":
+            return codes.astype(np.float32).reshape(-1, 1)
+        return codes.astype(np.int64)
+
+    def _n_outputs(self):
+        return 1 if self._task == "binary" else len(self.classes_)
+
+    def _criterion(self):
+        return nn.CrossEntropyLoss if self._task == "multiclass" else nn.BCEWithLogitsLoss
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n, n_classes)`` (``(n, n_labels)`` if multilabel)."""
+        logits = torch.as_tensor(self._logits(X))
+        if self._task == "multiclass":
+            return torch.softmax(logits, 1).numpy()
+        p = torch.sigmoid(logits).numpy()
+        if self._task == "binary":
+            return np.column_stack([1 - p[:, 0], p[:, 0]])
+        return p
+
+    def predict_log_proba(self, X):
+        return np.log(np.clip(self.predict_proba(X), 1e-12, None))
+
+    def predict(self, X):
+        """Predicted labels (an indicator matrix when multilabel)."""
+        proba = self.predict_proba(X)
+        if self._task == "multilabel":
+            return (proba > 0.5).astype(int)
+        return self.classes_[proba.argmax(1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.poor_score = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class NetRegressorMixin(RegressorMixin):
+    """Targets, losses and outputs of regression."""
+
+    def _encode_y(self, y, reset):
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim == 1:
+            y = y.reshape(-1, 1)
+            single = True
+        else:
+            single = False
+        if not np.isfinite(y).all():
+            raise ValueError("y contains NaN or infinity; expected finite targets.")
+        if reset:
+            self._task = "regression"
+            self._single_output = single
+            self.n_outputs_ = y.shape[1]
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} outputs; the estimator was fitted on {self.n_outputs_}.")
+        return y
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _criterion(self):
+        return nn.MSELoss
+
+    def predict(self, X):
+        """Predicted targets, shape ``(n,)`` or ``(n, n_outputs)``."""
+        out = self._logits(X)
+        return out[:, 0] if self._single_output else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True
+        return tags

@@ -1,0 +1,267 @@
+"""CNNClassifier and CNNRegressor: conv nets as scikit-learn estimators."""
+
+from __future__ import annotations
+
+from ._base import BaseNetEstimator, NetClassifierMixin, NetRegressorMixin
+from .models.convnet import ConvNet
+
+__all__ = ["CNNClassifier", "CNNRegressor"]
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    conv_filters : tuple of int, default=(32, 64)
+        Filters of each conv block (conv, batch norm, activation, max-pool).
+    kernel_size : int or tuple, default=3
+        Kernel size, one for all blocks or one per block.
+    pool_size : int or tuple, default=2
+        Max-pool size after each block (1 or None: no pooling); a map
+        already smaller than the pool is not pooled.
+    padding : {"same", "valid"}, default="same"
+    dense_units : tuple of int, default=(128,)
+        Hidden dense layers between the conv blocks and the output layer.
+    dropout : float, default=0.25
+        Dropout rate after each hidden dense layer.
+    batch_norm : bool, default=True
+        Batch normalisation after each convolution.
+    activation : str, default="relu"
+        "relu", "elu", "leaky_relu", "gelu", "selu", "silu", "tanh" or "sigmoid".
+    global_pool : {None, "avg", "max"}, default=None
+        None flattens the last feature map (as Keras ``Flatten``).
+    max_epochs : int, default=40
+    batch_size : int, default=64
+    lr : float, default=1e-3
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"} or optimizer class, default="adam"
+        "sgd" uses momentum 0.9.
+    weight_decay : float, default=0.0
+        L2 penalty (decoupled for "adamw").
+    early_stopping : bool, default=True
+        Stop when the monitored loss has not improved for ``n_iter_no_change``
+        epochs and restore the best weights. The validation loss is monitored
+        when ``validation_fraction`` > 0, the training loss otherwise.
+    validation_fraction : float or None, default=0.1
+        Internal validation split (stratified for classifiers), drawn from
+        ``random_state``. 0 or None: no split.
+    n_iter_no_change : int, default=6
+    augment : None, bool, dict, Augment or callable, default=None
+        Training-batch augmentation on the device, e.g.
+        ``{"rotation": 15, "shift": 0.1, "hflip": True}``.
+    image_shape : tuple or None, default=None
+        Shape of one image when X is flattened: ``(H, W)`` or ``(H, W, C)``.
+        Without it, 2-D X is a batch of 1-D signals (1-D convolutions).
+    channels : {"auto", "last", "first"}, default="auto"
+        Channel axis of 4-D input; "auto" takes a small last axis (<= 4) as
+        channels-last, else a small axis 1 as channels-first.
+    device : str, default="auto"
+        "auto" is CUDA when available, else CPU.
+    precision : {"auto", "32", "bf16", "fp16"}, default="auto"
+        Mixed precision; "auto" is bf16 (or fp16 with a grad scaler) on CUDA,
+        float32 on CPU.
+    compile : bool, default=False
+        Wrap the module with ``torch.compile``.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, the validation split, shuffling, dropout and augmentation.
+    verbose : int, default=0
+        Print a per-epoch table when > 0.
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``.
+    checkpoint_dir : str or None, default=None
+        Save the best weights during training under this folder (one
+        sub-folder per fit, so parallel searches do not collide).
+    num_workers : int, default=0
+        DataLoader workers when X is a list of image files.
+"""
+
+
+class _CNNMixin:
+    def _build_module(self, layout, n_outputs):
+        return ConvNet(
+            in_channels=layout.in_channels,
+            input_size=layout.spatial,
+            n_classes=n_outputs,
+            conv_filters=self.conv_filters,
+            kernel_size=self.kernel_size,
+            pool_size=self.pool_size,
+            padding=self.padding,
+            dense_units=self.dense_units,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+            activation=self.activation,
+            global_pool=self.global_pool,
+        )
+
+
+class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
+    __doc__ = (
+        """Convolutional network classifier (binary, multiclass, multilabel).
+
+    Binary targets get one sigmoid output and binary cross-entropy,
+    multiclass targets softmax and cross-entropy, multilabel indicator
+    matrices one sigmoid per label. Labels may be of any type.
+    """
+        + _PARAMS_DOC
+        + """    class_weight : "balanced", dict or None, default=None
+        Weights of the classes in the loss.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    n_features_in_ : int
+    layout_ : ImageLayout
+        The ``(C, H, W)`` (or ``(C, L)``) shape seen at fit.
+    net_ : skorch.NeuralNet
+        The trained skorch net; ``module_`` is its torch module.
+    history_ : list of dict
+        Per-epoch ``train_loss``, ``valid_loss``, ``train_acc``, ``valid_acc``, ``dur``.
+    best_epoch_ : int
+    n_iter_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skcnn import CNNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = CNNClassifier(image_shape=(8, 8), max_epochs=2, random_state=0)
+    >>> clf.fit(X[:200], y[:200]).predict(X[:3]).shape
+    (3,)
+    """
+    )
+
+    def __init__(
+        self,
+        conv_filters=(32, 64),
+        kernel_size=3,
+        pool_size=2,
+        padding="same",
+        dense_units=(128,),
+        dropout=0.25,
+        batch_norm=True,
+        activation="relu",
+        global_pool=None,
+        max_epochs=40,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=6,
+        augment=None,
+        image_shape=None,
+        channels="auto",
+        device="auto",
+        precision="auto",
+        compile=False,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        checkpoint_dir=None,
+        num_workers=0,
+        class_weight=None,
+    ):
+        self.conv_filters = conv_filters
+        self.kernel_size = kernel_size
+        self.pool_size = pool_size
+        self.padding = padding
+        self.dense_units = dense_units
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.activation = activation
+        self.global_pool = global_pool
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.image_shape = image_shape
+        self.channels = channels
+        self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.num_workers = num_workers
+        self.class_weight = class_weight
+
+
+class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
+    __doc__ = (
+        """Convolutional network regressor (linear output, mean squared error).
+    """
+        + _PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    n_outputs_ : int
+    n_features_in_ : int
+    layout_ : ImageLayout
+    net_ : skorch.NeuralNet
+    history_ : list of dict
+    """
+    )
+
+    def __init__(
+        self,
+        conv_filters=(32, 64),
+        kernel_size=3,
+        pool_size=2,
+        padding="same",
+        dense_units=(128,),
+        dropout=0.25,
+        batch_norm=True,
+        activation="relu",
+        global_pool=None,
+        max_epochs=40,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=6,
+        augment=None,
+        image_shape=None,
+        channels="auto",
+        device="auto",
+        precision="auto",
+        compile=False,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        checkpoint_dir=None,
+        num_workers=0,
+    ):
+        self.conv_filters = conv_filters
+        self.kernel_size = kernel_size
+        self.pool_size = pool_size
+        self.padding = padding
+        self.dense_units = dense_units
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.activation = activation
+        self.global_pool = global_pool
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.image_shape = image_shape
+        self.channels = channels
+        self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.num_workers = num_workers

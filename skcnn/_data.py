@@ -1,0 +1,374 @@
+"""Turning the images users hold into the tensors networks need.
+
+Every estimator and transformer in skcnn goes through :func:`to_channels_first`
+(arrays) or :class:`ImagePaths` (files on disk); nothing else reshapes input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ImageLayout",
+    "ImagePaths",
+    "TensorData",
+    "BatchIterator",
+    "is_path_source",
+    "to_channels_first",
+    "to_float_tensor",
+]
+
+_MAX_CHANNELS = 4
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """What one sample looks like once it is in network layout.
+
+    ``shape`` is ``(C, H, W)`` for images and ``(C, L)`` for 1-D signals.
+    """
+
+    shape: tuple
+
+    @property
+    def in_channels(self):
+        return self.shape[0]
+
+    @property
+    def spatial(self):
+        return tuple(self.shape[1:])
+
+    @property
+    def ndim(self):
+        return len(self.shape) - 1
+
+    def describe(self):
+        if self.ndim == 1:
+            return f"1-D signals of length {self.shape[1]} with {self.shape[0]} channel(s)"
+        c, h, w = self.shape
+        return f"{h}x{w} images with {c} channel(s)"
+
+
+def _image_shape_to_chw(image_shape, channels):
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) == 1:
+        return (1, image_shape[0])
+    if len(image_shape) == 2:
+        return (1, *image_shape)
+    if len(image_shape) == 3:
+        if channels == "first":
+            return image_shape
+        h, w, c = image_shape
+        return (c, h, w)
+    raise ValueError(
+        f"image_shape must be (H, W), (H, W, C) or (L,); got {image_shape!r}."
+    )
+
+
+def _detect_channels_last(shape, channels):
+    """Decide whether a 4-D array is channels-last; ``channels`` overrides."""
+    if channels == "last":
+        return True
+    if channels == "first":
+        return False
+    if channels != "auto":
+        raise ValueError(f"channels must be 'auto', 'last' or 'first'; got {channels!r}.")
+    last_small = shape[3] <= _MAX_CHANNELS
+    first_small = shape[1] <= _MAX_CHANNELS
+    # Users hold images channels-last (PIL, skimage, Keras); only a small
+    # axis 1 next to a large last axis says channels-first.
+    return not (first_small and not last_small)
+
+
+def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name="X"):
+    """Convert an array of samples to network layout, keeping uint8 as uint8.
+
+    Parameters
+    ----------
+    X : array-like
+        ``(n, H, W)`` grayscale, ``(n, H, W, C)`` channels-last,
+        ``(n, C, H, W)`` channels-first, ``(n, H*W*C)`` with ``image_shape``,
+        or ``(n, L)`` without it (1-D signals).
+    image_shape : tuple or None, default=None
+        Shape of one image when ``X`` is flattened: ``(H, W)`` or ``(H, W, C)``
+        (``(C, H, W)`` when ``channels="first"``).
+    channels : {"auto", "last", "first"}, default="auto"
+        Where the channel axis of a 4-D array is.
+    layout : ImageLayout or None, default=None
+        The layout recorded at fit; a mismatch raises ``ValueError``.
+
+    Returns
+    -------
+    X : ndarray of shape (n, C, H, W) or (n, C, L)
+        uint8 stays uint8 (scaled to [0, 1] on the device, per batch);
+        every other dtype becomes float32.
+    layout : ImageLayout
+    """
+    X = np.asarray(X)
+    if X.dtype.kind in "OUSV":
+        raise TypeError(f"{name} must be numeric; got an array of dtype {X.dtype}.")
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported; expected real-valued images.")
+    if X.ndim < 2:
+        raise ValueError(
+            f"Expected a 2-D, 3-D or 4-D array of samples; got {X.ndim}-D {name} "
+            f"of shape {X.shape}. Reshape single samples with X.reshape(1, ...)."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}); expected at least 1.")
+    n = X.shape[0]
+    if X.ndim == 2:
+        if image_shape is None:
+            X = X[:, None, :]
+        else:
+            chw = _image_shape_to_chw(image_shape, channels)
+            if int(np.prod(chw)) != X.shape[1]:
+                raise ValueError(
+                    f"image_shape={tuple(image_shape)} holds {int(np.prod(chw))} values "
+                    f"but {name} has {X.shape[1]} features per sample."
+                )
+            if len(image_shape) == 3 and channels != "first":
+                X = X.reshape(n, *image_shape).transpose(0, 3, 1, 2)
+            else:
+                X = X.reshape(n, *chw)
+    elif X.ndim == 3:
+        X = X[:, None, :, :]
+    elif X.ndim == 4:
+        if _detect_channels_last(X.shape, channels):
+            X = X.transpose(0, 3, 1, 2)
+    else:
+        raise ValueError(
+            f"Expected at most 4 dimensions (n, H, W, C); got {name} of shape {X.shape}."
+        )
+    if X.dtype != np.uint8:
+        X = X.astype(np.float32, copy=False)
+        if not np.isfinite(X).all():
+            raise ValueError(f"Input {name} contains NaN or infinity; expected finite values.")
+    X = np.ascontiguousarray(X)
+    found = ImageLayout(tuple(X.shape[1:]))
+    if layout is not None and found != layout:
+        raise ValueError(
+            f"{name} holds {found.describe()} (shape {found.shape} in channels-first "
+            f"layout), but the estimator was fitted on {layout.describe()} "
+            f"(shape {layout.shape})."
+        )
+    return X, found
+
+
+def to_float_tensor(x):
+    """Scale a uint8 batch to [0, 1]; cast anything else to float32."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def is_path_source(X):
+    """True for a list/tuple/array of file paths, or an :class:`ImagePaths`."""
+    if isinstance(X, ImagePaths):
+        return True
+    if isinstance(X, (str, os.PathLike)):
+        return False
+    if isinstance(X, (list, tuple)) and len(X) > 0:
+        return all(isinstance(p, (str, os.PathLike)) for p in X)
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OU" and X.ndim == 1 and X.size:
+        return all(isinstance(p, (str, os.PathLike)) for p in X)
+    return False
+
+
+def _decode(path, size, mode):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert(mode)
+        if size is not None and im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+class ImagePaths(torch.utils.data.Dataset):
+    """Images on disk, decoded one at a time into uint8 ``(C, H, W)``.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+    image_size : (H, W) or None
+        Every image is resized to this; ``None`` takes the first image's size.
+    mode : {"auto", "L", "RGB"}
+        PIL mode; "auto" is "L" when the first image is grayscale, else "RGB".
+    """
+
+    def __init__(self, paths, image_size=None, mode="auto", y=None, weights=None):
+        self.paths = [str(p) for p in (paths.paths if isinstance(paths, ImagePaths) else paths)]
+        if not self.paths:
+            raise ValueError("Found 0 image paths; expected at least 1.")
+        for p in self.paths[:1]:
+            if not Path(p).is_file():
+                raise ValueError(f"Image file {p!r} does not exist.")
+        if mode == "auto" or image_size is None:
+            from PIL import Image
+
+            with Image.open(self.paths[0]) as im:
+                first_mode, (w, h) = im.mode, im.size
+            if mode == "auto":
+                mode = "L" if first_mode in ("L", "1", "I", "I;16", "F") else "RGB"
+            if image_size is None:
+                image_size = (h, w)
+        self.image_size = tuple(int(s) for s in image_size[:2])
+        self.mode = mode
+        self.y = y
+        self.weights = weights
+
+    @property
+    def layout(self):
+        return ImageLayout(((1 if self.mode == "L" else 3), *self.image_size))
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(_decode(self.paths[i], self.image_size, self.mode))
+        if self.y is None:
+            return x
+        return x, (self.y[i], self.weights[i])
+
+    def load(self):
+        """Decode every image into one uint8 array ``(n, C, H, W)``."""
+        return np.stack([_decode(p, self.image_size, self.mode) for p in self.paths])
+
+
+class TensorData(torch.utils.data.Dataset):
+    """Whole data set held as tensors, so batches are slices, not collations."""
+
+    def __init__(self, X, y=None, weights=None):
+        self.X = torch.as_tensor(X)
+        self.y = None if y is None else torch.as_tensor(y)
+        if weights is None and y is not None:
+            weights = torch.ones(len(self.X), dtype=torch.float32)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        if self.y is None:
+            return self.X[i]
+        return self.X[i], (self.y[i], self.weights[i])
+
+    def subset(self, idx):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return TensorData(
+            self.X[idx],
+            None if self.y is None else self.y[idx],
+            None if self.weights is None else self.weights[idx],
+        )
+
+    def to(self, device):
+        """Move to ``device`` when it fits; pin host memory otherwise."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return self
+        tensors = [t for t in (self.X, self.y, self.weights) if t is not None]
+        need = sum(t.element_size() * t.nelement() for t in tensors)
+        free, _ = torch.cuda.mem_get_info(device)
+        # Keep half the free memory for activations and the optimizer.
+        if need < free // 2:
+            moved = [t.to(device, non_blocking=True) for t in tensors]
+        else:
+            moved = [t.pin_memory() for t in tensors]
+        out = TensorData.__new__(TensorData)
+        out.X = moved[0]
+        out.y = moved[1] if self.y is not None else None
+        out.weights = moved[-1] if self.weights is not None else None
+        return out
+
+
+class BatchIterator:
+    """Shuffled batches sliced from preloaded tensors, or streamed from disk.
+
+    Re-iterable: each ``iter()`` is one epoch with a fresh permutation drawn
+    from ``generator``. ``transform`` (augmentation) runs on the device, on
+    whole batches, for training batches only.
+    """
+
+    def __init__(
+        self,
+        data,
+        batch_size,
+        *,
+        shuffle=False,
+        device="cpu",
+        generator=None,
+        transform=None,
+        drop_last_single=False,
+        num_workers=0,
+        channels_last=False,
+    ):
+        self.data = data
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.device = torch.device(device)
+        self.generator = generator
+        self.transform = transform
+        self.drop_last_single = drop_last_single
+        self.num_workers = num_workers
+        self.channels_last = channels_last
+
+    def __len__(self):
+        return -(-len(self.data) // self.batch_size)
+
+    def _finish(self, xb, rest):
+        non_blocking = self.device.type == "cuda"
+        xb = to_float_tensor(xb.to(self.device, non_blocking=non_blocking))
+        if self.transform is not None:
+            xb = self.transform(xb)
+        if self.channels_last and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        if rest is None:
+            return xb
+        yb, wb = rest
+        return xb, (yb.to(self.device, non_blocking=non_blocking), wb.to(self.device, non_blocking=non_blocking))
+
+    def __iter__(self):
+        if isinstance(self.data, TensorData):
+            yield from self._iter_tensors()
+        else:
+            yield from self._iter_loader()
+
+    def _iter_tensors(self):
+        data = self.data
+        n = len(data)
+        order = None
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).to(data.X.device)
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if self.drop_last_single and stop - start == 1 and n > 1:
+                break
+            idx = slice(start, stop) if order is None else order[start:stop]
+            rest = None if data.y is None else (data.y[idx], data.weights[idx])
+            yield self._finish(data.X[idx], rest)
+
+    def _iter_loader(self):
+        loader = torch.utils.data.DataLoader(
+            self.data,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            generator=self.generator,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=False,
+        )
+        for batch in loader:
+            if isinstance(batch, (list, tuple)):
+                xb, (yb, wb) = batch
+                if self.drop_last_single and len(xb) == 1 and len(self.data) > 1:
+                    break
+                yield self._finish(xb, (yb, wb))
+            else:
+                yield self._finish(batch, None)

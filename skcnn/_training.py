@@ -1,0 +1,205 @@
+"""The training engine: a skorch ``NeuralNet`` with skcnn's data path.
+
+skorch runs the loop, callbacks, history and early stopping. What this
+subclass changes is only what makes it as fast as a hand-written loop:
+batches are slices of preloaded tensors (:class:`skcnn._data.BatchIterator`)
+instead of per-sample ``__getitem__`` + collation; mixed precision on CUDA;
+per-sample weights in the loss; predictions without autograd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import to_numpy
+
+from ._data import BatchIterator, TensorData
+
+__all__ = ["SkcnnNet", "resolve_device", "resolve_precision", "FixedSplit", "Accuracy"]
+
+
+def resolve_device(device):
+    """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU."""
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
+        )
+    return device
+
+
+def resolve_precision(precision, device):
+    """Map the ``precision`` parameter to an autocast dtype (or None = float32)."""
+    if precision in ("32", 32, "fp32", "float32", None):
+        return None
+    is_cuda = device.startswith("cuda")
+    if precision == "auto":
+        if not is_cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if precision in ("fp16", "16", 16, "float16"):
+        if not is_cuda:
+            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU.")
+        return torch.float16
+    raise ValueError(f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}.")
+
+
+class FixedSplit:
+    """skorch ``train_split`` returning a validation set chosen beforehand."""
+
+    def __init__(self, valid):
+        self.valid = valid
+
+    def __call__(self, dataset, y=None, groups=None):
+        return dataset, self.valid
+
+
+class Accuracy:
+    """skorch scoring callable: accuracy from cached logits for ``task``."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, net, X, y):
+        logits = torch.as_tensor(net.predict_proba(X))
+        y = np.asarray(y)
+        if self.task == "multiclass":
+            pred = logits.argmax(1).numpy()
+        else:
+            pred = (logits > 0).long().numpy().reshape(y.shape)
+        return float((pred == y).mean()) if self.task != "multilabel" else float(
+            (pred == y).all(axis=1).mean()
+        )
+
+
+def target_of(batch_y):
+    """Targets from a ``(y, weights)`` batch, for skorch's scoring callbacks."""
+    return to_numpy(batch_y[0] if isinstance(batch_y, (tuple, list)) else batch_y)
+
+
+class SkcnnNet(NeuralNet):
+    """skorch NeuralNet fed by :class:`BatchIterator`, with AMP and sample weights."""
+
+    def __init__(
+        self,
+        *args,
+        amp_dtype=None,
+        augment=None,
+        shuffle_seed=0,
+        channels_last=False,
+        num_workers=0,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.amp_dtype = amp_dtype
+        self.augment = augment
+        self.shuffle_seed = shuffle_seed
+        self.channels_last = channels_last
+        self.num_workers = num_workers
+
+    # -- data --------------------------------------------------------------
+    def get_dataset(self, X, y=None):
+        if isinstance(X, torch.utils.data.Dataset):
+            return X
+        return TensorData(X, y)
+
+    def get_iterator(self, dataset, training=False):
+        if not hasattr(self, "generator_"):
+            self.generator_ = torch.Generator().manual_seed(int(self.shuffle_seed))
+        if isinstance(dataset, TensorData):
+            dataset = dataset.to(self.device)
+        batch_size = self.batch_size if training else max(self.batch_size, 1024)
+        return BatchIterator(
+            dataset,
+            len(dataset) if batch_size == -1 else batch_size,
+            shuffle=training,
+            device=self.device,
+            generator=self.generator_,
+            transform=self.augment if training else None,
+            drop_last_single=training,
+            num_workers=self.num_workers,
+            channels_last=self.channels_last,
+        )
+
+    # -- steps -------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        return torch.autocast(device_type=device_type, dtype=self.amp_dtype)
+
+    def infer(self, x, **fit_params):
+        with self._autocast():
+            return self.module_(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y, weights = y_true if isinstance(y_true, (tuple, list)) else (y_true, None)
+        loss = self.criterion_(y_pred.float(), y)
+        if loss.ndim > 1:
+            loss = loss.mean(dim=tuple(range(1, loss.ndim)))
+        if weights is not None:
+            loss = loss * weights
+        return loss.mean()
+
+    def _scaler(self):
+        if self.amp_dtype is not torch.float16:
+            return None
+        if not hasattr(self, "grad_scaler_"):
+            self.grad_scaler_ = torch.amp.GradScaler("cuda")
+        return self.grad_scaler_
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler = self._scaler()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        # Detached so scoring callbacks that cache predictions hold no graph.
+        return {"loss": loss.detach(), "y_pred": y_pred.detach()}
+
+    def _step_optimizer(self, step_fn):
+        scaler = self._scaler()
+        if scaler is None:
+            return super()._step_optimizer(step_fn)
+        step_fn()
+        for name in self._optimizers:
+            scaler.step(getattr(self, name + "_"))
+        scaler.update()
+
+    # -- prediction ----------------------------------------------------------
+    def predict_logits(self, data, batch_size=None):
+        """Raw network outputs for a TensorData / ImagePaths, under inference_mode."""
+        it = BatchIterator(
+            data.to(self.device) if isinstance(data, TensorData) else data,
+            batch_size or max(self.batch_size, 1024),
+            device=self.device,
+            num_workers=self.num_workers,
+            channels_last=self.channels_last,
+        )
+        self.module_.eval()
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for xb in it:
+                xb = xb[0] if isinstance(xb, tuple) else xb
+                out.append(self.module_(xb).float().cpu())
+        return torch.cat(out).numpy()
+
+
+def cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
