@@ -410,7 +410,7 @@ class NetClassifierMixin(ClassifierMixin):
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n, n_classes)`` (``(n, n_labels)`` if multilabel)."""
-        logits = torch.as_tensor(self._logits(X))
+        logits = torch.as_tensor(self._logits(X), dtype=torch.float64)
         if self._task == "multiclass":
             return torch.softmax(logits, 1).numpy()
         p = torch.sigmoid(logits).numpy()
@@ -463,7 +463,7 @@ class NetRegressorMixin(RegressorMixin):
 
     def predict(self, X):
         """Predicted targets, shape ``(n,)`` or ``(n, n_outputs)``."""
-        out = self._logits(X)
+        out = self._logits(X).astype(np.float64)
         return out[:, 0] if self._single_output else out
 
     def __sklearn_tags__(self):

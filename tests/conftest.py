@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def digits_uint8():
+    """Digits as uint8 images (n, 8, 8) in 0-255, with the 75/25 stratified split."""
+    d = load_digits()
+    X = np.round(d.images * (255 / 16)).astype(np.uint8)
+    return train_test_split(X, d.target, test_size=0.25, stratify=d.target, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits_uint8):
+    Xtr, _, ytr, _ = digits_uint8
+    return Xtr[:300], ytr[:300]
+
+
+TINY = dict(
+    conv_filters=(8,), dense_units=(32,), max_epochs=5, batch_size=32, lr=5e-3, device="cpu", random_state=0
+)

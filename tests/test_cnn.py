@@ -1,0 +1,202 @@
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skcnn import CNNClassifier, CNNRegressor
+
+from .conftest import TINY
+
+
+def test_default_digits_accuracy(digits_uint8):
+    Xtr, Xte, ytr, yte = digits_uint8
+    clf = CNNClassifier(random_state=0).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) >= 0.98
+    assert clf.n_iter_ <= clf.max_epochs
+    assert {"train_loss", "valid_loss", "train_acc", "valid_acc"} <= set(clf.history_[0])
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["gray", "channels_last", "channels_first", "flat", "flat_rgb", "float64"],
+)
+def test_input_layouts(small_digits, layout):
+    X, y = small_digits
+    kwargs = {}
+    if layout == "channels_last":
+        X = np.repeat(X[..., None], 3, axis=-1)
+    elif layout == "channels_first":
+        X = np.repeat(X[:, None], 3, axis=1)
+    elif layout == "flat":
+        X = X.reshape(len(X), -1)
+        kwargs["image_shape"] = (8, 8)
+    elif layout == "flat_rgb":
+        X = np.repeat(X[..., None], 3, axis=-1).reshape(len(X), -1)
+        kwargs["image_shape"] = (8, 8, 3)
+    elif layout == "float64":
+        X = X.astype(np.float64) / 255
+    clf = CNNClassifier(**TINY, **kwargs).fit(X, y)
+    expected_channels = 3 if layout in ("channels_last", "channels_first", "flat_rgb") else 1
+    assert clf.layout_.shape == (expected_channels, 8, 8)
+    assert clf.predict(X).shape == (len(X),)
+    assert clf.score(X, y) > 0.3
+
+
+def test_uint8_and_float_inputs_agree(small_digits):
+    X, y = small_digits
+    a = CNNClassifier(**TINY).fit(X, y).predict_proba(X)
+    b = CNNClassifier(**TINY).fit(X.astype(np.float32) / 255, y).predict_proba(X.astype(np.float32) / 255)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_one_dimensional_signals_use_conv1d():
+    rng = np.random.RandomState(0)
+    t = np.linspace(0, 1, 32)
+    y = rng.randint(0, 2, 120)
+    X = np.sin(2 * np.pi * (2 + 3 * y[:, None]) * t) + 0.1 * rng.randn(120, 32)
+    clf = CNNClassifier(**{**TINY, "max_epochs": 15}).fit(X, y)
+    assert type(clf.module_.features[0][0]).__name__ == "Conv1d"
+    assert clf.score(X, y) > 0.9
+
+
+def test_string_and_binary_labels(small_digits):
+    X, y = small_digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = CNNClassifier(**TINY).fit(X, names[y])
+    assert set(clf.predict(X)) <= set(names)
+    binary = np.where(y < 5, "low", "high")
+    bclf = CNNClassifier(**TINY).fit(X, binary)
+    assert bclf.module_.classifier.out_features == 1  # one sigmoid logit
+    proba = bclf.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(1), 1)
+    assert list(bclf.classes_) == ["high", "low"]
+    assert bclf.score(X, binary) > 0.6
+
+
+def test_multilabel(small_digits):
+    X, y = small_digits
+    Y = np.column_stack([y % 2 == 0, y > 4, y == 0]).astype(int)
+    clf = CNNClassifier(**TINY).fit(X, Y)
+    assert clf.predict(X).shape == Y.shape
+    assert clf.predict_proba(X).shape == Y.shape
+    assert (clf.predict(X) == Y).mean() > 0.7
+
+
+def test_regression_single_and_multi_output(small_digits):
+    X, y = small_digits
+    reg = CNNRegressor(**{**TINY, "max_epochs": 30, "early_stopping": False}).fit(X, y.astype(float))
+    assert reg.predict(X).shape == (len(X),)
+    assert reg.score(X, y) > 0.5
+    Y = np.column_stack([y, -y]).astype(float)
+    reg2 = CNNRegressor(**TINY).fit(X, Y)
+    assert reg2.predict(X).shape == (len(X), 2)
+
+
+def test_class_and_sample_weight_change_the_model(small_digits):
+    X, y = small_digits
+    base = CNNClassifier(**TINY).fit(X, y).predict_proba(X)
+    weighted = CNNClassifier(**TINY, class_weight={0: 20.0}).fit(X, y).predict_proba(X)
+    assert weighted[:, 0].mean() > base[:, 0].mean()
+    sw = np.where(y == 1, 20.0, 1.0)
+    sw_proba = CNNClassifier(**TINY).fit(X, y, sample_weight=sw).predict_proba(X)
+    assert sw_proba[:, 1].mean() > base[:, 1].mean()
+    balanced = CNNClassifier(**TINY, class_weight="balanced").fit(X, y)
+    assert balanced.score(X, y) > 0.3
+
+
+def test_reproducible_for_fixed_random_state(small_digits):
+    X, y = small_digits
+    a = CNNClassifier(**TINY, dropout=0.5).fit(X, y).predict_proba(X)
+    b = CNNClassifier(**TINY, dropout=0.5).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    c = CNNClassifier(**{**TINY, "random_state": 1}, dropout=0.5).fit(X, y).predict_proba(X)
+    assert not np.array_equal(a, c)
+
+
+def test_early_stopping_restores_best_weights(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**{**TINY, "max_epochs": 60, "lr": 0.05}, n_iter_no_change=3).fit(X, y)
+    assert clf.n_iter_ < 60
+    losses = [h["valid_loss"] for h in clf.history_]
+    assert clf.best_epoch_ == int(np.argmin(losses)) + 1
+    assert clf.n_iter_ == clf.best_epoch_ + 3
+
+
+def test_no_validation_split(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY, validation_fraction=0).fit(X, y)
+    assert "valid_loss" not in clf.history_[-1]
+    assert clf.history_[-1]["train_batch_count"] == int(np.ceil(len(X) / 32))
+
+
+def test_partial_fit_and_warm_start(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY)
+    clf.partial_fit(X, y, classes=np.arange(10))
+    assert clf.n_iter_ == 1
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 2
+    warm = CNNClassifier(**TINY, warm_start=True, early_stopping=False).fit(X, y)
+    first = warm.n_iter_
+    warm.fit(X, y)
+    assert warm.n_iter_ == first + TINY["max_epochs"]
+
+
+def test_clone_and_pickle(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY).fit(X, y)
+    fresh = clone(clf)
+    assert not hasattr(fresh, "net_") and not hasattr(fresh, "classes_")
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
+def test_predict_checks_layout(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on 8x8 images with 1 channel"):
+        clf.predict(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.zeros((2, 10, 10), dtype=np.uint8))
+
+
+def test_grid_search_parallel_and_randomized(small_digits):
+    X, y = small_digits
+    grid = GridSearchCV(CNNClassifier(**TINY), {"dropout": [0.0, 0.3]}, cv=2, n_jobs=2).fit(X, y)
+    assert grid.best_score_ > 0.3
+    rnd = RandomizedSearchCV(
+        CNNClassifier(**TINY), {"lr": loguniform(1e-4, 1e-1)}, n_iter=2, cv=2, random_state=0
+    ).fit(X, y)
+    assert 1e-4 <= rnd.best_params_["lr"] <= 1e-1
+
+
+def test_in_pipeline(small_digits):
+    X, y = small_digits
+    pipe = make_pipeline(FunctionTransformer(lambda a: a.reshape(len(a), -1)), CNNClassifier(**TINY, image_shape=(8, 8)))
+    assert pipe.fit(X, y).score(X, y) > 0.3
+
+
+def test_optimizers_and_activations(small_digits):
+    X, y = small_digits
+    for opt in ["adamw", "sgd", "rmsprop"]:
+        CNNClassifier(**TINY, optimizer=opt, activation="elu", weight_decay=1e-4).fit(X[:64], y[:64])
+    import torch
+
+    CNNClassifier(**TINY, optimizer=torch.optim.Adagrad).fit(X[:64], y[:64])
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        CNNClassifier(**TINY, optimizer="lbfgs2").fit(X[:64], y[:64])
+
+
+def test_augmentation_only_changes_training(small_digits):
+    X, y = small_digits
+    plain = CNNClassifier(**TINY).fit(X, y)
+    aug = CNNClassifier(**TINY, augment={"rotation": 10, "shift": 0.1, "noise": 0.05}).fit(X, y)
+    assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X))
+    # prediction is deterministic: no augmentation at predict time
+    np.testing.assert_array_equal(aug.predict_proba(X), aug.predict_proba(X))

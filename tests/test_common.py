@@ -1,0 +1,51 @@
+"""scikit-learn's estimator checks over every skcnn estimator.
+
+Fast constructor arguments and the expected failures (each with its reason)
+live in the two tables below, as in imbalanced-learn's common tests.
+"""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skcnn import CNNClassifier, CNNRegressor
+
+FAST = dict(
+    conv_filters=(4,),
+    dense_units=(8,),
+    max_epochs=3,
+    batch_size=32,
+    lr=1e-2,
+    random_state=0,
+    device="cpu",
+)
+
+ESTIMATORS = [
+    CNNClassifier(**FAST),
+    CNNRegressor(**FAST),
+]
+
+# check name -> reason, per estimator class. At most 3 each.
+_SGD_WEIGHTS = (
+    "mini-batch training with shuffling and an internal validation split is not "
+    "equivalent to repeating samples (as for sklearn's MLP and SGD estimators)"
+)
+EXPECTED_FAILED = {
+    "CNNClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+    "CNNRegressor": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+}
+
+
+def _expected_failed_checks(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_expected_failures_are_few():
+    for name, failures in EXPECTED_FAILED.items():
+        assert len(failures) <= 3, name
+        assert all(reason for reason in failures.values()), name
+
