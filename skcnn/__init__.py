@@ -1,6 +1,8 @@
 """skcnn: convolutional-network estimators for scikit-learn, trained with skorch."""
 
 from ._cnn import CNNClassifier, CNNRegressor
+from ._densenet import DenseNetClassifier
+from ._feature_extraction import PretrainedFeatureExtractor
 from .augmentation import Augment
 
 __version__ = "0.1.0"
@@ -9,5 +11,7 @@ __all__ = [
     "Augment",
     "CNNClassifier",
     "CNNRegressor",
+    "DenseNetClassifier",
+    "PretrainedFeatureExtractor",
     "__version__",
 ]

@@ -63,7 +63,7 @@ class BaseNetEstimator(BaseEstimator):
     def _build_module(self, layout, n_outputs):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _extra_callbacks(self):
+    def _extra_callbacks(self, module):
         return []
 
     def _optimizer_kwargs(self):
@@ -251,7 +251,7 @@ class BaseNetEstimator(BaseEstimator):
         checkpoint_dir = getattr(self, "checkpoint_dir", None)
         if checkpoint_dir is not None:
             callbacks.append(("checkpoint", _checkpoint(checkpoint_dir)))
-        callbacks += self._extra_callbacks()
+        callbacks += self._extra_callbacks(module)
         device = self.device_
         precision = getattr(self, "precision", "auto")
         amp = resolve_precision(precision, device)

@@ -1,0 +1,206 @@
+"""DenseNetClassifier: torchvision DenseNets, from scratch or pretrained."""
+
+from __future__ import annotations
+
+from skorch.callbacks import Unfreezer
+
+from ._base import BaseNetEstimator, NetClassifierMixin
+from .models.adapter import InputAdapter
+from .models.densenet import DenseNetModule, make_densenet
+from .pretrained import load_into, resolve_weights
+
+__all__ = ["DenseNetClassifier"]
+
+_SMALL_IMAGE = 64
+
+
+class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
+    """DenseNet classifier with fine-tuning depth as a hyperparameter.
+
+    The architecture is torchvision's. Trained from scratch, small images
+    (<= 64 px) get a small-image stem (3x3 conv, no max-pool). With
+    ``weights``, the ImageNet stem and weights are loaded, the head is
+    replaced for the task's classes and ``finetune_depth`` chooses how much of
+    the backbone trains (the lecture notes' transfer-learning recipe).
+
+    Inputs that are not 3-channel: 1-channel images are repeated to 3
+    channels on the device for a pretrained backbone; from scratch, the first
+    convolution takes the images' own channel count.
+
+    Parameters
+    ----------
+    arch : {"densenet121", "densenet161", "densenet169", "densenet201"} or None, default=None
+        A named torchvision architecture; None builds a DenseNet-BC from
+        ``growth_rate``, ``block_config`` and ``num_init_features``.
+    growth_rate : int, default=12
+    block_config : tuple of int, default=(4, 4, 4)
+        Dense layers per dense block.
+    num_init_features : int, default=24
+    bn_size : int, default=4
+    drop_rate : float, default=0.0
+        Dropout after each dense layer (torchvision's ``drop_rate``).
+    memory_efficient : bool, default=False
+        Gradient checkpointing in dense layers (less memory, slower).
+    weights : None, str, path or URL, default=None
+        ``"DEFAULT"`` / ``"IMAGENET1K_V1"`` (torchvision, through the torch hub
+        cache, hash checked), a local ``.pth`` / ``.safetensors`` state dict, or
+        a URL. Loaded with ``weights_only=True``; never unpickles objects.
+    finetune_depth : int or "all", default="all"
+        0 trains only the new head; k trains the last k dense blocks (with
+        their transitions and the final norm) plus the head; "all" trains all.
+        Frozen batch-norm layers stay in eval mode.
+    head_epochs : int, default=0
+        Train the head alone for this many epochs first, then unfreeze down to
+        ``finetune_depth``.
+    backbone_lr_scale : float, default=1.0
+        The backbone's learning rate is ``lr * backbone_lr_scale``.
+    input_size : int, (H, W) or None, default=None
+        Resize inputs to this size on the device.
+    stem : {"auto", "small", "imagenet"}, default="auto"
+        "auto" is "small" for images <= 64 px trained from scratch.
+    max_epochs : int, default=30
+    batch_size : int, default=64
+    lr : float, default=1e-3
+    optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
+augment, image_shape, channels, device, precision, compile, random_state, verbose, \
+warm_start, checkpoint_dir, num_workers, class_weight
+        As in :class:`~skcnn.CNNClassifier`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skcnn import DenseNetClassifier
+    >>> d = load_digits()
+    >>> clf = DenseNetClassifier(block_config=(2, 2), max_epochs=1, random_state=0)
+    >>> clf.fit(d.images[:100], d.target[:100]).predict(d.images[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        arch=None,
+        growth_rate=12,
+        block_config=(4, 4, 4),
+        num_init_features=24,
+        bn_size=4,
+        drop_rate=0.0,
+        memory_efficient=False,
+        weights=None,
+        finetune_depth="all",
+        head_epochs=0,
+        backbone_lr_scale=1.0,
+        input_size=None,
+        stem="auto",
+        max_epochs=30,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=6,
+        augment=None,
+        image_shape=None,
+        channels="auto",
+        device="auto",
+        precision="auto",
+        compile=False,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        checkpoint_dir=None,
+        num_workers=0,
+        class_weight=None,
+    ):
+        self.arch = arch
+        self.growth_rate = growth_rate
+        self.block_config = block_config
+        self.num_init_features = num_init_features
+        self.bn_size = bn_size
+        self.drop_rate = drop_rate
+        self.memory_efficient = memory_efficient
+        self.weights = weights
+        self.finetune_depth = finetune_depth
+        self.head_epochs = head_epochs
+        self.backbone_lr_scale = backbone_lr_scale
+        self.input_size = input_size
+        self.stem = stem
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.image_shape = image_shape
+        self.channels = channels
+        self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.num_workers = num_workers
+        self.class_weight = class_weight
+
+    def _n_blocks(self):
+        from .models.densenet import DENSENET_CONFIGS
+
+        blocks = DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
+        return len(blocks)
+
+    def _build_module(self, layout, n_outputs):
+        resolved = resolve_weights(self.arch, self.weights)
+        size = self.input_size or layout.spatial
+        if isinstance(size, int):
+            size = (size, size)
+        if self.stem not in ("auto", "small", "imagenet"):
+            raise ValueError(f"stem must be 'auto', 'small' or 'imagenet'; got {self.stem!r}.")
+        small = self.stem == "small" or (
+            self.stem == "auto" and resolved is None and max(size) <= _SMALL_IMAGE
+        )
+        if resolved is not None and small:
+            raise ValueError("stem='small' cannot take pretrained weights; use stem='auto' or 'imagenet'.")
+        channels = 3 if resolved is not None else layout.in_channels
+        backbone = make_densenet(
+            self.arch,
+            growth_rate=self.growth_rate,
+            block_config=self.block_config,
+            num_init_features=self.num_init_features,
+            bn_size=self.bn_size,
+            drop_rate=self.drop_rate,
+            memory_efficient=self.memory_efficient,
+            small_stem=small,
+            in_channels=channels,
+        )
+        if resolved is not None:
+            load_into(backbone, resolved.state_dict)
+            self.weights_source_ = resolved.source
+        n_down = self._n_blocks() - 1 + (0 if small else 2)
+        adapter = InputAdapter(
+            layout.in_channels,
+            backbone_channels=channels,
+            input_size=self.input_size,
+            min_size=2**n_down,
+            mean=None if resolved is None else resolved.mean,
+            std=None if resolved is None else resolved.std,
+        )
+        module = DenseNetModule(backbone, n_outputs, adapter=adapter)
+        start = 0 if self.head_epochs else self.finetune_depth
+        module.trainable_prefixes(self.finetune_depth)  # validates the depth early
+        return module.set_finetune_depth(start)
+
+    def _extra_callbacks(self, module):
+        if not self.head_epochs or self.finetune_depth == 0:
+            return []
+        # The notes' second stage: unfreeze down to finetune_depth after the head.
+        patterns = [p + "*" for p in module.trainable_prefixes(self.finetune_depth)]
+        return [("unfreeze", Unfreezer(patterns, at=int(self.head_epochs) + 1))]
+
+    def _optimizer_kwargs(self):
+        if self.backbone_lr_scale == 1.0:
+            return {}
+        return {"param_groups": [("features.*", {"lr": float(self.lr) * float(self.backbone_lr_scale)})]}

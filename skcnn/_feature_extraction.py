@@ -1,0 +1,275 @@
+"""PretrainedFeatureExtractor: a pretrained backbone's activations as features."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._data import BatchIterator, ImagePaths, TensorData, is_path_source, to_channels_first
+from ._training import resolve_device, resolve_precision
+from .models.adapter import InputAdapter
+from .pretrained import load_into, resolve_weights
+
+__all__ = ["PretrainedFeatureExtractor"]
+
+
+def _last_linear(model):
+    name = None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            name = n
+    return name
+
+
+def _set_submodule(model, name, new):
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+class _Backbone(nn.Module):
+    """Adapter + backbone truncated at the penultimate features or a hooked layer."""
+
+    def __init__(self, adapter, model, layer, pooling):
+        super().__init__()
+        self.adapter = adapter
+        self.model = model
+        self.layer = layer
+        self.pooling = pooling
+        self._captured = None
+        if layer is not None:
+            model.get_submodule(layer).register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output):
+        self._captured = output
+        raise _StopForward
+
+    def forward(self, x):
+        x = self.adapter(x)
+        if self.layer is None:
+            out = self.model(x)
+        else:
+            try:
+                self.model(x)
+                raise RuntimeError(f"Layer {self.layer!r} was not reached in the forward pass.")
+            except _StopForward:
+                out = self._captured
+                self._captured = None
+        if out.ndim > 2:
+            if self.pooling == "avg":
+                out = out.flatten(2).mean(2)
+            elif self.pooling == "max":
+                out = out.flatten(2).amax(2)
+            else:
+                out = out.flatten(1)
+        return out
+
+
+class _StopForward(Exception):
+    """Raised by the layer hook: nothing after the requested layer is computed."""
+
+
+def _extract(extractor, fingerprint, X):
+    return extractor._transform_uncached(X)
+
+
+class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+    """Activations of a pretrained torchvision backbone as a sklearn transformer.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="densenet121"
+        A torchvision classification model name (``densenet121/161/169/201``,
+        ``resnet18``, ``resnet50``, ``vgg16``, ``efficientnet_b0``,
+        ``mobilenet_v3_small``, ``mobilenet_v3_large``, ...) or a module.
+    weights : None, str, path or URL, default="DEFAULT"
+        Resolved as in :class:`~skcnn.DenseNetClassifier`.
+    layer : str or None, default=None
+        None: the penultimate features (the input of the last linear layer).
+        Otherwise a module name (``model.named_modules()``), globally pooled.
+    pooling : {"avg", "max", None}, default="avg"
+        How a layer's feature map becomes a vector; None flattens it.
+    input_size : int, (H, W) or None, default=None
+        Resize images to this size on the device (small images are enlarged
+        to at least 32 px so that the backbone's pooling keeps a map).
+    batch_size : int, default=256
+    device : str, default="auto"
+    precision : {"auto", "32", "bf16", "fp16"}, default="auto"
+        "bf16" is about 2x faster on CPUs with bf16 support.
+    channels_last : bool, default=True
+        Channels-last memory format for the convolutions.
+    memory : None, str or joblib.Memory, default=None
+        Cache of transforms: the same data transformed again (e.g. in each
+        step of a search) is read from the cache.
+    image_shape, channels
+        As in :class:`~skcnn.CNNClassifier`.
+    verbose : int, default=0
+        Progress bar when > 0.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+    layout_ : ImageLayout
+    module_ : nn.Module
+    """
+
+    def __init__(
+        self,
+        backbone="densenet121",
+        weights="DEFAULT",
+        layer=None,
+        pooling="avg",
+        input_size=None,
+        batch_size=256,
+        device="auto",
+        precision="auto",
+        channels_last=True,
+        memory=None,
+        image_shape=None,
+        channels="auto",
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+        self.memory = memory
+        self.image_shape = image_shape
+        self.channels = channels
+        self.verbose = verbose
+
+    def _prepare(self, X, reset):
+        layout = None if reset else self.layout_
+        if is_path_source(X):
+            size = tuple(self.image_shape[:2]) if self.image_shape else (None if reset else layout.spatial)
+            data = ImagePaths(X, image_size=size, mode="auto" if reset else ("L" if layout.in_channels == 1 else "RGB"))
+            if reset:
+                self.n_features_in_ = int(np.prod(data.layout.shape))
+            return data, data.layout
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
+        arr, found = to_channels_first(X, image_shape=self.image_shape, channels=self.channels, layout=layout)
+        return TensorData(arr), found
+
+    def _build(self, layout):
+        if self.pooling not in ("avg", "max", None):
+            raise ValueError(f"pooling must be 'avg', 'max' or None; got {self.pooling!r}.")
+        if isinstance(self.backbone, nn.Module):
+            import copy
+
+            model = copy.deepcopy(self.backbone)
+            arch = None
+        elif isinstance(self.backbone, str):
+            from torchvision.models import get_model, list_models
+
+            if self.backbone not in list_models():
+                raise ValueError(f"backbone {self.backbone!r} is not a torchvision model name.")
+            model = get_model(self.backbone, weights=None)
+            arch = self.backbone
+        else:
+            raise TypeError(f"backbone must be a model name or an nn.Module; got {type(self.backbone).__name__}.")
+        resolved = resolve_weights(arch, self.weights)
+        if resolved is not None:
+            load_into(model, resolved.state_dict, skip_prefixes=())
+        if self.layer is None:
+            head = _last_linear(model)
+            if head is None:
+                raise ValueError("The backbone has no linear layer to cut at; pass layer=<module name>.")
+            _set_submodule(model, head, nn.Identity())
+        else:
+            names = dict(model.named_modules())
+            if self.layer not in names:
+                raise ValueError(f"layer {self.layer!r} is not a module of the backbone; e.g. {list(names)[1:6]}.")
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        backbone_channels = first_conv.in_channels if first_conv is not None else layout.in_channels
+        adapter = InputAdapter(
+            layout.in_channels,
+            backbone_channels=backbone_channels,
+            input_size=self.input_size,
+            min_size=32,
+            mean=None if resolved is None else resolved.mean,
+            std=None if resolved is None else resolved.std,
+        )
+        self._fingerprint = _fingerprint(self, model.state_dict())
+        return _Backbone(adapter, model, self.layer, self.pooling).eval()
+
+    def fit(self, X, y=None):
+        """Load the backbone and record the input layout and feature count."""
+        data, layout = self._prepare(X, reset=True)
+        self.layout_ = layout
+        self.device_ = resolve_device(self.device)
+        self.module_ = self._build(layout).to(self.device_)
+        if self.channels_last and self.device_.startswith("cuda"):
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        probe = TensorData(np.zeros((1, *layout.shape), dtype=np.float32))
+        self.n_features_out_ = int(self._run(probe).shape[1])
+        return self
+
+    def _run(self, data):
+        amp = resolve_precision(self.precision, self.device_)
+        device_type = "cuda" if self.device_.startswith("cuda") else "cpu"
+        batches = BatchIterator(
+            data.to(self.device_) if isinstance(data, TensorData) else data,
+            self.batch_size,
+            device=self.device_,
+            channels_last=self.channels_last,
+        )
+        chunks = []
+        with torch.inference_mode(), torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
+            for xb in tqdm(batches, disable=not self.verbose, desc="features", unit="batch"):
+                chunks.append(self.module_(xb).float().cpu().numpy())
+        return np.concatenate(chunks)
+
+    def _transform_uncached(self, X):
+        data, _ = self._prepare(X, reset=False)
+        return self._run(data)
+
+    def transform(self, X):
+        """Features of ``X``: float32 array ``(n, n_features_out_)``."""
+        check_is_fitted(self, "module_")
+        memory = self.memory
+        if memory is None:
+            return self._transform_uncached(X)
+        if not isinstance(memory, joblib.Memory):
+            memory = joblib.Memory(os.fspath(memory), verbose=0)
+        cached = memory.cache(_extract, ignore=["extractor"])
+        return cached(self, self._fingerprint, X)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_out_")
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+def _fingerprint(extractor, state):
+    """What the features depend on besides X (parameters and weights), for the cache."""
+    h = hashlib.sha256()
+    skip = ("memory", "verbose", "batch_size", "device", "backbone")
+    params = sorted((k, repr(v)) for k, v in extractor.get_params(deep=False).items() if k not in skip)
+    h.update(repr(params).encode())
+    backbone = extractor.backbone
+    h.update((backbone if isinstance(backbone, str) else type(backbone).__qualname__).encode())
+    keys = sorted(state)
+    for k in keys[:: max(1, len(keys) // 32)]:
+        h.update(k.encode())
+        h.update(state[k].detach().float().flatten()[:256].cpu().numpy().tobytes())
+    return h.hexdigest()
