@@ -1,0 +1,270 @@
+"""Classic image features as sklearn transformers: the baselines CNNs must beat.
+
+Each takes every image layout skcnn accepts (through the one layout helper)
+and returns a 2-D feature matrix for any sklearn model: raw pixels
+(:class:`ImageFlattener`), per-channel colour histograms
+(:class:`ColorHistogram`), HOG (:class:`HOGTransformer`, scikit-image's
+``hog``), resizing (:class:`ImageResizer`), and training-time noise
+(:class:`AddNoise`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._data import to_channels_first
+
+__all__ = ["AddNoise", "ColorHistogram", "HOGTransformer", "ImageFlattener", "ImageResizer"]
+
+
+class _ImageTransformer(TransformerMixin, BaseEstimator):
+    """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``."""
+
+    def _images(self, X, reset):
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
+        arr, layout = to_channels_first(
+            X, image_shape=self.image_shape, channels=getattr(self, "channels", "auto"),
+            layout=None if reset else self.layout_,
+        )
+        if reset:
+            self.layout_ = layout
+        arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
+        if arr.ndim == 3:  # 1-D signals: a 1-row image
+            arr = arr[:, :, None, :]
+        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+
+    def fit(self, X, y=None):
+        images = self._images(X, reset=True)
+        self._fit_images(images)
+        self.n_features_out_ = int(self._transform_images(images[:1]).shape[1])
+        return self
+
+    def _fit_images(self, images):
+        pass
+
+    def transform(self, X):
+        check_is_fitted(self, "layout_")
+        return self._transform_images(self._images(X, reset=False))
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_out_")
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class ImageFlattener(_ImageTransformer):
+    """Raw pixels as features: ``(n, H*W*C)`` in [0, 1] (uint8 scaled).
+
+    Parameters
+    ----------
+    image_shape : tuple or None, default=None
+        Shape of one image for flattened input (as in CNNClassifier).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ImageFlattener().fit_transform(np.zeros((2, 8, 8, 3), np.uint8)).shape
+    (2, 192)
+    """
+
+    def __init__(self, image_shape=None):
+        self.image_shape = image_shape
+
+    def _transform_images(self, images):
+        return images.reshape(len(images), -1)
+
+
+class ImageResizer(_ImageTransformer):
+    """Resize images (scikit-image ``resize``); returns ``(n, h, w, C)`` floats.
+
+    Parameters
+    ----------
+    output_shape : (h, w), default=(32, 32)
+    anti_aliasing : bool, default=True
+    image_shape : tuple or None, default=None
+    flatten : bool, default=False
+        Return ``(n, h*w*C)`` instead, for models that take 2-D input.
+    """
+
+    def __init__(self, output_shape=(32, 32), anti_aliasing=True, image_shape=None, flatten=False):
+        self.output_shape = output_shape
+        self.anti_aliasing = anti_aliasing
+        self.image_shape = image_shape
+        self.flatten = flatten
+
+    def _transform_images(self, images):
+        from skimage.transform import resize
+
+        n, _, _, c = images.shape
+        out = resize(images, (n, *self.output_shape, c), anti_aliasing=self.anti_aliasing, preserve_range=True)
+        out = out.astype(np.float32)
+        return out.reshape(n, -1) if self.flatten else out
+
+    def fit(self, X, y=None):
+        super().fit(X, y)
+        self.n_features_out_ = int(np.prod(self.output_shape)) * self.layout_.in_channels
+        return self
+
+
+class ColorHistogram(_ImageTransformer):
+    """Per-channel intensity histograms, concatenated: ``(n, bins * C)``.
+
+    Parameters
+    ----------
+    bins : int, default=16
+    density : bool, default=True
+        Normalise each histogram to sum to 1 (independent of image size).
+    image_shape : tuple or None, default=None
+    """
+
+    def __init__(self, bins=16, density=True, image_shape=None):
+        self.bins = bins
+        self.density = density
+        self.image_shape = image_shape
+
+    def _transform_images(self, images):
+        n, h, w, c = images.shape
+        edges = np.linspace(0, 1, self.bins + 1)
+        flat = np.clip(images.reshape(n, h * w, c), 0, 1)
+        # Bin index per pixel, counted per (image, channel) with one bincount.
+        idx = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, self.bins - 1)
+        offsets = (np.arange(n)[:, None, None] * c + np.arange(c)[None, None, :]) * self.bins
+        counts = np.bincount((idx + offsets).ravel(), minlength=n * c * self.bins)
+        hist = counts.reshape(n, c * self.bins).astype(np.float32)
+        return hist / (h * w) if self.density else hist
+
+
+class HOGTransformer(_ImageTransformer):
+    """Histogram of oriented gradients per image (scikit-image ``hog``).
+
+    Colour images are converted to gray first. Parallel over images.
+
+    Parameters
+    ----------
+    orientations : int, default=9
+    pixels_per_cell : (int, int), default=(4, 4)
+    cells_per_block : (int, int), default=(2, 2)
+    block_norm : str, default="L2-Hys"
+    resize : (h, w) or None, default=None
+        Resize every image to this size before computing HOG.
+    image_shape : tuple or None, default=None
+    n_jobs : int or None, default=None
+        joblib workers over images.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> HOGTransformer().fit_transform(load_digits().images[:5]).shape
+    (5, 36)
+    """
+
+    def __init__(
+        self,
+        orientations=9,
+        pixels_per_cell=(4, 4),
+        cells_per_block=(2, 2),
+        block_norm="L2-Hys",
+        resize=None,
+        image_shape=None,
+        n_jobs=None,
+    ):
+        self.orientations = orientations
+        self.pixels_per_cell = pixels_per_cell
+        self.cells_per_block = cells_per_block
+        self.block_norm = block_norm
+        self.resize = resize
+        self.image_shape = image_shape
+        self.n_jobs = n_jobs
+
+    def _one(self, image):
+        from skimage.feature import hog
+        from skimage.transform import resize
+
+        if self.resize is not None:
+            image = resize(image, tuple(self.resize), anti_aliasing=True)
+        ppc = tuple(min(p, s) for p, s in zip(self.pixels_per_cell, image.shape))
+        return hog(
+            image,
+            orientations=self.orientations,
+            pixels_per_cell=ppc,
+            cells_per_block=(1, 1) if any(s // p < b for s, p, b in zip(image.shape, ppc, self.cells_per_block)) else self.cells_per_block,
+            block_norm=self.block_norm,
+            feature_vector=True,
+        ).astype(np.float32)
+
+    def _transform_images(self, images):
+        if images.shape[-1] == 3:
+            gray = images @ np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+        else:
+            gray = images.mean(-1)
+        if self.n_jobs in (None, 1) or len(gray) < 256:
+            feats = [self._one(g) for g in gray]
+        else:
+            chunks = np.array_split(np.arange(len(gray)), 4 * abs(self.n_jobs or 1))
+            parts = Parallel(n_jobs=self.n_jobs)(
+                delayed(lambda idx: [self._one(gray[i]) for i in idx])(c) for c in chunks
+            )
+            feats = [f for part in parts for f in part]
+        return np.stack(feats)
+
+
+class AddNoise(TransformerMixin, BaseEstimator):
+    """Gaussian noise on the training data only (``fit_transform``).
+
+    ``transform`` passes data through unchanged unless ``on_transform``, so
+    in a Pipeline only the rows a model trains on are noisy.
+
+    Parameters
+    ----------
+    std : float, default=0.05
+        Noise standard deviation, in units of the data (uint8 data is noised
+        on the 0-255 scale times ``std * 255`` and clipped back to uint8).
+    on_transform : bool, default=False
+    random_state : int, RandomState or None, default=None
+    """
+
+    def __init__(self, std=0.05, on_transform=False, random_state=None):
+        self.std = std
+        self.on_transform = on_transform
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        validate_data(self, X, allow_nd=True, dtype="numeric")
+        if self.std < 0:
+            raise ValueError(f"std must be >= 0; got {self.std!r}.")
+        return self
+
+    def _noisy(self, X):
+        rng = check_random_state(self.random_state)
+        X = np.asarray(X)
+        if X.dtype == np.uint8:
+            noisy = X + rng.normal(0, self.std * 255, X.shape)
+            return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+        return (X + rng.normal(0, self.std, X.shape)).astype(X.dtype if X.dtype.kind == "f" else np.float64)
+
+    def fit_transform(self, X, y=None):
+        self.fit(X, y)
+        return self._noisy(validate_data(self, X, reset=False, allow_nd=True, dtype="numeric"))
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        return self._noisy(X) if self.on_transform else X
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_in_")
+        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
