@@ -1,0 +1,318 @@
+"""The baseline comparison: every model on the same data and folds, one table.
+
+Each model gets a small grid search on the same stratified CV folds of the
+training split, is refitted on the whole training split, and is scored on
+the held-out validation split AND on an external test set (a different
+folder, or by default a shifted copy of the validation split: small
+rotations, translations and noise, seeded). The gap between the two F1
+columns is what the table is for.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from ._cnn import CNNClassifier
+from ._densenet import DenseNetClassifier
+from ._feature_extraction import PretrainedFeatureExtractor
+from .baselines import ColorHistogram, HOGTransformer, ImageFlattener
+from .datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
+from .pretrained import hub_checkpoint_dir
+
+__all__ = ["ComparisonResult", "MODEL_NAMES", "default_models", "load_comparison_data", "run_comparison"]
+
+MODEL_NAMES = (
+    "pixels+rf",
+    "hist+rf",
+    "hog+svm",
+    "pca+svm",
+    "cnn",
+    "cnn+aug",
+    "densenet",
+    "pretrained+logreg",
+    "densenet-finetune",
+)
+COLUMNS = ("model", "status", "best_params", "cv_f1", "val_f1", "val_acc", "ext_f1", "ext_acc", "fit_time_s")
+
+
+@dataclass
+class ComparisonResult:
+    rows: list
+    data: str
+    n_train: int
+    n_val: int
+    n_ext: int
+    wall_time_s: float
+    fitted: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)
+
+    def to_markdown(self):
+        head = "| " + " | ".join(COLUMNS) + " |"
+        rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+        lines = [head, rule]
+        for r in self.rows:
+            lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.to_markdown()
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}" if not np.isnan(v) else ""
+    if isinstance(v, dict):
+        return ", ".join(f"{k.split('__')[-1]}={w}" for k, w in v.items())
+    return str(v)
+
+
+def load_comparison_data(data="digits", external=None, image_size=None, random_state=0):
+    """Return train / validation / external splits as uint8 image arrays."""
+    if data == "digits":
+        X, y = load_digits_images()
+    elif data == "lfw":
+        X, y = load_lfw()
+    elif Path(str(data)).is_dir():
+        X, y = load_image_folder(data, image_size=image_size or (32, 32))
+    else:
+        raise ValueError(f"data must be 'digits', 'lfw' or a folder of class subfolders; got {data!r}.")
+    X_train, X_val, y_train, y_val = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=random_state
+    )
+    if external is not None:
+        size = X.shape[1:3]
+        X_ext, y_ext = load_image_folder(external, image_size=size)
+        if X_ext.ndim != X.ndim:  # match colour / gray
+            X_ext = X_ext.mean(-1).astype(np.uint8) if X.ndim == 3 else np.repeat(X_ext[..., None], 3, -1)
+    else:
+        X_ext, y_ext = make_shifted(X_val, random_state=random_state), y_val
+    return X_train, y_train, X_val, y_val, X_ext, y_ext
+
+
+def cached_densenet121():
+    """The torchvision DenseNet-121 ImageNet file in the torch hub cache, if present."""
+    from torchvision.models import DenseNet121_Weights
+
+    url = DenseNet121_Weights.DEFAULT.url
+    path = hub_checkpoint_dir() / url.rsplit("/", 1)[-1]
+    return path if path.is_file() else None
+
+
+def default_models(*, image_shape, quick=False, device="auto", weights=None, random_state=0):
+    """name -> (estimator, param_grid) or (None, reason) when it cannot run."""
+    side = min(image_shape[:2])
+    epochs = 15 if quick else 40
+    ppc = (max(2, side // 4),) * 2
+    net = dict(device=device, random_state=random_state)
+    models = {
+        "pixels+rf": (
+            Pipeline([("pixels", ImageFlattener()), ("rf", RandomForestClassifier(n_estimators=200, random_state=random_state))]),
+            {"rf__max_features": ["sqrt", 0.2]} if not quick else {},
+        ),
+        "hist+rf": (
+            Pipeline([("hist", ColorHistogram()), ("rf", RandomForestClassifier(n_estimators=200, random_state=random_state))]),
+            {"hist__bins": [8, 16]} if not quick else {},
+        ),
+        "hog+svm": (
+            Pipeline([("hog", HOGTransformer(pixels_per_cell=ppc)), ("scale", StandardScaler()), ("svm", SVC())]),
+            {"svm__C": [1.0, 10.0]},
+        ),
+        "pca+svm": (
+            Pipeline([("pixels", ImageFlattener()), ("pca", PCA(whiten=True, random_state=random_state)), ("svm", SVC())]),
+            {"pca__n_components": [0.8, 0.95], "svm__C": [10.0]},
+        ),
+        "cnn": (
+            CNNClassifier(max_epochs=epochs, **net),
+            {"dropout": [0.25, 0.5]} if not quick else {},
+        ),
+        "cnn+aug": (
+            CNNClassifier(max_epochs=epochs, augment={"rotation": 10, "shift": 0.1}, **net),
+            {"lr": [1e-3, 3e-3]} if not quick else {},
+        ),
+        "densenet": (
+            DenseNetClassifier(max_epochs=8 if quick else 20, **net),
+            {"drop_rate": [0.0, 0.2]} if not quick else {},
+        ),
+    }
+    weights = weights if weights is not None else cached_densenet121()
+    if weights is None:
+        reason = (
+            "skipped: no DenseNet-121 weights (pass --weights FILE or place "
+            f"densenet121-a639ec97.pth in {hub_checkpoint_dir()})"
+        )
+        models["pretrained+logreg"] = (None, reason)
+        models["densenet-finetune"] = (None, reason)
+    else:
+        models["pretrained+logreg"] = (
+            Pipeline([
+                ("features", PretrainedFeatureExtractor("densenet121", weights=str(weights), input_size=64, device=device)),
+                ("scale", StandardScaler()),
+                ("logreg", LogisticRegression(max_iter=500)),
+            ]),
+            {"logreg__C": [0.1, 1.0]} if not quick else {},
+        )
+        models["densenet-finetune"] = (
+            DenseNetClassifier(
+                arch="densenet121", weights=str(weights), input_size=64, head_epochs=2,
+                max_epochs=4 if quick else 8, lr=1e-3, backbone_lr_scale=0.1, **net,
+            ),
+            {"finetune_depth": [0, 1]} if not quick else {"finetune_depth": [1]},
+        )
+    return models
+
+
+def _progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_comparison(
+    data="digits",
+    *,
+    external=None,
+    models=None,
+    quick=False,
+    device="auto",
+    n_jobs=1,
+    cv=3,
+    weights=None,
+    image_size=None,
+    random_state=0,
+    out=None,
+    progress=_progress,
+):
+    """Run every model on the same folds; return a :class:`ComparisonResult`.
+
+    Parameters
+    ----------
+    data : "digits", "lfw" or a folder path
+    external : folder or None
+        External test set; None uses a shifted copy of the validation split.
+    models : list of names or None
+        A subset of :data:`MODEL_NAMES`; None runs them all.
+    quick : bool
+        Fewer epochs and no search (one candidate per model).
+    out : folder or None
+        Write results.csv, results.md and PNG figures there.
+    """
+    start = time.perf_counter()
+    X_train, y_train, X_val, y_val, X_ext, y_ext = load_comparison_data(
+        data, external, image_size, random_state
+    )
+    candidates = default_models(
+        image_shape=X_train.shape[1:], quick=quick, device=device, weights=weights, random_state=random_state
+    )
+    names = list(MODEL_NAMES if models is None else models)
+    unknown = [n for n in names if n not in candidates]
+    if unknown:
+        raise ValueError(f"Unknown model(s) {unknown}; choose from {list(MODEL_NAMES)}.")
+    folds = StratifiedKFold(n_splits=2 if quick else cv, shuffle=True, random_state=random_state)
+    result = ComparisonResult([], str(data), len(X_train), len(X_val), len(X_ext), 0.0)
+    progress(
+        f"skcnn compare: data={data} train={len(X_train)} val={len(X_val)} external={len(X_ext)} "
+        f"models={len(names)} folds={folds.get_n_splits()}"
+    )
+    for i, name in enumerate(names, 1):
+        estimator, grid = candidates[name]
+        if estimator is None:
+            progress(f"[{i}/{len(names)}] {name}: {grid}")
+            result.rows.append({"model": name, "status": grid})
+            continue
+        n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+        progress(f"[{i}/{len(names)}] {name}: {n_cand} candidate(s) x {folds.get_n_splits()} folds ...")
+        t0 = time.perf_counter()
+        search = GridSearchCV(clone(estimator), grid or {}, scoring="f1_macro", cv=folds, n_jobs=n_jobs, refit=True, error_score="raise")
+        search.fit(X_train, y_train)
+        fit_time = time.perf_counter() - t0
+        best = search.best_estimator_
+        pred_val, pred_ext = best.predict(X_val), best.predict(X_ext)
+        row = {
+            "model": name,
+            "status": "ok",
+            "best_params": search.best_params_,
+            "cv_f1": float(search.best_score_),
+            "val_f1": float(f1_score(y_val, pred_val, average="macro")),
+            "val_acc": float(accuracy_score(y_val, pred_val)),
+            "ext_f1": float(f1_score(y_ext, pred_ext, average="macro")),
+            "ext_acc": float(accuracy_score(y_ext, pred_ext)),
+            "fit_time_s": float(fit_time),
+        }
+        result.rows.append(row)
+        result.fitted[name] = best
+        result.predictions[name] = (pred_val, pred_ext)
+        progress(
+            f"    val F1 {row['val_f1']:.3f}  external F1 {row['ext_f1']:.3f}  ({fit_time:.1f}s)"
+        )
+    result.wall_time_s = time.perf_counter() - start
+    if out is not None:
+        write_outputs(result, out, y_val, y_ext)
+    return result
+
+
+def write_outputs(result, out, y_val, y_ext):
+    """results.csv, results.md, f1_bars.png, confusion_<model>.png, learning_curves_<model>.png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in result.rows:
+            writer.writerow({c: _fmt(r.get(c)) if c == "best_params" else r.get(c, "") for c in COLUMNS})
+    (out / "results.md").write_text(
+        f"# skcnn compare: {result.data}\n\ntrain {result.n_train}, validation {result.n_val}, "
+        f"external {result.n_ext}; wall time {result.wall_time_s:.0f}s\n\n{result.to_markdown()}\n"
+    )
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figures written (pip install 'skcnn[plot]').", file=sys.stderr)
+        return
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from .inspection import plot_learning_curves
+
+    ok = [r for r in result.rows if r.get("status") == "ok"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(ok)), 4))
+    x = np.arange(len(ok))
+    ax.bar(x - 0.2, [r["val_f1"] for r in ok], 0.4, label="validation")
+    ax.bar(x + 0.2, [r["ext_f1"] for r in ok], 0.4, label="external")
+    ax.set_xticks(x, [r["model"] for r in ok], rotation=30, ha="right")
+    ax.set_ylabel("macro F1")
+    ax.set_ylim(0, 1.15)
+    ax.legend(loc="upper right", ncols=2)
+    ax.set_title(f"{result.data}: validation vs external F1")
+    fig.tight_layout()
+    fig.savefig(out / "f1_bars.png", dpi=100)
+    plt.close(fig)
+    for name, (pred_val, pred_ext) in result.predictions.items():
+        safe = name.replace("+", "_")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+        ConfusionMatrixDisplay.from_predictions(y_val, pred_val, ax=axes[0], colorbar=False)
+        axes[0].set_title("validation")
+        ConfusionMatrixDisplay.from_predictions(y_ext, pred_ext, ax=axes[1], colorbar=False)
+        axes[1].set_title("external")
+        fig.suptitle(name)
+        fig.tight_layout()
+        fig.savefig(out / f"confusion_{safe}.png", dpi=100)
+        plt.close(fig)
+        est = result.fitted[name]
+        if hasattr(est, "history_"):
+            fig = plot_learning_curves(est)
+            fig.savefig(out / f"learning_curves_{safe}.png", dpi=100)
+            plt.close(fig)
