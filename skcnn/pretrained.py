@@ -75,6 +75,7 @@ def _download(url, what):
     filename = os.path.basename(urlparse(url).path)
     cached = folder / filename
     if cached.is_file():
+        _check_cached_hash(cached)
         return torch.hub.load_state_dict_from_url(
             url, model_dir=str(folder), map_location="cpu", check_hash=True, weights_only=True
         )
@@ -96,6 +97,24 @@ def _download(url, what):
         ) from None
     finally:
         socket.setdefaulttimeout(old)
+
+
+def _check_cached_hash(path):
+    """torch.hub checks the hash only when downloading; check cached files too."""
+    import hashlib
+
+    m = torch.hub.HASH_REGEX.search(path.name)
+    if m is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(m.group(1)):
+        raise RuntimeError(
+            f"The cached weight file {path} has an invalid hash value (expected a sha256 "
+            f"starting with {m.group(1)}); delete it and download it again."
+        )
 
 
 def load_state_dict(path):
@@ -178,7 +197,8 @@ def load_into(module, state, *, skip_prefixes=("classifier.", "fc.")):
             f"(e.g. {tuple(kept[bad[0]].shape)} in the file vs {tuple(own[bad[0]].shape)})."
         )
     missing, unexpected = module.load_state_dict(kept, strict=False)
-    missing = [k for k in missing if not k.startswith(skip_prefixes)]
+    # Old files have no batch-norm step counters; they are not weights.
+    missing = [k for k in missing if not k.startswith(skip_prefixes) and not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(
             f"The weights do not fit the architecture: missing {missing[:5]}, "

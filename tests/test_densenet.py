@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from torchvision.models import densenet121
+
+from skcnn import DenseNetClassifier
+
+TINY_DN = dict(growth_rate=4, block_config=(2, 2), num_init_features=8, max_epochs=2, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def densenet121_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "densenet121.pth"
+    state = densenet121().state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+@pytest.mark.slow
+def test_small_densenet_digits_accuracy(digits_uint8):
+    Xtr, Xte, ytr, yte = digits_uint8
+    clf = DenseNetClassifier(growth_rate=12, block_config=(4, 4, 4), num_init_features=24, random_state=0)
+    assert clf.fit(Xtr, ytr).score(Xte, yte) >= 0.97
+
+
+def test_small_stem_keeps_small_images(small_digits):
+    X, y = small_digits
+    clf = DenseNetClassifier(**TINY_DN).fit(X, y)
+    conv0 = clf.module_.features.conv0
+    assert conv0.kernel_size == (3, 3) and conv0.stride == (1, 1)
+    assert isinstance(clf.module_.features.pool0, torch.nn.Identity)
+    assert conv0.in_channels == 1  # from scratch: the images' own channels
+    assert clf.predict(X).shape == (len(X),)
+
+
+def test_named_arch_is_torchvisions():
+    from skcnn.models.densenet import make_densenet
+
+    ours = make_densenet("densenet121")
+    ref = densenet121()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pretrained_finetune_depths(densenet121_file, small_digits, channels):
+    path, state = densenet121_file
+    X, y = small_digits
+    X, y = X[:40], y[:40]
+    if channels == 3:
+        X = np.repeat(X[..., None], 3, axis=-1)
+    counts = []
+    for depth in [0, 1, 2, "all"]:
+        clf = DenseNetClassifier(
+            arch="densenet121", weights=path, finetune_depth=depth, input_size=32, max_epochs=1,
+            validation_fraction=0, device="cpu", random_state=0,
+        ).fit(X, y)
+        n_classes = len(clf.classes_)
+        trainable = sum(p.numel() for p in clf.module_.parameters() if p.requires_grad)
+        counts.append(trainable)
+        if depth == 0:
+            assert trainable == 1024 * n_classes + n_classes
+        # frozen parameters and frozen batch-norm statistics equal the file's
+        module_state = clf.module_.state_dict()
+        frozen = {n for n, p in clf.module_.named_parameters() if not p.requires_grad}
+        for name in frozen:
+            assert torch.equal(module_state[name], state[name]), name
+        if depth == 0:
+            assert torch.equal(module_state["features.norm0.running_mean"], state["features.norm0.running_mean"])
+    assert counts == sorted(counts) and len(set(counts)) == 4
+
+
+def test_head_epochs_then_unfreeze_and_lr_scale(densenet121_file, small_digits):
+    path, state = densenet121_file
+    X, y = small_digits
+    clf = DenseNetClassifier(
+        arch="densenet121", weights=path, finetune_depth=1, head_epochs=1, max_epochs=2,
+        backbone_lr_scale=0.1, lr=1e-3, input_size=32, validation_fraction=0, device="cpu", random_state=0,
+    ).fit(X[:40], y[:40])
+    mod = clf.module_
+    assert all(p.requires_grad for p in mod.features.denseblock4.parameters())
+    assert not any(p.requires_grad for p in mod.features.denseblock3.parameters())
+    # denseblock4 trained in epoch 2 only
+    assert not torch.equal(mod.state_dict()["features.denseblock4.denselayer1.conv1.weight"], state["features.denseblock4.denselayer1.conv1.weight"])
+    lrs = sorted(g["lr"] for g in clf.net_.optimizer_.param_groups)
+    assert lrs == pytest.approx([1e-4, 1e-3])
+
+
+def test_legacy_and_safetensors_weights(densenet121_file, small_digits, tmp_path):
+    from safetensors.torch import save_file
+
+    from skcnn.pretrained import remap_legacy_keys, resolve_weights
+
+    path, state = densenet121_file
+    # Files from before torchvision 0.2 name layers "norm.1" and have no step counters.
+    legacy = {
+        (k.replace("norm1", "norm.1").replace("conv1", "conv.1") if "denselayer" in k else k): v
+        for k, v in state.items()
+        if not k.endswith("num_batches_tracked")
+    }
+    assert any("norm.1" in k for k in legacy)
+    assert set(remap_legacy_keys(legacy)) == {k for k in state if not k.endswith("num_batches_tracked")}
+    X, y = small_digits
+    DenseNetClassifier(arch="densenet121", weights=legacy, finetune_depth=0, input_size=32, max_epochs=1, device="cpu").fit(X[:20], y[:20])
+    st = tmp_path / "d.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(st))
+    resolved = resolve_weights("densenet121", st)
+    assert torch.equal(resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"])
+    X, y = small_digits
+    DenseNetClassifier(arch="densenet121", weights=st, finetune_depth=0, input_size=32, max_epochs=1, device="cpu").fit(X[:20], y[:20])
+
+
+def test_grid_search_over_finetuning_params(small_digits):
+    X, y = small_digits
+    grid = GridSearchCV(
+        DenseNetClassifier(**TINY_DN),
+        {"drop_rate": [0.0, 0.2], "lr": [1e-3, 3e-3]},
+        cv=2,
+    ).fit(X[:120], y[:120])
+    assert set(grid.best_params_) == {"drop_rate", "lr"}
+
+
+def test_bad_finetune_depth(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="finetune_depth"):
+        DenseNetClassifier(**TINY_DN, finetune_depth=5).fit(X, y)
