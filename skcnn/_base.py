@@ -103,7 +103,8 @@ class BaseNetEstimator(BaseEstimator):
                     f"fitted on {layout.describe()}."
                 )
             if reset:
-                self.n_features_in_ = int(np.prod(data.layout.shape))
+                # What validate_data records for the same images as an array (axis 1).
+                self.n_features_in_ = int(data.layout.spatial[0])
             return data, data.layout
         X = validate_data(
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1

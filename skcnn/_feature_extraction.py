@@ -157,7 +157,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             size = tuple(self.image_shape[:2]) if self.image_shape else (None if reset else layout.spatial)
             data = ImagePaths(X, image_size=size, mode="auto" if reset else ("L" if layout.in_channels == 1 else "RGB"))
             if reset:
-                self.n_features_in_ = int(np.prod(data.layout.shape))
+                # What validate_data records for the same images as an array (axis 1).
+                self.n_features_in_ = int(data.layout.spatial[0])
             return data, data.layout
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
         arr, found = to_channels_first(X, image_shape=self.image_shape, channels=self.channels, layout=layout)

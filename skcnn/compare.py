@@ -101,6 +101,11 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
         X_ext, y_ext = load_image_folder(external, image_size=size)
         if X_ext.ndim != X.ndim:  # match colour / gray
             X_ext = X_ext.mean(-1).astype(np.uint8) if X.ndim == 3 else np.repeat(X_ext[..., None], 3, -1)
+        # Folder names are strings: compare labels as strings on both sides.
+        y_train, y_val = y_train.astype(str), y_val.astype(str)
+        unknown = sorted(str(c) for c in set(y_ext) - set(y_train))
+        if unknown:
+            raise ValueError(f"The external set has classes {unknown} that the data does not have.")
     else:
         X_ext, y_ext = make_shifted(X_val, random_state=random_state), y_val
     return X_train, y_train, X_val, y_val, X_ext, y_ext
