@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from tqdm.auto import tqdm
@@ -111,6 +112,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         step of a search) is read from the cache.
     image_shape, channels
         As in :class:`~skcnn.CNNClassifier`.
+    random_state : int, RandomState or None, default=None
+        Seeds the initialisation of layers the weights do not cover (all of
+        them when ``weights=None``).
     verbose : int, default=0
         Progress bar when > 0.
 
@@ -135,6 +139,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         memory=None,
         image_shape=None,
         channels="auto",
+        random_state=None,
         verbose=0,
     ):
         self.backbone = backbone
@@ -149,6 +154,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.memory = memory
         self.image_shape = image_shape
         self.channels = channels
+        self.random_state = random_state
         self.verbose = verbose
 
     def _prepare(self, X, reset):
@@ -211,7 +217,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         data, layout = self._prepare(X, reset=True)
         self.layout_ = layout
         self.device_ = resolve_device(self.device)
-        self.module_ = self._build(layout).to(self.device_)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module_ = self._build(layout).to(self.device_)
         if self.channels_last and self.device_.startswith("cuda"):
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         probe = TensorData(np.zeros((1, *layout.shape), dtype=np.float32))

@@ -7,7 +7,8 @@ live in the two tables below, as in imbalanced-learn's common tests.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcnn import CNNClassifier, CNNRegressor
+from skcnn import CNNClassifier, CNNRegressor, DenseNetClassifier, PretrainedFeatureExtractor
+from skcnn.baselines import AddNoise, ColorHistogram, HOGTransformer, ImageFlattener, ImageResizer
 
 FAST = dict(
     conv_filters=(4,),
@@ -19,9 +20,19 @@ FAST = dict(
     device="cpu",
 )
 
+
+FAST_DN = {k: v for k, v in FAST.items() if k not in ("conv_filters", "dense_units")}
+
 ESTIMATORS = [
     CNNClassifier(**FAST),
     CNNRegressor(**FAST),
+    DenseNetClassifier(growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN),
+    PretrainedFeatureExtractor("mobilenet_v3_small", weights=None, device="cpu"),
+    ImageFlattener(),
+    ColorHistogram(bins=4),
+    HOGTransformer(),
+    ImageResizer(output_shape=(4, 4), flatten=True),
+    AddNoise(random_state=0),
 ]
 
 # check name -> reason, per estimator class. At most 3 each.
@@ -32,6 +43,15 @@ _SGD_WEIGHTS = (
 EXPECTED_FAILED = {
     "CNNClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
     "CNNRegressor": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+    "DenseNetClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+    "AddNoise": {
+        name: "by design fit_transform adds noise (training rows) and transform does not"
+        for name in (
+            "check_transformer_general",
+            "check_transformer_general(readonly_memmap=True)",
+            "check_transformer_data_not_an_array",
+        )
+    },
 }
 
 
