@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Checkpoint, EarlyStopping, EpochScoring
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -25,10 +24,18 @@ from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
+from skorch.callbacks import Checkpoint, EarlyStopping, EpochScoring
 from torch import nn
 
 from ._data import ImagePaths, TensorData, is_path_source, to_channels_first
-from ._training import Accuracy, FixedSplit, SkcnnNet, resolve_device, resolve_precision, target_of
+from ._training import (
+    Accuracy,
+    FixedSplit,
+    SkcnnNet,
+    resolve_device,
+    resolve_precision,
+    target_of,
+)
 from .augmentation import make_augment
 
 __all__ = ["BaseNetEstimator", "NetClassifierMixin", "NetRegressorMixin"]
@@ -51,7 +58,9 @@ def _optimizer(spec):
         return _OPTIMIZERS[spec.lower()]
     if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
         return spec, {}
-    raise TypeError(f"optimizer must be a name or a torch.optim.Optimizer class; got {spec!r}.")
+    raise TypeError(
+        f"optimizer must be a name or a torch.optim.Optimizer class; got {spec!r}."
+    )
 
 
 class BaseNetEstimator(BaseEstimator):
@@ -71,17 +80,33 @@ class BaseNetEstimator(BaseEstimator):
 
     # -- parameter checks ------------------------------------------------------
     def _check_training_params(self):
-        if not (isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1):
-            raise ValueError(f"max_epochs must be an int >= 1; got {self.max_epochs!r}.")
-        if not (isinstance(self.batch_size, (int, np.integer)) and (self.batch_size >= 1 or self.batch_size == -1)):
-            raise ValueError(f"batch_size must be an int >= 1 (or -1 for all); got {self.batch_size!r}.")
+        if not (
+            isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1
+        ):
+            raise ValueError(
+                f"max_epochs must be an int >= 1; got {self.max_epochs!r}."
+            )
+        if not (
+            isinstance(self.batch_size, (int, np.integer))
+            and (self.batch_size >= 1 or self.batch_size == -1)
+        ):
+            raise ValueError(
+                f"batch_size must be an int >= 1 (or -1 for all); got {self.batch_size!r}."
+            )
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a number > 0; got {self.lr!r}.")
         frac = self.validation_fraction
         if frac is not None and not (0 <= frac < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1) or None; got {frac!r}.")
-        if not (isinstance(self.n_iter_no_change, (int, np.integer)) and self.n_iter_no_change >= 1):
-            raise ValueError(f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}.")
+            raise ValueError(
+                f"validation_fraction must be in [0, 1) or None; got {frac!r}."
+            )
+        if not (
+            isinstance(self.n_iter_no_change, (int, np.integer))
+            and self.n_iter_no_change >= 1
+        ):
+            raise ValueError(
+                f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}."
+            )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
 
@@ -147,19 +172,31 @@ class BaseNetEstimator(BaseEstimator):
     def _fit(self, X, y, sample_weight, epochs, reset):
         self._check_training_params()
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         if is_path_source(X):
             data, layout = self._prepare_X(X, reset=reset)
             y = np.asarray(y)
             if len(y) != len(data):
-                raise ValueError(f"X has {len(data)} images but y has {len(y)} targets.")
+                raise ValueError(
+                    f"X has {len(data)} images but y has {len(y)} targets."
+                )
         else:
             X, y = validate_data(
-                self, X, y, reset=reset, allow_nd=True, dtype="numeric", multi_output=True,
+                self,
+                X,
+                y,
+                reset=reset,
+                allow_nd=True,
+                dtype="numeric",
+                multi_output=True,
                 y_numeric=not self._is_classifier(),
             )
             arr, layout = to_channels_first(
-                X, image_shape=self.image_shape, channels=self.channels,
+                X,
+                image_shape=self.image_shape,
+                channels=self.channels,
                 layout=None if reset else self.layout_,
             )
             data = TensorData(arr)
@@ -170,14 +207,18 @@ class BaseNetEstimator(BaseEstimator):
         if isinstance(data, TensorData):
             data = TensorData(data.X, y_t, w_t)
         else:
-            data = ImagePaths(data, image_size=data.image_size, mode=data.mode, y=y_t, weights=w_t)
+            data = ImagePaths(
+                data, image_size=data.image_size, mode=data.mode, y=y_t, weights=w_t
+            )
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         if reset:
             self.device_ = resolve_device(self.device)
             self.layout_ = layout
-        devices = [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
+        devices = (
+            [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
+        )
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             train, valid = self._split(data, y_enc, seed)
@@ -213,7 +254,11 @@ class BaseNetEstimator(BaseEstimator):
         if self._task in ("binary", "multiclass"):
             counts = np.bincount(np.asarray(y_enc).ravel().astype(int))
             counts = counts[counts > 0]
-            if counts.min() >= 2 and n_valid >= len(counts) and n - n_valid >= len(counts):
+            if (
+                counts.min() >= 2
+                and n_valid >= len(counts)
+                and n - n_valid >= len(counts)
+            ):
                 stratify = np.asarray(y_enc).ravel()
             else:
                 warnings.warn(
@@ -223,7 +268,10 @@ class BaseNetEstimator(BaseEstimator):
                     stacklevel=3,
                 )
         idx_train, idx_valid = train_test_split(
-            np.arange(n), test_size=n_valid, random_state=seed % (2**32), stratify=stratify
+            np.arange(n),
+            test_size=n_valid,
+            random_state=seed % (2**32),
+            stratify=stratify,
         )
         return _subset(data, idx_train), _subset(data, idx_valid)
 
@@ -235,19 +283,42 @@ class BaseNetEstimator(BaseEstimator):
         if self._task != "regression":
             task = "multiclass" if self._task == "multiclass" else self._task
             callbacks.append(
-                ("train_acc", EpochScoring(Accuracy(task), name="train_acc", on_train=True,
-                                           lower_is_better=False, use_caching=True,
-                                           target_extractor=target_of))
+                (
+                    "train_acc",
+                    EpochScoring(
+                        Accuracy(task),
+                        name="train_acc",
+                        on_train=True,
+                        lower_is_better=False,
+                        use_caching=True,
+                        target_extractor=target_of,
+                    ),
+                )
             )
             callbacks.append(
-                ("valid_acc", EpochScoring(Accuracy(task), name="valid_acc", on_train=False,
-                                           lower_is_better=False, use_caching=True,
-                                           target_extractor=target_of))
+                (
+                    "valid_acc",
+                    EpochScoring(
+                        Accuracy(task),
+                        name="valid_acc",
+                        on_train=False,
+                        lower_is_better=False,
+                        use_caching=True,
+                        target_extractor=target_of,
+                    ),
+                )
             )
         if self.early_stopping:
             callbacks.append(
-                ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.n_iter_no_change,
-                                                 load_best=True, sink=print if self.verbose else _silent))
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss",
+                        patience=self.n_iter_no_change,
+                        load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ),
+                )
             )
         checkpoint_dir = getattr(self, "checkpoint_dir", None)
         if checkpoint_dir is not None:
@@ -300,7 +371,9 @@ class BaseNetEstimator(BaseEstimator):
         self._has_valid = has_valid
 
     def _record_history(self):
-        hist = [{k: v for k, v in h.items() if k != "batches"} for h in self.net_.history]
+        hist = [
+            {k: v for k, v in h.items() if k != "batches"} for h in self.net_.history
+        ]
         self.history_ = hist
         self.n_iter_ = len(hist)
         key = "valid_loss" if any("valid_loss" in h for h in hist) else "train_loss"
@@ -310,12 +383,16 @@ class BaseNetEstimator(BaseEstimator):
     def _sample_weights(self, y, sample_weight, n):
         weights = np.ones(n, dtype=np.float64)
         if sample_weight is not None:
-            weights = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64)
+            weights = _check_sample_weight(
+                sample_weight, np.empty((n, 0)), dtype=np.float64
+            )
             if np.any(weights < 0):
                 raise ValueError("sample_weight must be non-negative.")
         class_weight = getattr(self, "class_weight", None)
         if class_weight is not None and self._task in ("binary", "multiclass"):
-            weights = weights * compute_sample_weight(class_weight, np.asarray(y).ravel())
+            weights = weights * compute_sample_weight(
+                class_weight, np.asarray(y).ravel()
+            )
         return weights.astype(np.float32)
 
     # -- prediction ----------------------------------------------------------------
@@ -340,7 +417,9 @@ class BaseNetEstimator(BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.target_tags.required = True
         tags.target_tags.multi_output = True
-        tags.non_deterministic = self.device not in ("cpu",) and torch.cuda.is_available()
+        tags.non_deterministic = (
+            self.device not in ("cpu",) and torch.cuda.is_available()
+        )
         return tags
 
 
@@ -352,16 +431,27 @@ def _subset(data, idx):
     if isinstance(data, TensorData):
         return data.subset(idx)
     return ImagePaths(
-        [data.paths[i] for i in idx], image_size=data.image_size, mode=data.mode,
-        y=data.y[idx], weights=data.weights[idx],
+        [data.paths[i] for i in idx],
+        image_size=data.image_size,
+        mode=data.mode,
+        y=data.y[idx],
+        weights=data.weights[idx],
     )
 
 
 def _checkpoint(checkpoint_dir):
     """Best-weights checkpoint in its own folder for this process and fit."""
-    folder = os.path.join(os.fspath(checkpoint_dir), f"fit-{os.getpid()}-{id(object()):x}")
-    return Checkpoint(dirname=folder, monitor="valid_loss_best", f_optimizer=None,
-                      f_criterion=None, f_history=None, load_best=False)
+    folder = os.path.join(
+        os.fspath(checkpoint_dir), f"fit-{os.getpid()}-{id(object()):x}"
+    )
+    return Checkpoint(
+        dirname=folder,
+        monitor="valid_loss_best",
+        f_optimizer=None,
+        f_criterion=None,
+        f_history=None,
+        load_best=False,
+    )
 
 
 class NetClassifierMixin(ClassifierMixin):
@@ -377,7 +467,9 @@ class NetClassifierMixin(ClassifierMixin):
                 self._task = "multilabel"
                 self.classes_ = np.arange(y.shape[1])
             elif self._task != "multilabel" or y.shape[1] != len(self.classes_):
-                raise ValueError("y does not match the labels the estimator was fitted on.")
+                raise ValueError(
+                    "y does not match the labels the estimator was fitted on."
+                )
             return y.astype(np.float32)
         check_classification_targets(y)
         if task not in ("binary", "multiclass"):
@@ -397,7 +489,9 @@ class NetClassifierMixin(ClassifierMixin):
             self._task = "binary" if len(classes) == 2 else "multiclass"
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if len(unseen):
-            raise ValueError(f"y contains labels {unseen.tolist()} not seen when fitting.")
+            raise ValueError(
+                f"y contains labels {unseen.tolist()} not seen when fitting."
+            )
         codes = np.searchsorted(self.classes_, y)
         if self._task == "binary":
             return codes.astype(np.float32).reshape(-1, 1)
@@ -407,7 +501,9 @@ class NetClassifierMixin(ClassifierMixin):
         return 1 if self._task == "binary" else len(self.classes_)
 
     def _criterion(self):
-        return nn.CrossEntropyLoss if self._task == "multiclass" else nn.BCEWithLogitsLoss
+        return (
+            nn.CrossEntropyLoss if self._task == "multiclass" else nn.BCEWithLogitsLoss
+        )
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n, n_classes)`` (``(n, n_labels)`` if multilabel)."""
@@ -453,7 +549,9 @@ class NetRegressorMixin(RegressorMixin):
             self._single_output = single
             self.n_outputs_ = y.shape[1]
         elif y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {y.shape[1]} outputs; the estimator was fitted on {self.n_outputs_}.")
+            raise ValueError(
+                f"y has {y.shape[1]} outputs; the estimator was fitted on {self.n_outputs_}."
+            )
         return y
 
     def _n_outputs(self):

@@ -49,7 +49,9 @@ class ImageLayout:
 
     def describe(self):
         if self.ndim == 1:
-            return f"1-D signals of length {self.shape[1]} with {self.shape[0]} channel(s)"
+            return (
+                f"1-D signals of length {self.shape[1]} with {self.shape[0]} channel(s)"
+            )
         c, h, w = self.shape
         return f"{h}x{w} images with {c} channel(s)"
 
@@ -77,7 +79,9 @@ def _detect_channels_last(shape, channels):
     if channels == "first":
         return False
     if channels != "auto":
-        raise ValueError(f"channels must be 'auto', 'last' or 'first'; got {channels!r}.")
+        raise ValueError(
+            f"channels must be 'auto', 'last' or 'first'; got {channels!r}."
+        )
     last_small = shape[3] <= _MAX_CHANNELS
     first_small = shape[1] <= _MAX_CHANNELS
     # Users hold images channels-last (PIL, skimage, Keras); only a small
@@ -120,7 +124,9 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
             f"of shape {X.shape}. Reshape single samples with X.reshape(1, ...)."
         )
     if X.shape[0] == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}); expected at least 1.")
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={X.shape}); expected at least 1."
+        )
     n = X.shape[0]
     if X.ndim == 2:
         if image_shape is None:
@@ -148,7 +154,9 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     if X.dtype != np.uint8:
         X = X.astype(np.float32, copy=False)
         if not np.isfinite(X).all():
-            raise ValueError(f"Input {name} contains NaN or infinity; expected finite values.")
+            raise ValueError(
+                f"Input {name} contains NaN or infinity; expected finite values."
+            )
     X = np.ascontiguousarray(X)
     found = ImageLayout(tuple(X.shape[1:]))
     if layout is not None and found != layout:
@@ -204,7 +212,9 @@ class ImagePaths(torch.utils.data.Dataset):
     """
 
     def __init__(self, paths, image_size=None, mode="auto", y=None, weights=None):
-        self.paths = [str(p) for p in (paths.paths if isinstance(paths, ImagePaths) else paths)]
+        self.paths = [
+            str(p) for p in (paths.paths if isinstance(paths, ImagePaths) else paths)
+        ]
         if not self.paths:
             raise ValueError("Found 0 image paths; expected at least 1.")
         for p in self.paths[:1]:
@@ -250,7 +260,9 @@ class TensorData(torch.utils.data.Dataset):
         self.y = None if y is None else torch.as_tensor(y)
         if weights is None and y is not None:
             weights = torch.ones(len(self.X), dtype=torch.float32)
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self.weights = (
+            None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        )
 
     def __len__(self):
         return len(self.X)
@@ -332,7 +344,10 @@ class BatchIterator:
         if rest is None:
             return xb
         yb, wb = rest
-        return xb, (yb.to(self.device, non_blocking=non_blocking), wb.to(self.device, non_blocking=non_blocking))
+        return xb, (
+            yb.to(self.device, non_blocking=non_blocking),
+            wb.to(self.device, non_blocking=non_blocking),
+        )
 
     def __iter__(self):
         if isinstance(self.data, TensorData):

@@ -158,12 +158,16 @@ warm_start, checkpoint_dir, num_workers, class_weight
         if isinstance(size, int):
             size = (size, size)
         if self.stem not in ("auto", "small", "imagenet"):
-            raise ValueError(f"stem must be 'auto', 'small' or 'imagenet'; got {self.stem!r}.")
+            raise ValueError(
+                f"stem must be 'auto', 'small' or 'imagenet'; got {self.stem!r}."
+            )
         small = self.stem == "small" or (
             self.stem == "auto" and resolved is None and max(size) <= _SMALL_IMAGE
         )
         if resolved is not None and small:
-            raise ValueError("stem='small' cannot take pretrained weights; use stem='auto' or 'imagenet'.")
+            raise ValueError(
+                "stem='small' cannot take pretrained weights; use stem='auto' or 'imagenet'."
+            )
         channels = 3 if resolved is not None else layout.in_channels
         backbone = make_densenet(
             self.arch,
@@ -203,4 +207,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
     def _optimizer_kwargs(self):
         if self.backbone_lr_scale == 1.0:
             return {}
-        return {"param_groups": [("features.*", {"lr": float(self.lr) * float(self.backbone_lr_scale)})]}
+        return {
+            "param_groups": [
+                ("features.*", {"lr": float(self.lr) * float(self.backbone_lr_scale)})
+            ]
+        }

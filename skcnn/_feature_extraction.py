@@ -14,7 +14,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._data import BatchIterator, ImagePaths, TensorData, is_path_source, to_channels_first
+from ._data import (
+    BatchIterator,
+    ImagePaths,
+    TensorData,
+    is_path_source,
+    to_channels_first,
+)
 from ._training import resolve_device, resolve_precision
 from .models.adapter import InputAdapter
 from .pretrained import load_into, resolve_weights
@@ -60,7 +66,9 @@ class _Backbone(nn.Module):
         else:
             try:
                 self.model(x)
-                raise RuntimeError(f"Layer {self.layer!r} was not reached in the forward pass.")
+                raise RuntimeError(
+                    f"Layer {self.layer!r} was not reached in the forward pass."
+                )
             except _StopForward:
                 out = self._captured
                 self._captured = None
@@ -160,19 +168,31 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     def _prepare(self, X, reset):
         layout = None if reset else self.layout_
         if is_path_source(X):
-            size = tuple(self.image_shape[:2]) if self.image_shape else (None if reset else layout.spatial)
-            data = ImagePaths(X, image_size=size, mode="auto" if reset else ("L" if layout.in_channels == 1 else "RGB"))
+            size = (
+                tuple(self.image_shape[:2])
+                if self.image_shape
+                else (None if reset else layout.spatial)
+            )
+            data = ImagePaths(
+                X,
+                image_size=size,
+                mode="auto" if reset else ("L" if layout.in_channels == 1 else "RGB"),
+            )
             if reset:
                 # What validate_data records for the same images as an array (axis 1).
                 self.n_features_in_ = int(data.layout.spatial[0])
             return data, data.layout
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
-        arr, found = to_channels_first(X, image_shape=self.image_shape, channels=self.channels, layout=layout)
+        arr, found = to_channels_first(
+            X, image_shape=self.image_shape, channels=self.channels, layout=layout
+        )
         return TensorData(arr), found
 
     def _build(self, layout):
         if self.pooling not in ("avg", "max", None):
-            raise ValueError(f"pooling must be 'avg', 'max' or None; got {self.pooling!r}.")
+            raise ValueError(
+                f"pooling must be 'avg', 'max' or None; got {self.pooling!r}."
+            )
         if isinstance(self.backbone, nn.Module):
             import copy
 
@@ -182,25 +202,37 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             from torchvision.models import get_model, list_models
 
             if self.backbone not in list_models():
-                raise ValueError(f"backbone {self.backbone!r} is not a torchvision model name.")
+                raise ValueError(
+                    f"backbone {self.backbone!r} is not a torchvision model name."
+                )
             model = get_model(self.backbone, weights=None)
             arch = self.backbone
         else:
-            raise TypeError(f"backbone must be a model name or an nn.Module; got {type(self.backbone).__name__}.")
+            raise TypeError(
+                f"backbone must be a model name or an nn.Module; got {type(self.backbone).__name__}."
+            )
         resolved = resolve_weights(arch, self.weights)
         if resolved is not None:
             load_into(model, resolved.state_dict, skip_prefixes=())
         if self.layer is None:
             head = _last_linear(model)
             if head is None:
-                raise ValueError("The backbone has no linear layer to cut at; pass layer=<module name>.")
+                raise ValueError(
+                    "The backbone has no linear layer to cut at; pass layer=<module name>."
+                )
             _set_submodule(model, head, nn.Identity())
         else:
             names = dict(model.named_modules())
             if self.layer not in names:
-                raise ValueError(f"layer {self.layer!r} is not a module of the backbone; e.g. {list(names)[1:6]}.")
-        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        backbone_channels = first_conv.in_channels if first_conv is not None else layout.in_channels
+                raise ValueError(
+                    f"layer {self.layer!r} is not a module of the backbone; e.g. {list(names)[1:6]}."
+                )
+        first_conv = next(
+            (m for m in model.modules() if isinstance(m, nn.Conv2d)), None
+        )
+        backbone_channels = (
+            first_conv.in_channels if first_conv is not None else layout.in_channels
+        )
         adapter = InputAdapter(
             layout.in_channels,
             backbone_channels=backbone_channels,
@@ -217,7 +249,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         data, layout = self._prepare(X, reset=True)
         self.layout_ = layout
         self.device_ = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.module_ = self._build(layout).to(self.device_)
@@ -237,8 +271,15 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             channels_last=self.channels_last,
         )
         chunks = []
-        with torch.inference_mode(), torch.autocast(device_type, dtype=amp or torch.float32, enabled=amp is not None):
-            for xb in tqdm(batches, disable=not self.verbose, desc="features", unit="batch"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device_type, dtype=amp or torch.float32, enabled=amp is not None
+            ),
+        ):
+            for xb in tqdm(
+                batches, disable=not self.verbose, desc="features", unit="batch"
+            ):
                 chunks.append(self.module_(xb).float().cpu().numpy())
         return np.concatenate(chunks)
 
@@ -260,7 +301,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+        return np.asarray(
+            [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -274,10 +317,18 @@ def _fingerprint(extractor, state):
     """What the features depend on besides X (parameters and weights), for the cache."""
     h = hashlib.sha256()
     skip = ("memory", "verbose", "batch_size", "device", "backbone")
-    params = sorted((k, repr(v)) for k, v in extractor.get_params(deep=False).items() if k not in skip)
+    params = sorted(
+        (k, repr(v))
+        for k, v in extractor.get_params(deep=False).items()
+        if k not in skip
+    )
     h.update(repr(params).encode())
     backbone = extractor.backbone
-    h.update((backbone if isinstance(backbone, str) else type(backbone).__qualname__).encode())
+    h.update(
+        (
+            backbone if isinstance(backbone, str) else type(backbone).__qualname__
+        ).encode()
+    )
     keys = sorted(state)
     for k in keys[:: max(1, len(keys) // 32)]:
         h.update(k.encode())

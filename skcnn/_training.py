@@ -30,7 +30,9 @@ def resolve_device(device):
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}.")
+        raise TypeError(
+            f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}."
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
@@ -51,9 +53,13 @@ def resolve_precision(precision, device):
         return torch.bfloat16
     if precision in ("fp16", "16", 16, "float16"):
         if not is_cuda:
-            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU.")
+            raise ValueError(
+                "precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU."
+            )
         return torch.float16
-    raise ValueError(f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}.")
+    raise ValueError(
+        f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}."
+    )
 
 
 class FixedSplit:
@@ -79,8 +85,10 @@ class Accuracy:
             pred = logits.argmax(1).numpy()
         else:
             pred = (logits > 0).long().numpy().reshape(y.shape)
-        return float((pred == y).mean()) if self.task != "multilabel" else float(
-            (pred == y).all(axis=1).mean()
+        return (
+            float((pred == y).mean())
+            if self.task != "multilabel"
+            else float((pred == y).all(axis=1).mean())
         )
 
 

@@ -56,14 +56,18 @@ class Augment:
         for name in ("rotation", "shift", "zoom", "shear", "noise"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"Augment {name} must be a number >= 0; got {value!r}.")
+                raise ValueError(
+                    f"Augment {name} must be a number >= 0; got {value!r}."
+                )
         if self.zoom >= 1:
             raise ValueError(f"Augment zoom must be < 1; got {self.zoom!r}.")
         self.generator = None
 
     @property
     def is_geometric(self):
-        return any((self.rotation, self.shift, self.zoom, self.shear, self.hflip, self.vflip))
+        return any(
+            (self.rotation, self.shift, self.zoom, self.shear, self.hflip, self.vflip)
+        )
 
     def seed(self, seed):
         """Draw this augmenter's randomness from its own seeded generator."""
@@ -90,7 +94,9 @@ class Augment:
         # zoom scale enlarges the image for scale > 1.
         a = torch.stack(
             [
-                torch.stack([cos * fx / scale, (-sin + torch.tan(shear)) * fy / scale, tx], 1),
+                torch.stack(
+                    [cos * fx / scale, (-sin + torch.tan(shear)) * fy / scale, tx], 1
+                ),
                 torch.stack([sin * fx / scale, cos * fy / scale, ty], 1),
             ],
             1,
@@ -101,11 +107,15 @@ class Augment:
         if x.ndim == 4 and self.is_geometric:
             theta = self._matrices(x.shape[0]).to(x.device, x.dtype)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            x = F.grid_sample(
+                x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
         elif x.ndim == 3 and self.shift:
             # 1-D signals: random circular shifts only.
             length = x.shape[-1]
-            shifts = (self._uniform(x.shape[0], self.shift * length)).round().long().tolist()
+            shifts = (
+                (self._uniform(x.shape[0], self.shift * length)).round().long().tolist()
+            )
             x = torch.stack([torch.roll(xi, s, dims=-1) for xi, s in zip(x, shifts)])
         if self.noise:
             noise = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)

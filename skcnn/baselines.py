@@ -18,7 +18,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import to_channels_first
 
-__all__ = ["AddNoise", "ColorHistogram", "HOGTransformer", "ImageFlattener", "ImageResizer"]
+__all__ = [
+    "AddNoise",
+    "ColorHistogram",
+    "HOGTransformer",
+    "ImageFlattener",
+    "ImageResizer",
+]
 
 
 class _ImageTransformer(TransformerMixin, BaseEstimator):
@@ -27,7 +33,9 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
     def _images(self, X, reset):
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
         arr, layout = to_channels_first(
-            X, image_shape=self.image_shape, channels=getattr(self, "channels", "auto"),
+            X,
+            image_shape=self.image_shape,
+            channels=getattr(self, "channels", "auto"),
             layout=None if reset else self.layout_,
         )
         if reset:
@@ -53,7 +61,9 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_out_")
         prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+        return np.asarray(
+            [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -96,7 +106,9 @@ class ImageResizer(_ImageTransformer):
         Return ``(n, h*w*C)`` instead, for models that take 2-D input.
     """
 
-    def __init__(self, output_shape=(32, 32), anti_aliasing=True, image_shape=None, flatten=False):
+    def __init__(
+        self, output_shape=(32, 32), anti_aliasing=True, image_shape=None, flatten=False
+    ):
         self.output_shape = output_shape
         self.anti_aliasing = anti_aliasing
         self.image_shape = image_shape
@@ -106,13 +118,20 @@ class ImageResizer(_ImageTransformer):
         from skimage.transform import resize
 
         n, _, _, c = images.shape
-        out = resize(images, (n, *self.output_shape, c), anti_aliasing=self.anti_aliasing, preserve_range=True)
+        out = resize(
+            images,
+            (n, *self.output_shape, c),
+            anti_aliasing=self.anti_aliasing,
+            preserve_range=True,
+        )
         out = out.astype(np.float32)
         return out.reshape(n, -1) if self.flatten else out
 
     def fit(self, X, y=None):
         super().fit(X, y)
-        self.n_features_out_ = int(np.prod(self.output_shape)) * self.layout_.in_channels
+        self.n_features_out_ = (
+            int(np.prod(self.output_shape)) * self.layout_.in_channels
+        )
         return self
 
 
@@ -138,7 +157,9 @@ class ColorHistogram(_ImageTransformer):
         flat = np.clip(images.reshape(n, h * w, c), 0, 1)
         # Bin index per pixel, counted per (image, channel) with one bincount.
         idx = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, self.bins - 1)
-        offsets = (np.arange(n)[:, None, None] * c + np.arange(c)[None, None, :]) * self.bins
+        offsets = (
+            np.arange(n)[:, None, None] * c + np.arange(c)[None, None, :]
+        ) * self.bins
         counts = np.bincount((idx + offsets).ravel(), minlength=n * c * self.bins)
         hist = counts.reshape(n, c * self.bins).astype(np.float32)
         return hist / (h * w) if self.density else hist
@@ -197,7 +218,11 @@ class HOGTransformer(_ImageTransformer):
             image,
             orientations=self.orientations,
             pixels_per_cell=ppc,
-            cells_per_block=(1, 1) if any(s // p < b for s, p, b in zip(image.shape, ppc, self.cells_per_block)) else self.cells_per_block,
+            cells_per_block=(1, 1)
+            if any(
+                s // p < b for s, p, b in zip(image.shape, ppc, self.cells_per_block)
+            )
+            else self.cells_per_block,
             block_norm=self.block_norm,
             feature_vector=True,
         ).astype(np.float32)
@@ -212,7 +237,8 @@ class HOGTransformer(_ImageTransformer):
         else:
             chunks = np.array_split(np.arange(len(gray)), 4 * abs(self.n_jobs or 1))
             parts = Parallel(n_jobs=self.n_jobs)(
-                delayed(lambda idx: [self._one(gray[i]) for i in idx])(c) for c in chunks
+                delayed(lambda idx: [self._one(gray[i]) for i in idx])(c)
+                for c in chunks
             )
             feats = [f for part in parts for f in part]
         return np.stack(feats)
@@ -250,11 +276,15 @@ class AddNoise(TransformerMixin, BaseEstimator):
         if X.dtype == np.uint8:
             noisy = X + rng.normal(0, self.std * 255, X.shape)
             return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
-        return (X + rng.normal(0, self.std, X.shape)).astype(X.dtype if X.dtype.kind == "f" else np.float64)
+        return (X + rng.normal(0, self.std, X.shape)).astype(
+            X.dtype if X.dtype.kind == "f" else np.float64
+        )
 
     def fit_transform(self, X, y=None):
         self.fit(X, y)
-        return self._noisy(validate_data(self, X, reset=False, allow_nd=True, dtype="numeric"))
+        return self._noisy(
+            validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        )
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")

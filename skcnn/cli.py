@@ -9,7 +9,9 @@ __all__ = ["main"]
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="skcnn", description="skcnn: CNN estimators for scikit-learn.")
+    parser = argparse.ArgumentParser(
+        prog="skcnn", description="skcnn: CNN estimators for scikit-learn."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     cmp = sub.add_parser(
         "compare",
@@ -21,17 +23,48 @@ def _parser():
             "CV folds, scored on a validation split and an external test set."
         ),
     )
-    cmp.add_argument("--data", default="digits", help="'digits' (default), 'lfw', or a folder with one subfolder per class")
-    cmp.add_argument("--external", default=None, help="folder of class subfolders used as external test set (default: a shifted copy of the validation split)")
-    cmp.add_argument("--models", default=None, help="comma-separated subset of: " + ", ".join(_model_names()))
-    cmp.add_argument("--quick", action="store_true", help="fewer epochs, 2 folds, no search")
-    cmp.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
+    cmp.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (default), 'lfw', or a folder with one subfolder per class",
+    )
+    cmp.add_argument(
+        "--external",
+        default=None,
+        help="folder of class subfolders used as external test set (default: a shifted copy of the validation split)",
+    )
+    cmp.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated subset of: " + ", ".join(_model_names()),
+    )
+    cmp.add_argument(
+        "--quick", action="store_true", help="fewer epochs, 2 folds, no search"
+    )
+    cmp.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'",
+    )
     cmp.add_argument("--n-jobs", type=int, default=1, help="parallel search jobs")
     cmp.add_argument("--cv", type=int, default=3, help="number of CV folds (default 3)")
-    cmp.add_argument("--weights", default=None, help="DenseNet-121 state-dict file for the pretrained rows")
-    cmp.add_argument("--image-size", type=int, default=None, help="resize folder images to this square size (default 32)")
+    cmp.add_argument(
+        "--weights",
+        default=None,
+        help="DenseNet-121 state-dict file for the pretrained rows",
+    )
+    cmp.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize folder images to this square size (default 32)",
+    )
     cmp.add_argument("--random-state", type=int, default=0)
-    cmp.add_argument("--out", default=None, help="write results.csv, results.md and PNG figures to this folder")
+    cmp.add_argument(
+        "--out",
+        default=None,
+        help="write results.csv, results.md and PNG figures to this folder",
+    )
     return parser
 
 
@@ -65,7 +98,10 @@ def main(argv=None):
             print(f"skcnn compare: error: {exc}", file=sys.stderr)
             return 2
         print(result.to_markdown())
-        print(f"\nwall time: {result.wall_time_s:.1f}s" + (f"; results in {args.out}" if args.out else ""))
+        print(
+            f"\nwall time: {result.wall_time_s:.1f}s"
+            + (f"; results in {args.out}" if args.out else "")
+        )
     return 0
 
 

@@ -34,7 +34,13 @@ from .baselines import ColorHistogram, HOGTransformer, ImageFlattener
 from .datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
 from .pretrained import hub_checkpoint_dir
 
-__all__ = ["ComparisonResult", "MODEL_NAMES", "default_models", "load_comparison_data", "run_comparison"]
+__all__ = [
+    "ComparisonResult",
+    "MODEL_NAMES",
+    "default_models",
+    "load_comparison_data",
+    "run_comparison",
+]
 
 MODEL_NAMES = (
     "pixels+rf",
@@ -47,7 +53,17 @@ MODEL_NAMES = (
     "pretrained+logreg",
     "densenet-finetune",
 )
-COLUMNS = ("model", "status", "best_params", "cv_f1", "val_f1", "val_acc", "ext_f1", "ext_acc", "fit_time_s")
+COLUMNS = (
+    "model",
+    "status",
+    "best_params",
+    "cv_f1",
+    "val_f1",
+    "val_acc",
+    "ext_f1",
+    "ext_acc",
+    "fit_time_s",
+)
 
 
 @dataclass
@@ -92,7 +108,9 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
     elif Path(str(data)).is_dir():
         X, y = load_image_folder(data, image_size=image_size or (32, 32))
     else:
-        raise ValueError(f"data must be 'digits', 'lfw' or a folder of class subfolders; got {data!r}.")
+        raise ValueError(
+            f"data must be 'digits', 'lfw' or a folder of class subfolders; got {data!r}."
+        )
     X_train, X_val, y_train, y_val = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=random_state
     )
@@ -100,12 +118,18 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
         size = X.shape[1:3]
         X_ext, y_ext = load_image_folder(external, image_size=size)
         if X_ext.ndim != X.ndim:  # match colour / gray
-            X_ext = X_ext.mean(-1).astype(np.uint8) if X.ndim == 3 else np.repeat(X_ext[..., None], 3, -1)
+            X_ext = (
+                X_ext.mean(-1).astype(np.uint8)
+                if X.ndim == 3
+                else np.repeat(X_ext[..., None], 3, -1)
+            )
         # Folder names are strings: compare labels as strings on both sides.
         y_train, y_val = y_train.astype(str), y_val.astype(str)
         unknown = sorted(str(c) for c in set(y_ext) - set(y_train))
         if unknown:
-            raise ValueError(f"The external set has classes {unknown} that the data does not have.")
+            raise ValueError(
+                f"The external set has classes {unknown} that the data does not have."
+            )
     else:
         X_ext, y_ext = make_shifted(X_val, random_state=random_state), y_val
     return X_train, y_train, X_val, y_val, X_ext, y_ext
@@ -120,7 +144,9 @@ def cached_densenet121():
     return path if path.is_file() else None
 
 
-def default_models(*, image_shape, quick=False, device="auto", weights=None, random_state=0):
+def default_models(
+    *, image_shape, quick=False, device="auto", weights=None, random_state=0
+):
     """name -> (estimator, param_grid) or (None, reason) when it cannot run."""
     side = min(image_shape[:2])
     epochs = 15 if quick else 40
@@ -128,19 +154,51 @@ def default_models(*, image_shape, quick=False, device="auto", weights=None, ran
     net = dict(device=device, random_state=random_state)
     models = {
         "pixels+rf": (
-            Pipeline([("pixels", ImageFlattener()), ("rf", RandomForestClassifier(n_estimators=200, random_state=random_state))]),
+            Pipeline(
+                [
+                    ("pixels", ImageFlattener()),
+                    (
+                        "rf",
+                        RandomForestClassifier(
+                            n_estimators=200, random_state=random_state
+                        ),
+                    ),
+                ]
+            ),
             {"rf__max_features": ["sqrt", 0.2]} if not quick else {},
         ),
         "hist+rf": (
-            Pipeline([("hist", ColorHistogram()), ("rf", RandomForestClassifier(n_estimators=200, random_state=random_state))]),
+            Pipeline(
+                [
+                    ("hist", ColorHistogram()),
+                    (
+                        "rf",
+                        RandomForestClassifier(
+                            n_estimators=200, random_state=random_state
+                        ),
+                    ),
+                ]
+            ),
             {"hist__bins": [8, 16]} if not quick else {},
         ),
         "hog+svm": (
-            Pipeline([("hog", HOGTransformer(pixels_per_cell=ppc)), ("scale", StandardScaler()), ("svm", SVC())]),
+            Pipeline(
+                [
+                    ("hog", HOGTransformer(pixels_per_cell=ppc)),
+                    ("scale", StandardScaler()),
+                    ("svm", SVC()),
+                ]
+            ),
             {"svm__C": [1.0, 10.0]},
         ),
         "pca+svm": (
-            Pipeline([("pixels", ImageFlattener()), ("pca", PCA(whiten=True, random_state=random_state)), ("svm", SVC())]),
+            Pipeline(
+                [
+                    ("pixels", ImageFlattener()),
+                    ("pca", PCA(whiten=True, random_state=random_state)),
+                    ("svm", SVC()),
+                ]
+            ),
             {"pca__n_components": [0.8, 0.95], "svm__C": [10.0]},
         ),
         "cnn": (
@@ -148,7 +206,9 @@ def default_models(*, image_shape, quick=False, device="auto", weights=None, ran
             {"dropout": [0.25, 0.5]} if not quick else {},
         ),
         "cnn+aug": (
-            CNNClassifier(max_epochs=epochs, augment={"rotation": 10, "shift": 0.1}, **net),
+            CNNClassifier(
+                max_epochs=epochs, augment={"rotation": 10, "shift": 0.1}, **net
+            ),
             {"lr": [1e-3, 3e-3]} if not quick else {},
         ),
         "densenet": (
@@ -166,17 +226,33 @@ def default_models(*, image_shape, quick=False, device="auto", weights=None, ran
         models["densenet-finetune"] = (None, reason)
     else:
         models["pretrained+logreg"] = (
-            Pipeline([
-                ("features", PretrainedFeatureExtractor("densenet121", weights=str(weights), input_size=64, device=device)),
-                ("scale", StandardScaler()),
-                ("logreg", LogisticRegression(max_iter=500)),
-            ]),
+            Pipeline(
+                [
+                    (
+                        "features",
+                        PretrainedFeatureExtractor(
+                            "densenet121",
+                            weights=str(weights),
+                            input_size=64,
+                            device=device,
+                        ),
+                    ),
+                    ("scale", StandardScaler()),
+                    ("logreg", LogisticRegression(max_iter=500)),
+                ]
+            ),
             {"logreg__C": [0.1, 1.0]} if not quick else {},
         )
         models["densenet-finetune"] = (
             DenseNetClassifier(
-                arch="densenet121", weights=str(weights), input_size=64, head_epochs=2,
-                max_epochs=4 if quick else 8, lr=1e-3, backbone_lr_scale=0.1, **net,
+                arch="densenet121",
+                weights=str(weights),
+                input_size=64,
+                head_epochs=2,
+                max_epochs=4 if quick else 8,
+                lr=1e-3,
+                backbone_lr_scale=0.1,
+                **net,
             ),
             {"finetune_depth": [0, 1]} if not quick else {"finetune_depth": [1]},
         )
@@ -221,13 +297,21 @@ def run_comparison(
         data, external, image_size, random_state
     )
     candidates = default_models(
-        image_shape=X_train.shape[1:], quick=quick, device=device, weights=weights, random_state=random_state
+        image_shape=X_train.shape[1:],
+        quick=quick,
+        device=device,
+        weights=weights,
+        random_state=random_state,
     )
     names = list(MODEL_NAMES if models is None else models)
     unknown = [n for n in names if n not in candidates]
     if unknown:
-        raise ValueError(f"Unknown model(s) {unknown}; choose from {list(MODEL_NAMES)}.")
-    folds = StratifiedKFold(n_splits=2 if quick else cv, shuffle=True, random_state=random_state)
+        raise ValueError(
+            f"Unknown model(s) {unknown}; choose from {list(MODEL_NAMES)}."
+        )
+    folds = StratifiedKFold(
+        n_splits=2 if quick else cv, shuffle=True, random_state=random_state
+    )
     result = ComparisonResult([], str(data), len(X_train), len(X_val), len(X_ext), 0.0)
     progress(
         f"skcnn compare: data={data} train={len(X_train)} val={len(X_val)} external={len(X_ext)} "
@@ -240,9 +324,19 @@ def run_comparison(
             result.rows.append({"model": name, "status": grid})
             continue
         n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
-        progress(f"[{i}/{len(names)}] {name}: {n_cand} candidate(s) x {folds.get_n_splits()} folds ...")
+        progress(
+            f"[{i}/{len(names)}] {name}: {n_cand} candidate(s) x {folds.get_n_splits()} folds ..."
+        )
         t0 = time.perf_counter()
-        search = GridSearchCV(clone(estimator), grid or {}, scoring="f1_macro", cv=folds, n_jobs=n_jobs, refit=True, error_score="raise")
+        search = GridSearchCV(
+            clone(estimator),
+            grid or {},
+            scoring="f1_macro",
+            cv=folds,
+            n_jobs=n_jobs,
+            refit=True,
+            error_score="raise",
+        )
         search.fit(X_train, y_train)
         fit_time = time.perf_counter() - t0
         best = search.best_estimator_
@@ -278,7 +372,12 @@ def write_outputs(result, out, y_val, y_ext):
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for r in result.rows:
-            writer.writerow({c: _fmt(r.get(c)) if c == "best_params" else r.get(c, "") for c in COLUMNS})
+            writer.writerow(
+                {
+                    c: _fmt(r.get(c)) if c == "best_params" else r.get(c, "")
+                    for c in COLUMNS
+                }
+            )
     (out / "results.md").write_text(
         f"# skcnn compare: {result.data}\n\ntrain {result.n_train}, validation {result.n_val}, "
         f"external {result.n_ext}; wall time {result.wall_time_s:.0f}s\n\n{result.to_markdown()}\n"
@@ -286,7 +385,10 @@ def write_outputs(result, out, y_val, y_ext):
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed: no figures written (pip install 'skcnn[plot]').", file=sys.stderr)
+        print(
+            "matplotlib not installed: no figures written (pip install 'skcnn[plot]').",
+            file=sys.stderr,
+        )
         return
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -308,9 +410,13 @@ def write_outputs(result, out, y_val, y_ext):
     for name, (pred_val, pred_ext) in result.predictions.items():
         safe = name.replace("+", "_")
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-        ConfusionMatrixDisplay.from_predictions(y_val, pred_val, ax=axes[0], colorbar=False)
+        ConfusionMatrixDisplay.from_predictions(
+            y_val, pred_val, ax=axes[0], colorbar=False
+        )
         axes[0].set_title("validation")
-        ConfusionMatrixDisplay.from_predictions(y_ext, pred_ext, ax=axes[1], colorbar=False)
+        ConfusionMatrixDisplay.from_predictions(
+            y_ext, pred_ext, ax=axes[1], colorbar=False
+        )
         axes[1].set_title("external")
         fig.suptitle(name)
         fig.tight_layout()

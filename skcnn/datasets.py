@@ -52,11 +52,15 @@ def load_image_folder(path, image_size=None, lazy=False, mode="auto"):
     """
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"{str(root)!r} is not a folder; expected one subfolder per class.")
+        raise ValueError(
+            f"{str(root)!r} is not a folder; expected one subfolder per class."
+        )
     classes = sorted(p for p in root.iterdir() if p.is_dir())
     paths, labels = [], []
     for folder in classes:
-        files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
+        )
         paths += [str(f) for f in files]
         labels += [folder.name] * len(files)
     if not paths:

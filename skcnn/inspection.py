@@ -45,9 +45,16 @@ def _inputs(estimator, X):
 
 
 def _own_counts(module):
-    trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
-    frozen = sum(p.numel() for p in module.parameters(recurse=False) if not p.requires_grad)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+    trainable = sum(
+        p.numel() for p in module.parameters(recurse=False) if p.requires_grad
+    )
+    frozen = sum(
+        p.numel() for p in module.parameters(recurse=False) if not p.requires_grad
+    )
+    if (
+        isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and module.running_mean is not None
+    ):
         # Keras counts the moving mean and variance as non-trainable parameters.
         frozen += module.running_mean.numel() + module.running_var.numel()
     return trainable, frozen
@@ -103,7 +110,9 @@ def summary(estimator):
     leaves = [(n, m) for n, m in module.named_modules() if not list(m.children())]
     shapes = {}
     hooks = [
-        m.register_forward_hook(lambda mod, i, o, name=n: shapes.__setitem__(name, tuple(o.shape[1:])))
+        m.register_forward_hook(
+            lambda mod, i, o, name=n: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
         for n, m in leaves
     ]
     device = next(module.parameters()).device
@@ -123,7 +132,14 @@ def summary(estimator):
         result.non_trainable_params += frozen
         if name in shapes or trainable or frozen:
             shape = shapes.get(name)
-            result.rows.append((name, type(m).__name__, (None, *shape) if shape else "-", trainable + frozen))
+            result.rows.append(
+                (
+                    name,
+                    type(m).__name__,
+                    (None, *shape) if shape else "-",
+                    trainable + frozen,
+                )
+            )
     return result
 
 
@@ -135,11 +151,15 @@ def _find_layer(module, layer):
     if isinstance(layer, str):
         named = dict(module.named_modules())
         if layer not in named:
-            raise ValueError(f"No module named {layer!r}; conv layers are {[n for n, _ in _conv_layers(module)]}.")
+            raise ValueError(
+                f"No module named {layer!r}; conv layers are {[n for n, _ in _conv_layers(module)]}."
+            )
         return layer, named[layer]
     convs = _conv_layers(module)
     if not -len(convs) <= int(layer) < len(convs):
-        raise ValueError(f"layer={layer!r} is out of range: the network has {len(convs)} conv layers.")
+        raise ValueError(
+            f"layer={layer!r} is out of range: the network has {len(convs)} conv layers."
+        )
     return convs[int(layer)]
 
 
@@ -147,7 +167,9 @@ def conv_kernels(estimator, layer=0):
     """Weights of a conv layer: ``(filters, in_channels, kh, kw)`` (or ``(f, c, k)`` 1-D)."""
     _, conv = _find_layer(_module(estimator), layer)
     if not isinstance(conv, _CONV):
-        raise ValueError(f"Layer {layer!r} is a {type(conv).__name__}, not a convolution.")
+        raise ValueError(
+            f"Layer {layer!r} is a {type(conv).__name__}, not a convolution."
+        )
     return conv.weight.detach().float().cpu().numpy()
 
 
@@ -156,7 +178,9 @@ def feature_maps(estimator, X, layer=0):
     module = _module(estimator)
     _, target = _find_layer(module, layer)
     captured = []
-    hook = target.register_forward_hook(lambda m, i, o: captured.append(o.detach().float().cpu()))
+    hook = target.register_forward_hook(
+        lambda m, i, o: captured.append(o.detach().float().cpu())
+    )
     was_training = module.training
     module.eval()
     try:
@@ -178,7 +202,16 @@ def _target_score(estimator, logits, target):
     return logits.gather(1, target.view(-1, 1).to(logits.device))[:, 0]
 
 
-def saliency(estimator, X, target=None, method="gradient", n_samples=20, noise=0.1, steps=32, random_state=0):
+def saliency(
+    estimator,
+    X,
+    target=None,
+    method="gradient",
+    n_samples=20,
+    noise=0.1,
+    steps=32,
+    random_state=0,
+):
     """Attribution maps at input resolution: ``(n, H, W)`` (``(n, L)`` for 1-D).
 
     Parameters
@@ -205,7 +238,9 @@ def saliency(estimator, X, target=None, method="gradient", n_samples=20, noise=0
         target = np.asarray(target).reshape(-1)
         if len(target) == 1:
             target = np.repeat(target, len(x))
-        codes = torch.as_tensor(np.searchsorted(classes, target) if classes is not None else target)
+        codes = torch.as_tensor(
+            np.searchsorted(classes, target) if classes is not None else target
+        )
     gen = torch.Generator().manual_seed(int(random_state))
 
     def grad_of(inp):
@@ -220,17 +255,24 @@ def saliency(estimator, X, target=None, method="gradient", n_samples=20, noise=0
             attr = grad_of(x).abs()
         elif method == "smoothgrad":
             sigma = noise * (x.max() - x.min()).clamp_min(1e-8)
-            attr = sum(
-                grad_of(x + sigma * torch.randn(x.shape, generator=gen).to(x.device)).abs()
-                for _ in range(n_samples)
-            ) / n_samples
+            attr = (
+                sum(
+                    grad_of(
+                        x + sigma * torch.randn(x.shape, generator=gen).to(x.device)
+                    ).abs()
+                    for _ in range(n_samples)
+                )
+                / n_samples
+            )
         elif method == "integrated_gradients":
             total = torch.zeros_like(x)
             for alpha in torch.linspace(1 / steps, 1, steps):
                 total += grad_of(alpha * x)
             attr = (x * total / steps).abs()
         else:
-            raise ValueError(f"method must be 'gradient', 'smoothgrad' or 'integrated_gradients'; got {method!r}.")
+            raise ValueError(
+                f"method must be 'gradient', 'smoothgrad' or 'integrated_gradients'; got {method!r}."
+            )
     return attr.amax(1).detach().cpu().numpy()
 
 
@@ -239,7 +281,9 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Plotting needs matplotlib: pip install 'skcnn[plot]'.") from exc
+        raise ImportError(
+            "Plotting needs matplotlib: pip install 'skcnn[plot]'."
+        ) from exc
     return plt
 
 
@@ -251,7 +295,9 @@ def plot_learning_curves(estimator, ax=None):
     epochs = [h["epoch"] for h in hist]
     has_acc = any("train_acc" in h for h in hist)
     if ax is None:
-        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.5), squeeze=False)
+        fig, axes = plt.subplots(
+            1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.5), squeeze=False
+        )
         axes = axes[0]
     else:
         axes, fig = np.atleast_1d(ax), np.atleast_1d(ax)[0].figure
@@ -262,7 +308,12 @@ def plot_learning_curves(estimator, ax=None):
         a.plot(epochs, [h.get(train_key, np.nan) for h in hist], label="training")
         if any(valid_key in h for h in hist):
             a.plot(epochs, [h.get(valid_key, np.nan) for h in hist], label="validation")
-        a.axvline(estimator.best_epoch_, color="gray", linestyle="--", label=f"best epoch ({estimator.best_epoch_})")
+        a.axvline(
+            estimator.best_epoch_,
+            color="gray",
+            linestyle="--",
+            label=f"best epoch ({estimator.best_epoch_})",
+        )
         a.set_xlabel("epoch")
         a.set_ylabel(label)
         a.legend()
@@ -274,7 +325,9 @@ def plot_learning_curves(estimator, ax=None):
 def _grid(plt, n, size=1.2):
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * size, rows * size), squeeze=False
+    )
     for a in axes.ravel():
         a.axis("off")
     return fig, axes.ravel()

@@ -27,7 +27,14 @@ from urllib.parse import urlparse
 
 import torch
 
-__all__ = ["ResolvedWeights", "UnsafeWeightsError", "resolve_weights", "load_state_dict", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = [
+    "ResolvedWeights",
+    "UnsafeWeightsError",
+    "resolve_weights",
+    "load_state_dict",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,17 +84,27 @@ def _download(url, what):
     if cached.is_file():
         _check_cached_hash(cached)
         return torch.hub.load_state_dict_from_url(
-            url, model_dir=str(folder), map_location="cpu", check_hash=True, weights_only=True
+            url,
+            model_dir=str(folder),
+            map_location="cpu",
+            check_hash=True,
+            weights_only=True,
         )
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
     try:
         return torch.hub.load_state_dict_from_url(
-            url, model_dir=str(folder), map_location="cpu", check_hash=True,
-            weights_only=True, progress=False,
+            url,
+            model_dir=str(folder),
+            map_location="cpu",
+            check_hash=True,
+            weights_only=True,
+            progress=False,
         )
     except pickle.UnpicklingError as exc:
-        raise UnsafeWeightsError(f"Refused {url}: it holds pickled objects, not only tensors ({exc}).") from None
+        raise UnsafeWeightsError(
+            f"Refused {url}: it holds pickled objects, not only tensors ({exc})."
+        ) from None
     except (OSError, RuntimeError) as exc:
         raise RuntimeError(
             f"Could not download the {what} weights from {url} ({exc}). "
@@ -134,9 +151,15 @@ def load_state_dict(path):
             f"tensors, and loading it could run code. Save a plain state_dict "
             f"(torch.save(model.state_dict(), path)) or a .safetensors file. ({str(exc).splitlines()[0]})"
         ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    if (
+        isinstance(state, dict)
+        and "state_dict" in state
+        and isinstance(state["state_dict"], dict)
+    ):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ValueError(f"{str(path)!r} does not hold a state dict of tensors.")
     return state
 
@@ -155,7 +178,7 @@ def remap_legacy_keys(state):
     # Strip prefixes that wrappers add.
     for prefix in ("module.", "model."):
         if out and all(k.startswith(prefix) for k in out):
-            out = {k[len(prefix):]: v for k, v in out.items()}
+            out = {k[len(prefix) :]: v for k, v in out.items()}
     return out
 
 
@@ -166,14 +189,22 @@ def resolve_weights(arch, weights):
     if isinstance(weights, dict):
         return ResolvedWeights(remap_legacy_keys(weights), source="state_dict")
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights must be None, a name, a path or a URL; got {type(weights).__name__}.")
+        raise TypeError(
+            f"weights must be None, a name, a path or a URL; got {type(weights).__name__}."
+        )
     text = os.fspath(weights)
     if text.startswith(("http://", "https://")):
-        return ResolvedWeights(remap_legacy_keys(_download(text, arch or "model")), source=text)
+        return ResolvedWeights(
+            remap_legacy_keys(_download(text, arch or "model")), source=text
+        )
     if Path(text).suffix in (".pth", ".pt", ".safetensors", ".bin") or os.sep in text:
-        return ResolvedWeights(remap_legacy_keys(load_state_dict(text)), source=str(Path(text).resolve()))
+        return ResolvedWeights(
+            remap_legacy_keys(load_state_dict(text)), source=str(Path(text).resolve())
+        )
     if not isinstance(arch, str):
-        raise ValueError(f"weights={text!r} names torchvision weights, which need a named architecture.")
+        raise ValueError(
+            f"weights={text!r} names torchvision weights, which need a named architecture."
+        )
     tv = _torchvision_weights(arch, text)
     state = _download(tv.url, f"{arch} {tv.name}")
     transforms = tv.transforms()
@@ -182,7 +213,10 @@ def resolve_weights(arch, weights):
         source=tv.url,
         mean=tuple(getattr(transforms, "mean", IMAGENET_MEAN)),
         std=tuple(getattr(transforms, "std", IMAGENET_STD)),
-        meta={"name": f"{arch}.{tv.name}", "crop_size": getattr(transforms, "crop_size", None)},
+        meta={
+            "name": f"{arch}.{tv.name}",
+            "crop_size": getattr(transforms, "crop_size", None),
+        },
     )
 
 
@@ -198,7 +232,11 @@ def load_into(module, state, *, skip_prefixes=("classifier.", "fc.")):
         )
     missing, unexpected = module.load_state_dict(kept, strict=False)
     # Old files have no batch-norm step counters; they are not weights.
-    missing = [k for k in missing if not k.startswith(skip_prefixes) and not k.endswith("num_batches_tracked")]
+    missing = [
+        k
+        for k in missing
+        if not k.startswith(skip_prefixes) and not k.endswith("num_batches_tracked")
+    ]
     if missing or unexpected:
         raise ValueError(
             f"The weights do not fit the architecture: missing {missing[:5]}, "

@@ -12,7 +12,9 @@ def digits_uint8():
     """Digits as uint8 images (n, 8, 8) in 0-255, with the 75/25 stratified split."""
     d = load_digits()
     X = np.round(d.images * (255 / 16)).astype(np.uint8)
-    return train_test_split(X, d.target, test_size=0.25, stratify=d.target, random_state=0)
+    return train_test_split(
+        X, d.target, test_size=0.25, stratify=d.target, random_state=0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -22,5 +24,11 @@ def small_digits(digits_uint8):
 
 
 TINY = dict(
-    conv_filters=(8,), dense_units=(32,), max_epochs=5, batch_size=32, lr=5e-3, device="cpu", random_state=0
+    conv_filters=(8,),
+    dense_units=(32,),
+    max_epochs=5,
+    batch_size=32,
+    lr=5e-3,
+    device="cpu",
+    random_state=0,
 )

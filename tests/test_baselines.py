@@ -4,12 +4,22 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 
-from skcnn.baselines import AddNoise, ColorHistogram, HOGTransformer, ImageFlattener, ImageResizer
+from skcnn.baselines import (
+    AddNoise,
+    ColorHistogram,
+    HOGTransformer,
+    ImageFlattener,
+    ImageResizer,
+)
 
 
 def test_hog_svm_grid_search_on_digits(digits_uint8):
     Xtr, Xte, ytr, yte = digits_uint8
-    grid = GridSearchCV(make_pipeline(HOGTransformer(pixels_per_cell=(2, 2)), SVC()), {"svc__C": [1, 10]}, cv=3)
+    grid = GridSearchCV(
+        make_pipeline(HOGTransformer(pixels_per_cell=(2, 2)), SVC()),
+        {"svc__C": [1, 10]},
+        cv=3,
+    )
     grid.fit(Xtr, ytr)
     assert grid.score(Xte, yte) >= 0.9
 
@@ -20,7 +30,13 @@ def test_hog_matches_skimage_and_converts_colour():
     rng = np.random.RandomState(0)
     gray = rng.rand(3, 16, 16).astype(np.float32)
     ours = HOGTransformer().fit_transform(gray)
-    ref = hog(gray[0], orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2), block_norm="L2-Hys")
+    ref = hog(
+        gray[0],
+        orientations=9,
+        pixels_per_cell=(4, 4),
+        cells_per_block=(2, 2),
+        block_norm="L2-Hys",
+    )
     np.testing.assert_allclose(ours[0], ref, rtol=1e-5, atol=1e-6)
     rgb = np.repeat(gray[..., None], 3, -1)
     np.testing.assert_allclose(HOGTransformer().fit_transform(rgb), ours, atol=1e-5)
@@ -29,7 +45,9 @@ def test_hog_matches_skimage_and_converts_colour():
 
 def test_hog_parallel_equals_serial():
     X = np.random.RandomState(0).rand(300, 8, 8)
-    np.testing.assert_allclose(HOGTransformer(n_jobs=2).fit_transform(X), HOGTransformer().fit_transform(X))
+    np.testing.assert_allclose(
+        HOGTransformer(n_jobs=2).fit_transform(X), HOGTransformer().fit_transform(X)
+    )
 
 
 def test_color_histogram():
@@ -46,7 +64,9 @@ def test_flattener_and_resizer_layouts():
     flat = ImageFlattener().fit(X)
     assert flat.transform(X).shape == (2, 192) and flat.transform(X).max() <= 1
     assert flat.get_feature_names_out().shape == (192,)
-    np.testing.assert_allclose(ImageFlattener().fit_transform(X.transpose(0, 3, 1, 2)), flat.transform(X))
+    np.testing.assert_allclose(
+        ImageFlattener().fit_transform(X.transpose(0, 3, 1, 2)), flat.transform(X)
+    )
     assert ImageResizer((4, 4)).fit_transform(X).shape == (2, 4, 4, 3)
     assert ImageResizer((4, 4), flatten=True).fit_transform(X).shape == (2, 48)
     with pytest.raises(ValueError, match="fitted on"):
@@ -59,5 +79,7 @@ def test_add_noise_only_on_training_rows():
     noisy = noise.fit_transform(X)
     assert not np.allclose(noisy, X)
     np.testing.assert_array_equal(noise.transform(X), X)
-    u8 = AddNoise(std=0.1, random_state=0).fit_transform(np.full((2, 4, 4), 250, np.uint8))
+    u8 = AddNoise(std=0.1, random_state=0).fit_transform(
+        np.full((2, 4, 4), 250, np.uint8)
+    )
     assert u8.dtype == np.uint8 and u8.max() <= 255

@@ -18,7 +18,9 @@ def test_default_digits_accuracy(digits_uint8):
     clf = CNNClassifier(random_state=0).fit(Xtr, ytr)
     assert clf.score(Xte, yte) >= 0.98
     assert clf.n_iter_ <= clf.max_epochs
-    assert {"train_loss", "valid_loss", "train_acc", "valid_acc"} <= set(clf.history_[0])
+    assert {"train_loss", "valid_loss", "train_acc", "valid_acc"} <= set(
+        clf.history_[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,9 @@ def test_input_layouts(small_digits, layout):
     elif layout == "float64":
         X = X.astype(np.float64) / 255
     clf = CNNClassifier(**TINY, **kwargs).fit(X, y)
-    expected_channels = 3 if layout in ("channels_last", "channels_first", "flat_rgb") else 1
+    expected_channels = (
+        3 if layout in ("channels_last", "channels_first", "flat_rgb") else 1
+    )
     assert clf.layout_.shape == (expected_channels, 8, 8)
     assert clf.predict(X).shape == (len(X),)
     assert clf.score(X, y) > 0.3
@@ -50,7 +54,11 @@ def test_input_layouts(small_digits, layout):
 def test_uint8_and_float_inputs_agree(small_digits):
     X, y = small_digits
     a = CNNClassifier(**TINY).fit(X, y).predict_proba(X)
-    b = CNNClassifier(**TINY).fit(X.astype(np.float32) / 255, y).predict_proba(X.astype(np.float32) / 255)
+    b = (
+        CNNClassifier(**TINY)
+        .fit(X.astype(np.float32) / 255, y)
+        .predict_proba(X.astype(np.float32) / 255)
+    )
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -66,7 +74,9 @@ def test_one_dimensional_signals_use_conv1d():
 
 def test_string_and_binary_labels(small_digits):
     X, y = small_digits
-    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
     clf = CNNClassifier(**TINY).fit(X, names[y])
     assert set(clf.predict(X)) <= set(names)
     binary = np.where(y < 5, "low", "high")
@@ -90,7 +100,9 @@ def test_multilabel(small_digits):
 
 def test_regression_single_and_multi_output(small_digits):
     X, y = small_digits
-    reg = CNNRegressor(**{**TINY, "max_epochs": 30, "early_stopping": False}).fit(X, y.astype(float))
+    reg = CNNRegressor(**{**TINY, "max_epochs": 30, "early_stopping": False}).fit(
+        X, y.astype(float)
+    )
     assert reg.predict(X).shape == (len(X),)
     assert reg.score(X, y) > 0.5
     Y = np.column_stack([y, -y]).astype(float)
@@ -115,13 +127,19 @@ def test_reproducible_for_fixed_random_state(small_digits):
     a = CNNClassifier(**TINY, dropout=0.5).fit(X, y).predict_proba(X)
     b = CNNClassifier(**TINY, dropout=0.5).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(a, b)
-    c = CNNClassifier(**{**TINY, "random_state": 1}, dropout=0.5).fit(X, y).predict_proba(X)
+    c = (
+        CNNClassifier(**{**TINY, "random_state": 1}, dropout=0.5)
+        .fit(X, y)
+        .predict_proba(X)
+    )
     assert not np.array_equal(a, c)
 
 
 def test_early_stopping_restores_best_weights(small_digits):
     X, y = small_digits
-    clf = CNNClassifier(**{**TINY, "max_epochs": 60, "lr": 0.05}, n_iter_no_change=3).fit(X, y)
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 60, "lr": 0.05}, n_iter_no_change=3
+    ).fit(X, y)
     assert clf.n_iter_ < 60
     losses = [h["valid_loss"] for h in clf.history_]
     assert clf.best_epoch_ == int(np.argmin(losses)) + 1
@@ -168,24 +186,35 @@ def test_predict_checks_layout(small_digits):
 
 def test_grid_search_parallel_and_randomized(small_digits):
     X, y = small_digits
-    grid = GridSearchCV(CNNClassifier(**TINY), {"dropout": [0.0, 0.3]}, cv=2, n_jobs=2).fit(X, y)
+    grid = GridSearchCV(
+        CNNClassifier(**TINY), {"dropout": [0.0, 0.3]}, cv=2, n_jobs=2
+    ).fit(X, y)
     assert grid.best_score_ > 0.3
     rnd = RandomizedSearchCV(
-        CNNClassifier(**TINY), {"lr": loguniform(1e-4, 1e-1)}, n_iter=2, cv=2, random_state=0
+        CNNClassifier(**TINY),
+        {"lr": loguniform(1e-4, 1e-1)},
+        n_iter=2,
+        cv=2,
+        random_state=0,
     ).fit(X, y)
     assert 1e-4 <= rnd.best_params_["lr"] <= 1e-1
 
 
 def test_in_pipeline(small_digits):
     X, y = small_digits
-    pipe = make_pipeline(FunctionTransformer(lambda a: a.reshape(len(a), -1)), CNNClassifier(**TINY, image_shape=(8, 8)))
+    pipe = make_pipeline(
+        FunctionTransformer(lambda a: a.reshape(len(a), -1)),
+        CNNClassifier(**TINY, image_shape=(8, 8)),
+    )
     assert pipe.fit(X, y).score(X, y) > 0.3
 
 
 def test_optimizers_and_activations(small_digits):
     X, y = small_digits
     for opt in ["adamw", "sgd", "rmsprop"]:
-        CNNClassifier(**TINY, optimizer=opt, activation="elu", weight_decay=1e-4).fit(X[:64], y[:64])
+        CNNClassifier(**TINY, optimizer=opt, activation="elu", weight_decay=1e-4).fit(
+            X[:64], y[:64]
+        )
     import torch
 
     CNNClassifier(**TINY, optimizer=torch.optim.Adagrad).fit(X[:64], y[:64])
@@ -196,7 +225,9 @@ def test_optimizers_and_activations(small_digits):
 def test_augmentation_only_changes_training(small_digits):
     X, y = small_digits
     plain = CNNClassifier(**TINY).fit(X, y)
-    aug = CNNClassifier(**TINY, augment={"rotation": 10, "shift": 0.1, "noise": 0.05}).fit(X, y)
+    aug = CNNClassifier(
+        **TINY, augment={"rotation": 10, "shift": 0.1, "noise": 0.05}
+    ).fit(X, y)
     assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X))
     # prediction is deterministic: no augmentation at predict time
     np.testing.assert_array_equal(aug.predict_proba(X), aug.predict_proba(X))

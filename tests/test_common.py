@@ -4,11 +4,21 @@ Fast constructor arguments and the expected failures (each with its reason)
 live in the two tables below, as in imbalanced-learn's common tests.
 """
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcnn import CNNClassifier, CNNRegressor, DenseNetClassifier, PretrainedFeatureExtractor
-from skcnn.baselines import AddNoise, ColorHistogram, HOGTransformer, ImageFlattener, ImageResizer
+from skcnn import (
+    CNNClassifier,
+    CNNRegressor,
+    DenseNetClassifier,
+    PretrainedFeatureExtractor,
+)
+from skcnn.baselines import (
+    AddNoise,
+    ColorHistogram,
+    HOGTransformer,
+    ImageFlattener,
+    ImageResizer,
+)
 
 FAST = dict(
     conv_filters=(4,),
@@ -26,7 +36,9 @@ FAST_DN = {k: v for k, v in FAST.items() if k not in ("conv_filters", "dense_uni
 ESTIMATORS = [
     CNNClassifier(**FAST),
     CNNRegressor(**FAST),
-    DenseNetClassifier(growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN),
+    DenseNetClassifier(
+        growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN
+    ),
     PretrainedFeatureExtractor("mobilenet_v3_small", weights=None, device="cpu"),
     ImageFlattener(),
     ColorHistogram(bins=4),
@@ -43,7 +55,9 @@ _SGD_WEIGHTS = (
 EXPECTED_FAILED = {
     "CNNClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
     "CNNRegressor": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
-    "DenseNetClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
+    "DenseNetClassifier": {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS
+    },
     "AddNoise": {
         name: "by design fit_transform adds noise (training rows) and transform does not"
         for name in (
@@ -68,4 +82,3 @@ def test_expected_failures_are_few():
     for name, failures in EXPECTED_FAILED.items():
         assert len(failures) <= 3, name
         assert all(reason for reason in failures.values()), name
-

@@ -4,13 +4,28 @@ from skcnn.compare import run_comparison
 
 def test_compare_cli_writes_table_and_figures(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["compare", "--quick", "--models", "pca+svm,hog+svm,cnn,densenet", "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            "--quick",
+            "--models",
+            "pca+svm,hog+svm,cnn,densenet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for name in ["pca+svm", "hog+svm", "cnn", "densenet"]:
         assert f"| {name} | ok |" in printed
     assert "val_f1" in printed and "ext_f1" in printed
-    for f in ["results.csv", "results.md", "f1_bars.png", "confusion_cnn.png", "learning_curves_cnn.png"]:
+    for f in [
+        "results.csv",
+        "results.md",
+        "f1_bars.png",
+        "confusion_cnn.png",
+        "learning_curves_cnn.png",
+    ]:
         assert (out / f).stat().st_size > 0, f
     lines = (out / "results.csv").read_text().splitlines()
     assert len(lines) == 5
@@ -18,7 +33,9 @@ def test_compare_cli_writes_table_and_figures(tmp_path, capsys):
 
 def test_pretrained_rows_skip_without_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    result = run_comparison(models=["pca+svm", "pretrained+logreg", "densenet-finetune"], quick=True)
+    result = run_comparison(
+        models=["pca+svm", "pretrained+logreg", "densenet-finetune"], quick=True
+    )
     rows = {r["model"]: r for r in result.rows}
     assert rows["pca+svm"]["status"] == "ok" and rows["pca+svm"]["val_f1"] > 0.9
     assert rows["pretrained+logreg"]["status"].startswith("skipped")
@@ -35,13 +52,41 @@ def test_compare_with_external_folder_and_errors(tmp_path, capsys):
         d = tmp_path / "ext" / str(y[-i - 1])
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(X[-i - 1]).save(d / f"{i}.png")
-    assert main(["compare", "--quick", "--models", "pca+svm", "--external", str(tmp_path / "ext")]) == 0
-    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pca+svm")][0]
+    assert (
+        main(
+            [
+                "compare",
+                "--quick",
+                "--models",
+                "pca+svm",
+                "--external",
+                str(tmp_path / "ext"),
+            ]
+        )
+        == 0
+    )
+    row = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| pca+svm")
+    ][0]
     ext_f1 = float(row.split("|")[7])
     assert ext_f1 > 0.9  # these external images are digits from the data set itself
     assert main(["compare", "--models", "nope"]) == 2
     assert "Unknown model" in capsys.readouterr().err
     (tmp_path / "ext" / "11").mkdir()
     Image.fromarray(X[0]).save(tmp_path / "ext" / "11" / "x.png")
-    assert main(["compare", "--quick", "--models", "pca+svm", "--external", str(tmp_path / "ext")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--quick",
+                "--models",
+                "pca+svm",
+                "--external",
+                str(tmp_path / "ext"),
+            ]
+        )
+        == 2
+    )
     assert "classes ['11']" in capsys.readouterr().err

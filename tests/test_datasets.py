@@ -35,13 +35,17 @@ def test_folder_round_trip_eager_and_lazy(image_folder):
 def test_lazy_source_fits_and_predicts(image_folder):
     root, _, _ = image_folder
     paths, y = load_image_folder(root, lazy=True)
-    clf = CNNClassifier(conv_filters=(8,), dense_units=(16,), max_epochs=2, device="cpu", random_state=0)
+    clf = CNNClassifier(
+        conv_filters=(8,), dense_units=(16,), max_epochs=2, device="cpu", random_state=0
+    )
     clf.fit(paths, y)
     assert clf.layout_.shape == (1, 8, 8)
     pred = clf.predict(paths)
     assert pred.shape == (60,) and set(pred) <= set(y)
     X, _ = load_image_folder(root)
-    np.testing.assert_allclose(clf.predict_proba(X), clf.predict_proba(paths), atol=1e-6)
+    np.testing.assert_allclose(
+        clf.predict_proba(X), clf.predict_proba(paths), atol=1e-6
+    )
 
 
 def test_bad_folder(tmp_path):

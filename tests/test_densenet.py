@@ -6,7 +6,14 @@ from torchvision.models import densenet121
 
 from skcnn import DenseNetClassifier
 
-TINY_DN = dict(growth_rate=4, block_config=(2, 2), num_init_features=8, max_epochs=2, device="cpu", random_state=0)
+TINY_DN = dict(
+    growth_rate=4,
+    block_config=(2, 2),
+    num_init_features=8,
+    max_epochs=2,
+    device="cpu",
+    random_state=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +28,9 @@ def densenet121_file(tmp_path_factory):
 @pytest.mark.slow
 def test_small_densenet_digits_accuracy(digits_uint8):
     Xtr, Xte, ytr, yte = digits_uint8
-    clf = DenseNetClassifier(growth_rate=12, block_config=(4, 4, 4), num_init_features=24, random_state=0)
+    clf = DenseNetClassifier(
+        growth_rate=12, block_config=(4, 4, 4), num_init_features=24, random_state=0
+    )
     assert clf.fit(Xtr, ytr).score(Xte, yte) >= 0.97
 
 
@@ -40,7 +49,9 @@ def test_named_arch_is_torchvisions():
 
     ours = make_densenet("densenet121")
     ref = densenet121()
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+    assert sum(p.numel() for p in ours.parameters()) == sum(
+        p.numel() for p in ref.parameters()
+    )
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -53,8 +64,14 @@ def test_pretrained_finetune_depths(densenet121_file, small_digits, channels):
     counts = []
     for depth in [0, 1, 2, "all"]:
         clf = DenseNetClassifier(
-            arch="densenet121", weights=path, finetune_depth=depth, input_size=32, max_epochs=1,
-            validation_fraction=0, device="cpu", random_state=0,
+            arch="densenet121",
+            weights=path,
+            finetune_depth=depth,
+            input_size=32,
+            max_epochs=1,
+            validation_fraction=0,
+            device="cpu",
+            random_state=0,
         ).fit(X, y)
         n_classes = len(clf.classes_)
         trainable = sum(p.numel() for p in clf.module_.parameters() if p.requires_grad)
@@ -67,7 +84,10 @@ def test_pretrained_finetune_depths(densenet121_file, small_digits, channels):
         for name in frozen:
             assert torch.equal(module_state[name], state[name]), name
         if depth == 0:
-            assert torch.equal(module_state["features.norm0.running_mean"], state["features.norm0.running_mean"])
+            assert torch.equal(
+                module_state["features.norm0.running_mean"],
+                state["features.norm0.running_mean"],
+            )
     assert counts == sorted(counts) and len(set(counts)) == 4
 
 
@@ -75,14 +95,26 @@ def test_head_epochs_then_unfreeze_and_lr_scale(densenet121_file, small_digits):
     path, state = densenet121_file
     X, y = small_digits
     clf = DenseNetClassifier(
-        arch="densenet121", weights=path, finetune_depth=1, head_epochs=1, max_epochs=2,
-        backbone_lr_scale=0.1, lr=1e-3, input_size=32, validation_fraction=0, device="cpu", random_state=0,
+        arch="densenet121",
+        weights=path,
+        finetune_depth=1,
+        head_epochs=1,
+        max_epochs=2,
+        backbone_lr_scale=0.1,
+        lr=1e-3,
+        input_size=32,
+        validation_fraction=0,
+        device="cpu",
+        random_state=0,
     ).fit(X[:40], y[:40])
     mod = clf.module_
     assert all(p.requires_grad for p in mod.features.denseblock4.parameters())
     assert not any(p.requires_grad for p in mod.features.denseblock3.parameters())
     # denseblock4 trained in epoch 2 only
-    assert not torch.equal(mod.state_dict()["features.denseblock4.denselayer1.conv1.weight"], state["features.denseblock4.denselayer1.conv1.weight"])
+    assert not torch.equal(
+        mod.state_dict()["features.denseblock4.denselayer1.conv1.weight"],
+        state["features.denseblock4.denselayer1.conv1.weight"],
+    )
     lrs = sorted(g["lr"] for g in clf.net_.optimizer_.param_groups)
     assert lrs == pytest.approx([1e-4, 1e-3])
 
@@ -95,20 +127,42 @@ def test_legacy_and_safetensors_weights(densenet121_file, small_digits, tmp_path
     path, state = densenet121_file
     # Files from before torchvision 0.2 name layers "norm.1" and have no step counters.
     legacy = {
-        (k.replace("norm1", "norm.1").replace("conv1", "conv.1") if "denselayer" in k else k): v
+        (
+            k.replace("norm1", "norm.1").replace("conv1", "conv.1")
+            if "denselayer" in k
+            else k
+        ): v
         for k, v in state.items()
         if not k.endswith("num_batches_tracked")
     }
     assert any("norm.1" in k for k in legacy)
-    assert set(remap_legacy_keys(legacy)) == {k for k in state if not k.endswith("num_batches_tracked")}
+    assert set(remap_legacy_keys(legacy)) == {
+        k for k in state if not k.endswith("num_batches_tracked")
+    }
     X, y = small_digits
-    DenseNetClassifier(arch="densenet121", weights=legacy, finetune_depth=0, input_size=32, max_epochs=1, device="cpu").fit(X[:20], y[:20])
+    DenseNetClassifier(
+        arch="densenet121",
+        weights=legacy,
+        finetune_depth=0,
+        input_size=32,
+        max_epochs=1,
+        device="cpu",
+    ).fit(X[:20], y[:20])
     st = tmp_path / "d.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(st))
     resolved = resolve_weights("densenet121", st)
-    assert torch.equal(resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"])
+    assert torch.equal(
+        resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"]
+    )
     X, y = small_digits
-    DenseNetClassifier(arch="densenet121", weights=st, finetune_depth=0, input_size=32, max_epochs=1, device="cpu").fit(X[:20], y[:20])
+    DenseNetClassifier(
+        arch="densenet121",
+        weights=st,
+        finetune_depth=0,
+        input_size=32,
+        max_epochs=1,
+        device="cpu",
+    ).fit(X[:20], y[:20])
 
 
 def test_grid_search_over_finetuning_params(small_digits):

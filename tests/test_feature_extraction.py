@@ -25,32 +25,47 @@ def test_densenet121_features(weights_file, small_digits):
     F = fe.transform(X)
     assert F.shape == (60, 1024) and F.dtype == np.float32
     np.testing.assert_array_equal(F, fe.transform(X))  # deterministic
-    F3 = PretrainedFeatureExtractor(weights=weights_file, device="cpu").fit_transform(np.repeat(X[..., None], 3, -1))
+    F3 = PretrainedFeatureExtractor(weights=weights_file, device="cpu").fit_transform(
+        np.repeat(X[..., None], 3, -1)
+    )
     np.testing.assert_allclose(F, F3, atol=1e-4)  # gray is repeated to 3 channels
     assert fe.get_feature_names_out().shape == (1024,)
 
 
 def test_pipeline_under_cross_val_score(weights_file, small_digits, tmp_path):
     X, y = small_digits
-    pipe = Pipeline([
-        ("features", PretrainedFeatureExtractor(weights=weights_file, device="cpu", memory=tmp_path)),
-        ("clf", LogisticRegression(max_iter=300)),
-    ])
+    pipe = Pipeline(
+        [
+            (
+                "features",
+                PretrainedFeatureExtractor(
+                    weights=weights_file, device="cpu", memory=tmp_path
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=300)),
+        ]
+    )
     scores = cross_val_score(pipe, X[:100], y[:100], cv=2)
     assert scores.mean() > 0.3
 
 
 def test_memory_cache_serves_repeats(weights_file, small_digits, tmp_path, monkeypatch):
     X, _ = small_digits
-    fe = PretrainedFeatureExtractor(weights=weights_file, device="cpu", memory=tmp_path).fit(X[:10])
+    fe = PretrainedFeatureExtractor(
+        weights=weights_file, device="cpu", memory=tmp_path
+    ).fit(X[:10])
     first = fe.transform(X[:10])
     calls = []
-    monkeypatch.setattr(type(fe), "_transform_uncached", lambda self, X: calls.append(1))
+    monkeypatch.setattr(
+        type(fe), "_transform_uncached", lambda self, X: calls.append(1)
+    )
     np.testing.assert_array_equal(fe.transform(X[:10]), first)
     assert calls == []
 
 
-@pytest.mark.parametrize("backbone,n", [("resnet18", 512), ("mobilenet_v3_small", 1024)])
+@pytest.mark.parametrize(
+    "backbone,n", [("resnet18", 512), ("mobilenet_v3_small", 1024)]
+)
 def test_other_backbones_and_layers(backbone, n, small_digits):
     X, _ = small_digits
     fe = PretrainedFeatureExtractor(backbone, weights=None, device="cpu").fit(X[:4])
@@ -59,17 +74,32 @@ def test_other_backbones_and_layers(backbone, n, small_digits):
 
 def test_named_layer_and_pooling(weights_file, small_digits):
     X, _ = small_digits
-    avg = PretrainedFeatureExtractor(weights=weights_file, layer="features.transition1", device="cpu").fit(X[:3])
+    avg = PretrainedFeatureExtractor(
+        weights=weights_file, layer="features.transition1", device="cpu"
+    ).fit(X[:3])
     assert avg.transform(X[:3]).shape == (3, 128)
-    flat = PretrainedFeatureExtractor(weights=weights_file, layer="features.transition1", pooling=None, device="cpu").fit(X[:3])
-    assert flat.transform(X[:3]).shape[1] == 128 * 4 * 4  # 32 px -> stem /4 -> transition /2
+    flat = PretrainedFeatureExtractor(
+        weights=weights_file, layer="features.transition1", pooling=None, device="cpu"
+    ).fit(X[:3])
+    assert (
+        flat.transform(X[:3]).shape[1] == 128 * 4 * 4
+    )  # 32 px -> stem /4 -> transition /2
     with pytest.raises(ValueError, match="not a module"):
-        PretrainedFeatureExtractor(weights=weights_file, layer="nope", device="cpu").fit(X[:3])
+        PretrainedFeatureExtractor(
+            weights=weights_file, layer="nope", device="cpu"
+        ).fit(X[:3])
 
 
 def test_module_backbone():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-    fe = PretrainedFeatureExtractor(net, weights=None, device="cpu").fit(np.zeros((2, 8, 8, 3), np.uint8))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    fe = PretrainedFeatureExtractor(net, weights=None, device="cpu").fit(
+        np.zeros((2, 8, 8, 3), np.uint8)
+    )
     assert fe.transform(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 4)
 
 
@@ -88,5 +118,7 @@ def test_unsafe_weights_refused(tmp_path, small_digits):
     from skcnn import DenseNetClassifier
 
     with pytest.raises(UnsafeWeightsError):
-        DenseNetClassifier(arch="densenet121", weights=bad, device="cpu").fit(X[:20], y[:20])
+        DenseNetClassifier(arch="densenet121", weights=bad, device="cpu").fit(
+            X[:20], y[:20]
+        )
     assert not (tmp_path / "ran").exists()

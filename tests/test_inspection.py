@@ -13,7 +13,9 @@ from skcnn.inspection import (
     summary,
 )
 
-KERAS = dict(padding="valid", batch_norm=False, dropout=0.0, device="cpu", random_state=0)
+KERAS = dict(
+    padding="valid", batch_norm=False, dropout=0.0, device="cpu", random_state=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,9 @@ def mnist_like_net():
     rng = np.random.RandomState(0)
     X = (rng.rand(40, 28, 28) * 255).astype(np.uint8)
     y = np.arange(40) % 10
-    clf = CNNClassifier(conv_filters=(32, 32), dense_units=(64,), max_epochs=3, **KERAS).fit(X, y)
+    clf = CNNClassifier(
+        conv_filters=(32, 32), dense_units=(64,), max_epochs=3, **KERAS
+    ).fit(X, y)
     return clf, X
 
 
@@ -37,15 +41,26 @@ def test_keras_mnist_count_and_summary_text(mnist_like_net):
 def test_keras_cats_vs_dogs_count():
     X = np.zeros((4, 150, 150, 3), np.float32)
     y = np.array([0, 1, 0, 1])
-    clf = CNNClassifier(conv_filters=(32, 64, 128, 128), dense_units=(512,), max_epochs=1,
-                        validation_fraction=0, **KERAS).fit(X, y)
+    clf = CNNClassifier(
+        conv_filters=(32, 64, 128, 128),
+        dense_units=(512,),
+        max_epochs=1,
+        validation_fraction=0,
+        **KERAS,
+    ).fit(X, y)
     assert summary(clf).total_params == 3_453_121
 
 
 def test_batch_norm_counted_as_keras():
     X = np.zeros((8, 8, 8), np.float32)
     y = np.arange(8) % 2
-    clf = CNNClassifier(conv_filters=(4,), dense_units=(), max_epochs=1, validation_fraction=0, device="cpu").fit(X, y)
+    clf = CNNClassifier(
+        conv_filters=(4,),
+        dense_units=(),
+        max_epochs=1,
+        validation_fraction=0,
+        device="cpu",
+    ).fit(X, y)
     s = summary(clf)
     assert s.non_trainable_params == 2 * 4  # moving mean and variance
     assert s.trainable_params == 4 * 9 + 2 * 4 + (4 * 16 + 1)
@@ -79,9 +94,17 @@ def test_plots_write_pngs(mnist_like_net, tmp_path):
 
 def test_densenet_summary(small_digits):
     X, y = small_digits
-    clf = DenseNetClassifier(growth_rate=4, block_config=(2, 2), num_init_features=8, max_epochs=1, device="cpu").fit(X[:50], y[:50])
+    clf = DenseNetClassifier(
+        growth_rate=4,
+        block_config=(2, 2),
+        num_init_features=8,
+        max_epochs=1,
+        device="cpu",
+    ).fit(X[:50], y[:50])
     s = summary(clf)
     assert s.total_params == sum(p.numel() for p in clf.module_.parameters()) + sum(
-        b.numel() for n, b in clf.module_.named_buffers() if n.endswith(("running_mean", "running_var"))
+        b.numel()
+        for n, b in clf.module_.named_buffers()
+        if n.endswith(("running_mean", "running_var"))
     )
     assert feature_maps(clf, X[:2], layer=0).shape[:2] == (2, 8)

@@ -80,5 +80,9 @@ def test_url_weights_served_from_cache_with_hash_check(tmp_path, monkeypatch):
     torch.save(state, tmp)
     prefix = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
     (folder / f"densenet121-{prefix}.pth").write_bytes(tmp.read_bytes())
-    resolved = resolve_weights("densenet121", f"https://example.invalid/models/densenet121-{prefix}.pth")
-    assert torch.equal(resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"])
+    resolved = resolve_weights(
+        "densenet121", f"https://example.invalid/models/densenet121-{prefix}.pth"
+    )
+    assert torch.equal(
+        resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"]
+    )

@@ -1,7 +1,7 @@
 """PyTorch networks behind the skcnn estimators."""
 
-from .convnet import ConvNet
 from .adapter import InputAdapter
+from .convnet import ConvNet
 from .densenet import DenseNetModule
 
 __all__ = ["ConvNet", "DenseNetModule", "InputAdapter"]

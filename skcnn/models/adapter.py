@@ -29,21 +29,37 @@ class InputAdapter(nn.Module):
         Per-channel normalisation (pretrained weights' own).
     """
 
-    def __init__(self, in_channels, backbone_channels=3, input_size=None, min_size=1, mean=None, std=None):
+    def __init__(
+        self,
+        in_channels,
+        backbone_channels=3,
+        input_size=None,
+        min_size=1,
+        mean=None,
+        std=None,
+    ):
         super().__init__()
         if in_channels != backbone_channels and in_channels != 1:
             raise ValueError(
                 f"The backbone takes {backbone_channels}-channel images; got {in_channels} "
                 "channels. Pass 1-channel (repeated) or matching images."
             )
-        self.repeat = backbone_channels if in_channels == 1 and backbone_channels != 1 else 0
+        self.repeat = (
+            backbone_channels if in_channels == 1 and backbone_channels != 1 else 0
+        )
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
-        self.input_size = tuple(int(s) for s in input_size) if input_size is not None else None
+        self.input_size = (
+            tuple(int(s) for s in input_size) if input_size is not None else None
+        )
         self.min_size = int(min_size)
         if mean is not None:
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer(
+                "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+            )
+            self.register_buffer(
+                "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+            )
         else:
             self.mean = self.std = None
 

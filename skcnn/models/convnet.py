@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 __all__ = ["ConvNet", "make_activation"]
@@ -36,13 +35,17 @@ def make_activation(activation):
         return _ACTIVATIONS[activation]()
     if isinstance(activation, type) and issubclass(activation, nn.Module):
         return activation()
-    raise TypeError(f"activation must be a name or an nn.Module class; got {activation!r}.")
+    raise TypeError(
+        f"activation must be a name or an nn.Module class; got {activation!r}."
+    )
 
 
 def _per_block(value, n, name):
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise ValueError(f"{name} has {len(value)} entries but conv_filters has {n}.")
+            raise ValueError(
+                f"{name} has {len(value)} entries but conv_filters has {n}."
+            )
         return list(value)
     return [value] * n
 
@@ -141,7 +144,9 @@ class ConvNet(nn.Module):
             self.pool = nn.Sequential(adaptive(1), nn.Flatten())
             width = channels
         else:
-            raise ValueError(f"global_pool must be None, 'avg' or 'max'; got {global_pool!r}.")
+            raise ValueError(
+                f"global_pool must be None, 'avg' or 'max'; got {global_pool!r}."
+            )
 
         head = []
         for units in dense_units:
@@ -170,5 +175,6 @@ class ConvNet(nn.Module):
 
 
 def count_parameters(module: nn.Module, trainable_only=False):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
+    return sum(
+        p.numel() for p in module.parameters() if p.requires_grad or not trainable_only
+    )

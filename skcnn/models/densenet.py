@@ -102,7 +102,9 @@ class DenseNetModule(nn.Module):
 
     # -- fine-tuning -------------------------------------------------------
     def block_names(self):
-        return [n for n, _ in self.features.named_children() if n.startswith("denseblock")]
+        return [
+            n for n, _ in self.features.named_children() if n.startswith("denseblock")
+        ]
 
     def trainable_prefixes(self, depth):
         """Parameter-name prefixes that train at fine-tuning ``depth``."""
@@ -118,7 +120,7 @@ class DenseNetModule(nn.Module):
         if depth:
             first = blocks[len(blocks) - depth]
             names = [n for n, _ in self.features.named_children()]
-            prefixes += [f"features.{n}." for n in names[names.index(first):]]
+            prefixes += [f"features.{n}." for n in names[names.index(first) :]]
         return prefixes
 
     def set_finetune_depth(self, depth):
