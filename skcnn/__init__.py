@@ -3,6 +3,7 @@
 from ._cnn import CNNClassifier, CNNRegressor
 from ._densenet import DenseNetClassifier
 from ._feature_extraction import PretrainedFeatureExtractor
+from ._persistence import load
 from .augmentation import Augment
 
 __version__ = "0.1.0"
@@ -14,4 +15,5 @@ __all__ = [
     "DenseNetClassifier",
     "PretrainedFeatureExtractor",
     "__version__",
+    "load",
 ]

@@ -7,9 +7,11 @@ targets, builds the module and a skorch net (``net_``) and trains it.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,9 +34,12 @@ from ._training import (
     Accuracy,
     FixedSplit,
     SkcnnNet,
+    StopOnInterrupt,
+    graceful_interrupt,
     resolve_device,
     resolve_precision,
     target_of,
+    unique_run_name,
 )
 from .augmentation import make_augment
 
@@ -69,7 +74,9 @@ class BaseNetEstimator(BaseEstimator):
     _task = None  # set on fit: "binary", "multiclass", "multilabel", "regression"
 
     # -- to be provided by subclasses ---------------------------------------
-    def _build_module(self, layout, n_outputs):  # pragma: no cover - abstract
+    def _build_module(
+        self, layout, n_outputs, state=None
+    ):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _extra_callbacks(self, module):
@@ -216,25 +223,53 @@ class BaseNetEstimator(BaseEstimator):
         if reset:
             self.device_ = resolve_device(self.device)
             self.layout_ = layout
-        devices = (
-            [torch.cuda.current_device()] if self.device_.startswith("cuda") else []
-        )
+        on_cuda = self.device_.startswith("cuda")
+        if on_cuda:
+            # Free what earlier fits (other CV folds) left in the cache.
+            gc.collect()
+            torch.cuda.empty_cache()
+        devices = [torch.device(self.device_).index or 0] if on_cuda else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             train, valid = self._split(data, y_enc, seed)
             if reset:
                 module = self._build_module(layout, self._n_outputs())
+                _probe(module, layout)
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
+                if self.warm_start:
+                    self._resume_from_checkpoint()
             self.net_.train_split = FixedSplit(valid)
             self._set_monitor(valid is not None)
+            self.net_.interrupted_ = False
+            stopper = dict(self.net_.callbacks_)["stop_on_interrupt"]
             try:
-                self.net_.partial_fit(train, epochs=epochs)
+                with graceful_interrupt(stopper, verbose=self.verbose):
+                    self.net_.partial_fit(train, epochs=epochs)
             finally:
                 # The validation split must not travel with the pickled model.
                 self.net_.train_split = None
+        self.interrupted_ = bool(self.net_.interrupted_)
         self._record_history()
         return self
+
+    def _resume_from_checkpoint(self):
+        """warm_start with checkpoint_dir: start from the newest saved best weights."""
+        folder = getattr(self, "checkpoint_dir", None)
+        if folder is None:
+            return
+        found = sorted(
+            Path(folder).glob("fit-*/params.pt"), key=lambda p: p.stat().st_mtime
+        )
+        if not found:
+            return
+        try:
+            self.net_.load_params(f_params=str(found[-1]))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The checkpoint {found[-1]} does not fit this network: {str(exc).splitlines()[0]}"
+            ) from None
+        self.resumed_from_ = str(found[-1])
 
     def _split(self, data, y_enc, seed):
         frac = self.validation_fraction
@@ -323,6 +358,7 @@ class BaseNetEstimator(BaseEstimator):
         checkpoint_dir = getattr(self, "checkpoint_dir", None)
         if checkpoint_dir is not None:
             callbacks.append(("checkpoint", _checkpoint(checkpoint_dir)))
+        callbacks.append(("stop_on_interrupt", StopOnInterrupt()))
         callbacks += self._extra_callbacks(module)
         device = self.device_
         precision = getattr(self, "precision", "auto")
@@ -364,6 +400,8 @@ class BaseNetEstimator(BaseEstimator):
         for name, cb in net.callbacks_:
             if name == "early_stopping":
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
+            if name == "checkpoint":
+                cb.monitor = "valid_loss_best" if has_valid else "train_loss_best"
         for name, cb in net.callbacks_:
             if name == "valid_acc":
                 # Nothing to score without a validation set.
@@ -401,6 +439,25 @@ class BaseNetEstimator(BaseEstimator):
         data, _ = self._prepare_X(X, reset=False)
         return self.net_.predict_logits(data)
 
+    def save(self, path):
+        """Write a safe model file: parameters as JSON, weights as safetensors.
+
+        Load it with :func:`skcnn.load`; loading never executes code.
+        """
+        from ._persistence import save
+
+        return save(self, path)
+
+    def _restore_net(self, state):
+        """Rebuild ``net_`` around saved weights (used by :func:`skcnn.load`)."""
+        self.device_ = resolve_device(self.device)
+        module = self._build_module(self.layout_, self._n_outputs(), state=state)
+        self.net_ = self._make_net(module, seed=0)
+        self.net_.initialize()
+        self.net_.module_.load_state_dict(state)
+        for h in self.history_:
+            self.net_.history.append(h)
+
     @property
     def module_(self):
         """The trained ``torch.nn.Module``."""
@@ -427,6 +484,23 @@ def _silent(*args, **kwargs):
     pass
 
 
+def _probe(module, layout):
+    """One forward pass on a blank sample, so that an architecture that cannot
+    take these images fails here with a plain message, not deep in training."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros((1, *layout.shape)))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The network cannot take {layout.describe()}: {str(exc).splitlines()[0]} "
+            "Use padding='same', fewer or smaller blocks, or larger images (input_size)."
+        ) from None
+    finally:
+        module.train(was_training)
+
+
 def _subset(data, idx):
     if isinstance(data, TensorData):
         return data.subset(idx)
@@ -440,10 +514,9 @@ def _subset(data, idx):
 
 
 def _checkpoint(checkpoint_dir):
-    """Best-weights checkpoint in its own folder for this process and fit."""
-    folder = os.path.join(
-        os.fspath(checkpoint_dir), f"fit-{os.getpid()}-{id(object()):x}"
-    )
+    """Best-weights checkpoint in a folder of its own for this fit, so parallel
+    search jobs never overwrite each other."""
+    folder = os.path.join(os.fspath(checkpoint_dir), unique_run_name())
     return Checkpoint(
         dirname=folder,
         monitor="valid_loss_best",

@@ -67,14 +67,15 @@ _PARAMS_DOC = """
         Continue training the fitted network on the next ``fit``.
     checkpoint_dir : str or None, default=None
         Save the best weights during training under this folder (one
-        sub-folder per fit, so parallel searches do not collide).
+        sub-folder per fit, so parallel searches do not collide). With
+        ``warm_start=True``, a new fit starts from the newest checkpoint there.
     num_workers : int, default=0
         DataLoader workers when X is a list of image files.
 """
 
 
 class _CNNMixin:
-    def _build_module(self, layout, n_outputs):
+    def _build_module(self, layout, n_outputs, state=None):
         return ConvNet(
             in_channels=layout.in_channels,
             input_size=layout.spatial,

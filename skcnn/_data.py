@@ -158,6 +158,11 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
                 f"Input {name} contains NaN or infinity; expected finite values."
             )
     X = np.ascontiguousarray(X)
+    if 0 in X.shape[1:]:
+        raise ValueError(
+            f"{name} has an empty dimension (shape {X.shape} in channels-first layout); "
+            "expected images with at least 1 pixel per side."
+        )
     found = ImageLayout(tuple(X.shape[1:]))
     if layout is not None and found != layout:
         raise ValueError(

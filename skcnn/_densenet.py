@@ -7,7 +7,7 @@ from skorch.callbacks import Unfreezer
 from ._base import BaseNetEstimator, NetClassifierMixin
 from .models.adapter import InputAdapter
 from .models.densenet import DenseNetModule, make_densenet
-from .pretrained import load_into, resolve_weights
+from .pretrained import ResolvedWeights, load_into, resolve_weights
 
 __all__ = ["DenseNetClassifier"]
 
@@ -152,8 +152,15 @@ warm_start, checkpoint_dir, num_workers, class_weight
         blocks = DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
         return len(blocks)
 
-    def _build_module(self, layout, n_outputs):
-        resolved = resolve_weights(self.arch, self.weights)
+    def _build_module(self, layout, n_outputs, state=None):
+        if state is None:
+            resolved = resolve_weights(self.arch, self.weights)
+        else:
+            # Restoring a saved model: its file holds every weight, including the
+            # normalisation buffers; only whether it was pretrained matters here.
+            resolved = (
+                ResolvedWeights({}, source="saved") if "adapter.mean" in state else None
+            )
         size = self.input_size or layout.spatial
         if isinstance(size, int):
             size = (size, size)
@@ -180,7 +187,7 @@ warm_start, checkpoint_dir, num_workers, class_weight
             small_stem=small,
             in_channels=channels,
         )
-        if resolved is not None:
+        if resolved is not None and state is None:
             load_into(backbone, resolved.state_dict)
             self.weights_source_ = resolved.source
         n_down = self._n_blocks() - 1 + (0 if small else 2)
@@ -193,7 +200,7 @@ warm_start, checkpoint_dir, num_workers, class_weight
             std=None if resolved is None else resolved.std,
         )
         module = DenseNetModule(backbone, n_outputs, adapter=adapter)
-        start = 0 if self.head_epochs else self.finetune_depth
+        start = 0 if self.head_epochs and state is None else self.finetune_depth
         module.trainable_prefixes(self.finetune_depth)  # validates the depth early
         return module.set_finetune_depth(start)
 

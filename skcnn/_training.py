@@ -10,23 +10,62 @@ per-sample weights in the loss; predictions without autograd.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import to_numpy
 
 from ._data import BatchIterator, TensorData
 
-__all__ = ["SkcnnNet", "resolve_device", "resolve_precision", "FixedSplit", "Accuracy"]
+__all__ = [
+    "Accuracy",
+    "FixedSplit",
+    "SkcnnNet",
+    "StopOnInterrupt",
+    "graceful_interrupt",
+    "resolve_device",
+    "resolve_precision",
+    "unique_run_name",
+]
+
+
+def _least_used_gpu(n):
+    """Index of the GPU with the most free memory, read through NVML (no CUDA
+    context is created on the other GPUs); round-robin by process without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [int(v) for v in visible.split(",")] if visible else list(range(n))
+        free = [
+            pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free
+            for i in ids
+        ]
+        return int(np.argmax(free))
+    except Exception:  # noqa: BLE001 - NVML missing or not matching: fall back
+        return os.getpid() % n
 
 
 def resolve_device(device):
-    """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU."""
+    """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU.
+
+    With several visible GPUs, 'auto' picks one per process (the one with the
+    most free memory), so parallel search workers spread over the GPUs.
+    """
     if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        n = torch.cuda.device_count()
+        return "cuda" if n == 1 else f"cuda:{_least_used_gpu(n)}"
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
@@ -60,6 +99,53 @@ def resolve_precision(precision, device):
     raise ValueError(
         f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}."
     )
+
+
+_RUNS = itertools.count()
+
+
+def unique_run_name():
+    """A folder name no other fit (thread, process or machine run) will take."""
+    return f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
+
+
+class StopOnInterrupt(Callback):
+    """Ends training after the current batch once Ctrl-C has been pressed."""
+
+    def __init__(self):
+        self.requested = False
+
+    def on_batch_end(self, net, **kwargs):
+        if self.requested:
+            self.requested = False
+            net.interrupted_ = True
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def graceful_interrupt(stopper, verbose=False):
+    """While training, the first Ctrl-C asks ``stopper`` to stop after the
+    batch (skorch then ends training normally); a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if stopper.requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        stopper.requested = True
+        if verbose:
+            print(
+                "Interrupted: stopping after the current batch (Ctrl-C again to abort)."
+            )
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class FixedSplit:
