@@ -210,7 +210,7 @@ class BaseNetEstimator(BaseEstimator):
         y_enc = self._encode_y(y, reset=reset)
         weights = self._sample_weights(y, sample_weight, len(y_enc))
         y_t = torch.as_tensor(y_enc)
-        w_t = torch.as_tensor(weights, dtype=torch.float32)
+        w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         if isinstance(data, TensorData):
             data = TensorData(data.X, y_t, w_t)
         else:
@@ -370,7 +370,6 @@ class BaseNetEstimator(BaseEstimator):
         return SkcnnNet(
             module=module,
             criterion=self._criterion(),
-            criterion__reduction="none",
             optimizer=opt_cls,
             lr=float(self.lr),
             max_epochs=int(self.max_epochs),
@@ -380,6 +379,8 @@ class BaseNetEstimator(BaseEstimator):
             predict_nonlinearity=None,
             device=device,
             verbose=int(bool(self.verbose)),
+            # skorch builds its epoch table even when silent; drop it then.
+            **({} if self.verbose else {"callbacks__print_log": None}),
             amp_dtype=amp,
             augment=self._augment(seed),
             shuffle_seed=seed,
@@ -419,6 +420,10 @@ class BaseNetEstimator(BaseEstimator):
         self.best_epoch_ = int(np.argmin(losses)) + 1 if losses else 0
 
     def _sample_weights(self, y, sample_weight, n):
+        """Per-sample loss weights, or None when they are all one."""
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is None and class_weight is None:
+            return None
         weights = np.ones(n, dtype=np.float64)
         if sample_weight is not None:
             weights = _check_sample_weight(
@@ -426,7 +431,6 @@ class BaseNetEstimator(BaseEstimator):
             )
             if np.any(weights < 0):
                 raise ValueError("sample_weight must be non-negative.")
-        class_weight = getattr(self, "class_weight", None)
         if class_weight is not None and self._task in ("binary", "multiclass"):
             weights = weights * compute_sample_weight(
                 class_weight, np.asarray(y).ravel()
@@ -509,7 +513,7 @@ def _subset(data, idx):
         image_size=data.image_size,
         mode=data.mode,
         y=data.y[idx],
-        weights=data.weights[idx],
+        weights=None if data.weights is None else data.weights[idx],
     )
 
 

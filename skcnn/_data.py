@@ -250,7 +250,7 @@ class ImagePaths(torch.utils.data.Dataset):
         x = torch.from_numpy(_decode(self.paths[i], self.image_size, self.mode))
         if self.y is None:
             return x
-        return x, (self.y[i], self.weights[i])
+        return x, (self.y[i], _weight_at(self.weights, i))
 
     def load(self):
         """Decode every image into one uint8 array ``(n, C, H, W)``."""
@@ -263,8 +263,7 @@ class TensorData(torch.utils.data.Dataset):
     def __init__(self, X, y=None, weights=None):
         self.X = torch.as_tensor(X)
         self.y = None if y is None else torch.as_tensor(y)
-        if weights is None and y is not None:
-            weights = torch.ones(len(self.X), dtype=torch.float32)
+        # No weights (None) means all ones: the loss skips the multiplication.
         self.weights = (
             None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         )
@@ -275,7 +274,7 @@ class TensorData(torch.utils.data.Dataset):
     def __getitem__(self, i):
         if self.y is None:
             return self.X[i]
-        return self.X[i], (self.y[i], self.weights[i])
+        return self.X[i], (self.y[i], _weight_at(self.weights, i))
 
     def subset(self, idx):
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -290,19 +289,26 @@ class TensorData(torch.utils.data.Dataset):
         device = torch.device(device)
         if device.type != "cuda":
             return self
-        tensors = [t for t in (self.X, self.y, self.weights) if t is not None]
-        need = sum(t.element_size() * t.nelement() for t in tensors)
         free, _ = torch.cuda.mem_get_info(device)
         # Keep half the free memory for activations and the optimizer.
-        if need < free // 2:
-            moved = [t.to(device, non_blocking=True) for t in tensors]
-        else:
-            moved = [t.pin_memory() for t in tensors]
+        fits = self.nbytes() < free // 2
+
+        def move(t):
+            if t is None:
+                return None
+            return t.to(device, non_blocking=True) if fits else t.pin_memory()
+
         out = TensorData.__new__(TensorData)
-        out.X = moved[0]
-        out.y = moved[1] if self.y is not None else None
-        out.weights = moved[-1] if self.weights is not None else None
+        out.X, out.y, out.weights = move(self.X), move(self.y), move(self.weights)
         return out
+
+    def nbytes(self):
+        tensors = [t for t in (self.X, self.y, self.weights) if t is not None]
+        return sum(t.element_size() * t.nelement() for t in tensors)
+
+
+def _weight_at(weights, i):
+    return torch.tensor(1.0) if weights is None else weights[i]
 
 
 class BatchIterator:
@@ -349,10 +355,9 @@ class BatchIterator:
         if rest is None:
             return xb
         yb, wb = rest
-        return xb, (
-            yb.to(self.device, non_blocking=non_blocking),
-            wb.to(self.device, non_blocking=non_blocking),
-        )
+        if wb is not None:
+            wb = wb.to(self.device, non_blocking=non_blocking)
+        return xb, (yb.to(self.device, non_blocking=non_blocking), wb)
 
     def __iter__(self):
         if isinstance(self.data, TensorData):
@@ -371,7 +376,13 @@ class BatchIterator:
             if self.drop_last_single and stop - start == 1 and n > 1:
                 break
             idx = slice(start, stop) if order is None else order[start:stop]
-            rest = None if data.y is None else (data.y[idx], data.weights[idx])
+            if data.y is None:
+                rest = None
+            else:
+                rest = (
+                    data.y[idx],
+                    None if data.weights is None else data.weights[idx],
+                )
             yield self._finish(data.X[idx], rest)
 
     def _iter_loader(self):
