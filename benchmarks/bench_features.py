@@ -32,10 +32,22 @@ def hand_loop(model, X, size, device, dtype):
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
     out = []
-    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(
+            device.split(":")[0],
+            dtype=dtype or torch.float32,
+            enabled=dtype is not None,
+        ),
+    ):
         for i in range(0, len(X), BATCH):
             x = torch.from_numpy(X[i : i + BATCH]).to(device)[:, None].float().div_(255)
-            x = F.interpolate(x.expand(-1, 3, -1, -1), size=(size, size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x.expand(-1, 3, -1, -1),
+                size=(size, size),
+                mode="bilinear",
+                align_corners=False,
+            )
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
             f = F.relu(model.features(x))
             out.append(F.adaptive_avg_pool2d(f, 1).flatten(1).float().cpu())
@@ -46,10 +58,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--bf16", action="store_true", help="also measure precision='bf16'")
-    parser.add_argument("--scale", type=int, default=1, help="multiply the image counts (use 16 on a GPU)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also measure precision='bf16'"
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="multiply the image counts (use 16 on a GPU)",
+    )
     args = parser.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = (
+        ("cuda" if torch.cuda.is_available() else "cpu")
+        if args.device == "auto"
+        else args.device
+    )
     X_all, _ = load_digits_images()
     torch.manual_seed(0)
     state = densenet121().state_dict()
@@ -62,7 +85,13 @@ def main():
         n *= args.scale
         X = np.resize(X_all, (n, 8, 8))
         for pname, dtype in precisions:
-            fe = PretrainedFeatureExtractor(weights=state, input_size=size, batch_size=BATCH, device=device, precision=pname).fit(X[:2])
+            fe = PretrainedFeatureExtractor(
+                weights=state,
+                input_size=size,
+                batch_size=BATCH,
+                device=device,
+                precision=pname,
+            ).fit(X[:2])
             fe.transform(X[:BATCH])
             hand_loop(model, X[:BATCH], size, device, dtype)  # warm-up both
             ours, theirs = [], []
@@ -78,7 +107,9 @@ def main():
                     torch.cuda.synchronize()
                 theirs.append(n / (time.perf_counter() - t))
             tol = 1e-3 if dtype is None else 0.1
-            assert np.allclose(a, b, atol=tol * max(1.0, float(np.abs(b).max()))), "different features"
+            assert np.allclose(a, b, atol=tol * max(1.0, float(np.abs(b).max()))), (
+                "different features"
+            )
             row = {
                 "input_px": size,
                 "precision": pname,
