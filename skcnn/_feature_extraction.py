@@ -245,7 +245,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             std=None if resolved is None else resolved.std,
         )
         self._fingerprint = _fingerprint(self, model.state_dict())
-        return _Backbone(adapter, model, self.layer, self.pooling, self.channels_last).eval()
+        return _Backbone(
+            adapter, model, self.layer, self.pooling, self.channels_last
+        ).eval()
 
     def fit(self, X, y=None):
         """Load the backbone and record the input layout and feature count."""
