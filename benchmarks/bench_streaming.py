@@ -72,16 +72,24 @@ def main():
         for mode in ["files", "memory"]:
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(root), mode, str(args.workers)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append({
-                "source": "image files (lazy)" if mode == "files" else "in-memory array",
-                "images": r["n"],
-                "peak_rss_mb": r["peak_rss_mb"],
-                "loader_worker_peak_rss_mb": r["worker_peak_rss_mb"] if mode == "files" else 0.0,
-                "train_img_s": r["n"] / r["seconds"],
-            })
+            rows.append(
+                {
+                    "source": "image files (lazy)"
+                    if mode == "files"
+                    else "in-memory array",
+                    "images": r["n"],
+                    "peak_rss_mb": r["peak_rss_mb"],
+                    "loader_worker_peak_rss_mb": r["worker_peak_rss_mb"]
+                    if mode == "files"
+                    else 0.0,
+                    "train_img_s": r["n"] / r["seconds"],
+                }
+            )
             print(rows[-1], flush=True)
     write_results(
         "bench_streaming",

@@ -8,7 +8,11 @@ import os
 import joblib
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -93,7 +97,9 @@ def _extract(extractor, fingerprint, X):
     return extractor._transform_uncached(X)
 
 
-class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+class PretrainedFeatureExtractor(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Activations of a pretrained torchvision backbone as a sklearn transformer.
 
     Parameters
@@ -304,12 +310,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         cached = memory.cache(_extract, ignore=["extractor"])
         return cached(self, self._fingerprint, X)
 
-    def get_feature_names_out(self, input_features=None):
-        check_is_fitted(self, "n_features_out_")
-        prefix = type(self).__name__.lower()
-        return np.asarray(
-            [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
-        )
+    @property
+    def _n_features_out(self):
+        # Read by sklearn's ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
+        return self.n_features_out_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

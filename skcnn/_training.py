@@ -132,6 +132,10 @@ def graceful_interrupt(stopper, verbose=False):
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        # The process chose to ignore Ctrl-C (e.g. a background job): keep it so.
+        yield
+        return
 
     def handler(signum, frame):
         if stopper.requested:

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -27,7 +31,9 @@ __all__ = [
 ]
 
 
-class _ImageTransformer(TransformerMixin, BaseEstimator):
+class _ImageTransformer(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``."""
 
     def _images(self, X, reset):
@@ -58,12 +64,10 @@ class _ImageTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "layout_")
         return self._transform_images(self._images(X, reset=False))
 
-    def get_feature_names_out(self, input_features=None):
-        check_is_fitted(self, "n_features_out_")
-        prefix = type(self).__name__.lower()
-        return np.asarray(
-            [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
-        )
+    @property
+    def _n_features_out(self):
+        # Read by sklearn's ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
+        return self.n_features_out_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

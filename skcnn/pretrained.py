@@ -82,14 +82,8 @@ def _download(url, what):
     filename = os.path.basename(urlparse(url).path)
     cached = folder / filename
     if cached.is_file():
+        # torch.hub checks the hash only when it downloads; check the cache too.
         _check_cached_hash(cached)
-        return torch.hub.load_state_dict_from_url(
-            url,
-            model_dir=str(folder),
-            map_location="cpu",
-            check_hash=True,
-            weights_only=True,
-        )
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
     try:

@@ -194,6 +194,15 @@ def test_load_refuses_foreign_files(tmp_path):
 
 
 def test_ctrl_c_stops_after_the_batch_and_keeps_best_weights():
+    # Background jobs (CI) start with SIGINT ignored; act as a terminal would.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _check_ctrl_c()
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _check_ctrl_c():
     calls = []
 
     def interrupting_augment(xb):
