@@ -26,19 +26,18 @@ from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
-from skorch.callbacks import Checkpoint, EarlyStopping, EpochScoring
+from skorch.callbacks import Checkpoint, EarlyStopping
 from torch import nn
 
 from ._data import ImagePaths, TensorData, is_path_source, to_channels_first
 from ._training import (
-    Accuracy,
+    EpochAccuracy,
     FixedSplit,
     SkcnnNet,
     StopOnInterrupt,
     graceful_interrupt,
     resolve_device,
     resolve_precision,
-    target_of,
     unique_run_name,
 )
 from .augmentation import make_augment
@@ -316,33 +315,7 @@ class BaseNetEstimator(BaseEstimator):
         opt_kwargs.update(self._optimizer_kwargs())
         callbacks = []
         if self._task != "regression":
-            task = "multiclass" if self._task == "multiclass" else self._task
-            callbacks.append(
-                (
-                    "train_acc",
-                    EpochScoring(
-                        Accuracy(task),
-                        name="train_acc",
-                        on_train=True,
-                        lower_is_better=False,
-                        use_caching=True,
-                        target_extractor=target_of,
-                    ),
-                )
-            )
-            callbacks.append(
-                (
-                    "valid_acc",
-                    EpochScoring(
-                        Accuracy(task),
-                        name="valid_acc",
-                        on_train=False,
-                        lower_is_better=False,
-                        use_caching=True,
-                        target_extractor=target_of,
-                    ),
-                )
-            )
+            callbacks.append(("accuracy", EpochAccuracy(self._task)))
         if self.early_stopping:
             callbacks.append(
                 (
@@ -403,10 +376,6 @@ class BaseNetEstimator(BaseEstimator):
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "checkpoint":
                 cb.monitor = "valid_loss_best" if has_valid else "train_loss_best"
-        for name, cb in net.callbacks_:
-            if name == "valid_acc":
-                # Nothing to score without a validation set.
-                cb.on_train = False
         self._has_valid = has_valid
 
     def _record_history(self):

@@ -21,14 +21,13 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
-from skorch.utils import to_numpy
 
 from ._data import BatchIterator, TensorData, to_float_tensor
 
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
 __all__ = [
-    "Accuracy",
+    "EpochAccuracy",
     "FixedSplit",
     "SkcnnNet",
     "StopOnInterrupt",
@@ -164,29 +163,36 @@ class FixedSplit:
         return dataset, self.valid
 
 
-class Accuracy:
-    """skorch scoring callable: accuracy from cached logits for ``task``."""
+class EpochAccuracy(Callback):
+    """Per-epoch training / validation accuracy, counted on the device.
+
+    skorch's ``EpochScoring`` would keep every batch's predictions and score
+    them in NumPy at the end of the epoch; counting correct predictions per
+    batch costs a few tensor ops and no synchronisation until the epoch ends.
+    """
 
     def __init__(self, task):
         self.task = task
 
-    def __call__(self, net, X, y):
-        logits = torch.as_tensor(net.predict_proba(X))
-        y = np.asarray(y)
+    def on_epoch_begin(self, net, **kwargs):
+        self.counts_ = {True: [0, 0], False: [0, 0]}
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        y = batch[1][0] if isinstance(batch[1], (tuple, list)) else batch[1]
         if self.task == "multiclass":
-            pred = logits.argmax(1).numpy()
+            correct = y_pred.argmax(1) == y
         else:
-            pred = (logits > 0).long().numpy().reshape(y.shape)
-        return (
-            float((pred == y).mean())
-            if self.task != "multilabel"
-            else float((pred == y).all(axis=1).mean())
-        )
+            correct = ((y_pred > 0) == (y > 0.5)).all(1)
+        count = self.counts_[training]
+        count[0] = count[0] + correct.sum()
+        count[1] += len(y)
 
-
-def target_of(batch_y):
-    """Targets from a ``(y, weights)`` batch, for skorch's scoring callbacks."""
-    return to_numpy(batch_y[0] if isinstance(batch_y, (tuple, list)) else batch_y)
+    def on_epoch_end(self, net, **kwargs):
+        for training, (correct, total) in self.counts_.items():
+            if total:
+                net.history.record(
+                    "train_acc" if training else "valid_acc", float(correct) / total
+                )
 
 
 class SkcnnNet(NeuralNet):
