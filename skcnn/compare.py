@@ -247,9 +247,9 @@ def default_models(
             DenseNetClassifier(
                 arch="densenet121",
                 weights=str(weights),
-                input_size=64,
+                input_size=32,
                 head_epochs=2,
-                max_epochs=4 if quick else 8,
+                max_epochs=4 if quick else 6,
                 lr=1e-3,
                 backbone_lr_scale=0.1,
                 **net,
