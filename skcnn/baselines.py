@@ -1,7 +1,7 @@
 """Classic image features as sklearn transformers: the baselines CNNs must beat.
 
-Each takes every image layout skcnn accepts (through the one layout helper)
-and returns a 2-D feature matrix for any sklearn model: raw pixels
+Each takes every image layout skcnn accepts (through the one layout helper),
+and lists of image files, and returns a 2-D feature matrix for any sklearn model: raw pixels
 (:class:`ImageFlattener`), per-channel colour histograms
 (:class:`ColorHistogram`), HOG (:class:`HOGTransformer`, scikit-image's
 ``hog``), resizing (:class:`ImageResizer`), and training-time noise
@@ -20,7 +20,7 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._data import to_channels_first
+from ._data import ImagePaths, is_path_source, to_channels_first
 
 __all__ = [
     "AddNoise",
@@ -37,6 +37,12 @@ class _ImageTransformer(
     """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``."""
 
     def _images(self, X, reset):
+        if is_path_source(X):
+            size = None if reset else self.layout_.spatial
+            X = ImagePaths(
+                X, image_size=self.image_shape[:2] if self.image_shape else size
+            ).load()
+            X = X[:, 0] if X.shape[1] == 1 else X.transpose(0, 2, 3, 1)
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
         arr, layout = to_channels_first(
             X,

@@ -62,3 +62,15 @@ def test_lfw_and_shifted_copy():
     assert shifted.shape == X[:10].shape and shifted.dtype == np.uint8
     assert not np.array_equal(shifted, X[:10])
     np.testing.assert_array_equal(shifted, make_shifted(X[:10], random_state=0))
+
+
+def test_baselines_take_image_files(image_folder):
+    from skcnn.baselines import HOGTransformer, ImageFlattener
+
+    root, _, _ = image_folder
+    paths, _ = load_image_folder(root, lazy=True)
+    X, _ = load_image_folder(root)
+    np.testing.assert_allclose(
+        HOGTransformer().fit_transform(paths), HOGTransformer().fit_transform(X)
+    )
+    assert ImageFlattener().fit(paths).transform(paths[:3]).shape == (3, 64)
