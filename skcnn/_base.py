@@ -427,15 +427,16 @@ class BaseNetEstimator(BaseEstimator):
         module = self._build_module(self.layout_, self._n_outputs(), state=state)
         self.net_ = self._make_net(module, seed=0)
         self.net_.initialize()
-        self.net_.module_.load_state_dict(state)
+        self.module_.load_state_dict(state)
         for h in self.history_:
             self.net_.history.append(h)
 
     @property
     def module_(self):
-        """The trained ``torch.nn.Module``."""
+        """The trained ``torch.nn.Module`` (unwrapped when ``compile=True``)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_
+        module = self.net_.module_
+        return getattr(module, "_orig_mod", module)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -33,7 +33,7 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def _module(estimator):
     check_is_fitted(estimator, "net_")
-    return estimator.net_.module_
+    return estimator.module_
 
 
 def _inputs(estimator, X):

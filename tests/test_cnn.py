@@ -231,3 +231,25 @@ def test_augmentation_only_changes_training(small_digits):
     assert not np.allclose(plain.predict_proba(X), aug.predict_proba(X))
     # prediction is deterministic: no augmentation at predict time
     np.testing.assert_array_equal(aug.predict_proba(X), aug.predict_proba(X))
+
+
+def test_bf16_on_cpu(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY, precision="bf16").fit(X, y)
+    assert clf.net_.amp_dtype is not None
+    assert clf.score(X, y) > 0.3
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_saves_and_loads(small_digits, tmp_path):
+    import skcnn
+
+    X, y = small_digits
+    clf = CNNClassifier(**{**TINY, "max_epochs": 2}, compile=True).fit(X, y)
+    assert type(clf.net_.module_).__name__ == "OptimizedModule"
+    assert type(clf.module_).__name__ == "ConvNet"
+    clf.save(tmp_path / "m.safetensors")
+    restored = skcnn.load(tmp_path / "m.safetensors")
+    np.testing.assert_allclose(
+        restored.predict_proba(X[:20]), clf.predict_proba(X[:20]), atol=1e-5
+    )
