@@ -338,6 +338,10 @@ class BaseNetEstimator(BaseEstimator):
         amp = resolve_precision(precision, device)
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
+        channels_last = device.startswith("cuda") and len(self.layout_.shape) == 3
+        if channels_last:
+            # Weights and batches both channels-last: cudnn's fast NHWC kernels.
+            module = module.to(memory_format=torch.channels_last)
         if getattr(self, "compile", False):
             module = torch.compile(module)
         return SkcnnNet(
@@ -357,7 +361,7 @@ class BaseNetEstimator(BaseEstimator):
             amp_dtype=amp,
             augment=self._augment(seed),
             shuffle_seed=seed,
-            channels_last=device.startswith("cuda") and len(self.layout_.shape) == 3,
+            channels_last=channels_last,
             num_workers=getattr(self, "num_workers", 0),
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
         )
@@ -442,6 +446,18 @@ class BaseNetEstimator(BaseEstimator):
         state = self.__dict__.copy()
         state.pop("_partial_classes", None)
         return state
+
+    def __setstate__(self, state):
+        # A model pickled on a GPU machine and loaded where there is none:
+        # skorch moves net_ to the CPU; follow it.
+        device = state.get("device_")
+        if (
+            isinstance(device, str)
+            and device.startswith("cuda")
+            and not torch.cuda.is_available()
+        ):
+            state["device_"] = "cpu"
+        self.__dict__.update(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -261,6 +261,16 @@ def test_pickle_keeps_device_independent_state():
     assert pickle.loads(state).net_.device == "cpu"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+def test_estimator_recorded_on_cuda_loads_on_cpu():
+    clf = CNNClassifier(**{**TINY, "warm_start": True}).fit(X8, Y8)
+    clf.device_ = "cuda:0"  # as if it had been fitted on a GPU
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.device_ == "cpu"
+    restored.fit(X8, Y8)  # warm start continues on the CPU
+    assert restored.n_iter_ > TINY["max_epochs"]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_pickle_loads_and_predicts_on_cpu(tmp_path):
