@@ -92,12 +92,12 @@ class BaseNetEstimator(BaseEstimator):
             raise ValueError(
                 f"max_epochs must be an int >= 1; got {self.max_epochs!r}."
             )
-        if not (
+        if self.batch_size != "auto" and not (
             isinstance(self.batch_size, (int, np.integer))
             and (self.batch_size >= 1 or self.batch_size == -1)
         ):
             raise ValueError(
-                f"batch_size must be an int >= 1 (or -1 for all); got {self.batch_size!r}."
+                f"batch_size must be 'auto' or an int >= 1 (or -1 for all); got {self.batch_size!r}."
             )
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a number > 0; got {self.lr!r}.")
@@ -234,6 +234,7 @@ class BaseNetEstimator(BaseEstimator):
             if reset:
                 module = self._build_module(layout, self._n_outputs())
                 _probe(module, layout)
+                self.batch_size_ = _auto_batch_size(self.batch_size, len(train))
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
                 if self.warm_start:
@@ -350,7 +351,9 @@ class BaseNetEstimator(BaseEstimator):
             optimizer=opt_cls,
             lr=float(self.lr),
             max_epochs=int(self.max_epochs),
-            batch_size=int(self.batch_size),
+            batch_size=int(
+                getattr(self, "batch_size_", _auto_batch_size(self.batch_size, None))
+            ),
             train_split=None,
             callbacks=callbacks,
             predict_nonlinearity=None,
@@ -472,6 +475,16 @@ class BaseNetEstimator(BaseEstimator):
 
 def _silent(*args, **kwargs):
     pass
+
+
+def _auto_batch_size(batch_size, n_train):
+    """'auto': 64, but at least ~8 steps per epoch on small sets (never below 16),
+    so that batch-norm statistics and early stopping see enough updates."""
+    if batch_size != "auto":
+        return int(batch_size)
+    if n_train is None:
+        return 64
+    return int(min(64, max(16, n_train // 8)))
 
 
 def _probe(module, layout):

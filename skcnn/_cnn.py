@@ -29,7 +29,9 @@ _PARAMS_DOC = """
     global_pool : {None, "avg", "max"}, default=None
         None flattens the last feature map (as Keras ``Flatten``).
     max_epochs : int, default=40
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
+        "auto" is 64, or ``n_train // 8`` (at least 16) on small training sets,
+        so that every epoch has several steps.
     lr : float, default=1e-3
     optimizer : {"adam", "adamw", "sgd", "rmsprop"} or optimizer class, default="adam"
         "sgd" uses momentum 0.9.
@@ -140,7 +142,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         activation="relu",
         global_pool=None,
         max_epochs=40,
-        batch_size=64,
+        batch_size="auto",
         lr=1e-3,
         optimizer="adam",
         weight_decay=0.0,
@@ -219,7 +221,7 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         activation="relu",
         global_pool=None,
         max_epochs=40,
-        batch_size=64,
+        batch_size="auto",
         lr=1e-3,
         optimizer="adam",
         weight_decay=0.0,

@@ -59,7 +59,9 @@ class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
     stem : {"auto", "small", "imagenet"}, default="auto"
         "auto" is "small" for images <= 64 px trained from scratch.
     max_epochs : int, default=30
-    batch_size : int, default=64
+    batch_size : int or "auto", default="auto"
+        "auto" is 64, or ``n_train // 8`` (at least 16) on small training sets,
+        so that every epoch has several steps.
     lr : float, default=1e-3
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
@@ -92,7 +94,7 @@ warm_start, checkpoint_dir, num_workers, class_weight
         input_size=None,
         stem="auto",
         max_epochs=30,
-        batch_size=64,
+        batch_size="auto",
         lr=1e-3,
         optimizer="adam",
         weight_decay=0.0,

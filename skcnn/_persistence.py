@@ -22,7 +22,14 @@ from .augmentation import Augment
 __all__ = ["save", "load"]
 
 _FORMAT = "skcnn-model-1"
-_FITTED = ("n_features_in_", "n_iter_", "best_epoch_", "n_outputs_", "weights_source_")
+_FITTED = (
+    "n_features_in_",
+    "n_iter_",
+    "best_epoch_",
+    "n_outputs_",
+    "weights_source_",
+    "batch_size_",
+)
 _PRIVATE = ("_task", "_single_output", "_has_valid")
 
 

@@ -253,3 +253,17 @@ def test_torch_compile_trains_saves_and_loads(small_digits, tmp_path):
     np.testing.assert_allclose(
         restored.predict_proba(X[:20]), clf.predict_proba(X[:20]), atol=1e-5
     )
+
+
+def test_defaults_train_on_a_small_image_set():
+    # 150 training faces: 'auto' batch size keeps several steps per epoch, so
+    # batch-norm statistics settle before early stopping judges the net.
+    from sklearn.model_selection import train_test_split
+
+    from skcnn.datasets import load_lfw
+
+    X, y = load_lfw()
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    clf = CNNClassifier(random_state=0, device="cpu").fit(Xtr, ytr)
+    assert clf.batch_size_ == 16
+    assert clf.score(Xte, yte) >= 0.9
