@@ -218,10 +218,7 @@ def default_models(
     }
     weights = weights if weights is not None else cached_densenet121()
     if weights is None:
-        reason = (
-            "skipped: no DenseNet-121 weights (pass --weights FILE or place "
-            f"densenet121-a639ec97.pth in {hub_checkpoint_dir()})"
-        )
+        reason = "skipped: no DenseNet-121 weights (--weights FILE)"
         models["pretrained+logreg"] = (None, reason)
         models["densenet-finetune"] = (None, reason)
     else:
@@ -320,7 +317,10 @@ def run_comparison(
     for i, name in enumerate(names, 1):
         estimator, grid = candidates[name]
         if estimator is None:
-            progress(f"[{i}/{len(names)}] {name}: {grid}")
+            progress(
+                f"[{i}/{len(names)}] {name}: {grid}; or place densenet121-a639ec97.pth "
+                f"in {hub_checkpoint_dir()}"
+            )
             result.rows.append({"model": name, "status": grid})
             continue
         n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
