@@ -39,7 +39,7 @@ def test_pretrained_rows_skip_without_weights(tmp_path, monkeypatch):
     rows = {r["model"]: r for r in result.rows}
     assert rows["pca+svm"]["status"] == "ok" and rows["pca+svm"]["val_f1"] > 0.9
     assert rows["pretrained+logreg"]["status"].startswith("skipped")
-    assert "densenet121" in rows["densenet-finetune"]["status"]
+    assert "DenseNet-121 weights" in rows["densenet-finetune"]["status"]
 
 
 def test_compare_with_external_folder_and_errors(tmp_path, capsys):
