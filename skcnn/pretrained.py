@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -81,6 +82,13 @@ def _download(url, what):
     folder = hub_checkpoint_dir()
     filename = os.path.basename(urlparse(url).path)
     cached = folder / filename
+    if torch.hub.HASH_REGEX.search(filename) is None:
+        warnings.warn(
+            f"{url} has no sha256 prefix in its file name (name-<hash>.pth), so its "
+            "content cannot be verified; it is still loaded with weights_only=True.",
+            UserWarning,
+            stacklevel=3,
+        )
     if cached.is_file():
         # torch.hub checks the hash only when it downloads; check the cache too.
         _check_cached_hash(cached)

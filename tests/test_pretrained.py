@@ -86,3 +86,14 @@ def test_url_weights_served_from_cache_with_hash_check(tmp_path, monkeypatch):
     assert torch.equal(
         resolved.state_dict["features.conv0.weight"], state["features.conv0.weight"]
     )
+
+
+def test_url_without_hash_warns(tmp_path, monkeypatch):
+    from torchvision.models import densenet121
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(densenet121().state_dict(), folder / "plain.pth")
+    with pytest.warns(UserWarning, match="cannot be verified"):
+        resolve_weights("densenet121", "https://example.invalid/plain.pth")
