@@ -21,6 +21,7 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
 
 from ._data import BatchIterator, TensorData, to_float_tensor
 
@@ -100,6 +101,101 @@ def resolve_precision(precision, device):
     raise ValueError(
         f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}."
     )
+
+
+_RUNS = itertools.count()
+
+
+def unique_run_name():
+    """A folder name no other fit (thread, process or machine run) will take."""
+    return f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
+
+
+class StopOnInterrupt(Callback):
+    """Ends training after the current batch once Ctrl-C has been pressed."""
+
+    def __init__(self):
+        self.requested = False
+
+    def on_batch_end(self, net, **kwargs):
+        if self.requested:
+            self.requested = False
+            net.interrupted_ = True
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def graceful_interrupt(stopper, verbose=False):
+    """While training, the first Ctrl-C asks ``stopper`` to stop after the
+    batch (skorch then ends training normally); a second one aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        # The process chose to ignore Ctrl-C (e.g. a background job): keep it so.
+        yield
+        return
+
+    def handler(signum, frame):
+        if stopper.requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        stopper.requested = True
+        if verbose:
+            print(
+                "Interrupted: stopping after the current batch (Ctrl-C again to abort)."
+            )
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class FixedSplit:
+    """skorch ``train_split`` returning a validation set chosen beforehand."""
+
+    def __init__(self, valid):
+        self.valid = valid
+
+    def __call__(self, dataset, y=None, groups=None):
+        return dataset, self.valid
+
+
+class EpochAccuracy(Callback):
+    """Per-epoch training / validation accuracy, computed once per epoch.
+
+    Each batch only keeps references to its (detached) outputs and targets;
+    the comparison runs on the device at the end of the epoch, with one
+    synchronisation, instead of NumPy scoring of every cached prediction as
+    in skorch's ``EpochScoring``.
+    """
+
+    def __init__(self, task):
+        self.task = task
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.seen_ = {True: [], False: []}
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        y = batch[1][0] if isinstance(batch[1], (tuple, list)) else batch[1]
+        self.seen_[training].append((y_pred, y))
+
+    def on_epoch_end(self, net, **kwargs):
+        for training, seen in self.seen_.items():
+            if not seen:
+                continue
+            y_pred = torch.cat([p for p, _ in seen])
+            y = torch.cat([t for _, t in seen])
+            if self.task == "multiclass":
+                correct = y_pred.argmax(1) == y
+            else:
+                correct = ((y_pred > 0) == (y > 0.5)).all(1)
+            name = "train_acc" if training else "valid_acc"
+            net.history.record(name, correct.float().mean().item())
+        self.seen_ = {True: [], False: []}
 
 
 _RUNS = itertools.count()
@@ -261,6 +357,11 @@ class SkcnnNet(NeuralNet):
                 self._mode = None  # re-apply train(): freezing may have changed
             return super().notify(method_name, **cb_kwargs)
         getattr(self, method_name)(self, **cb_kwargs)
+        for cb in self._listeners_of(method_name):
+            getattr(cb, method_name)(self, **cb_kwargs)
+
+    def _listeners_of(self, method_name):
+        """Callbacks that override ``method_name`` (cached per callback list)."""
         cache = self.__dict__.setdefault("_listeners", {})
         key = (method_name, id(self.callbacks_))
         if key not in cache:
@@ -270,8 +371,31 @@ class SkcnnNet(NeuralNet):
                 for _, cb in self.callbacks_
                 if getattr(type(cb), method_name, base) is not base
             ]
-        for cb in cache[key]:
-            getattr(cb, method_name)(self, **cb_kwargs)
+        return cache[key]
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        # skorch's loop calls loss.item() after every batch, which forces a GPU
+        # sync per batch. Keep the (detached) losses on the device and write
+        # them into the history's batch rows once the epoch's pass is over;
+        # epoch-level callbacks (loss scoring, early stopping) read them then.
+        if iterator is None:
+            return
+        losses, sizes = [], []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"])
+            sizes.append(
+                len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
+            )
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if losses:
+            rows = self.history[-1]["batches"][-len(losses) :]
+            values = torch.stack([loss.float() for loss in losses]).tolist()
+            for row, value, size in zip(rows, values, sizes):
+                row[prefix + "_loss"] = value
+                row[prefix + "_batch_size"] = size
+        self.history.record(prefix + "_batch_count", len(losses))
 
     def _set_training(self, training=True):
         # module.train() walks every submodule; do it only when the mode changes.
@@ -319,6 +443,26 @@ class SkcnnNet(NeuralNet):
             self.grad_scaler_ = torch.amp.GradScaler("cuda")
         return self.grad_scaler_
 
+    def train_step(self, batch, **fit_params):
+        # skorch passes a closure through optimizer.step() for optimizers that
+        # re-evaluate the loss (LBFGS); the others take the plain path.
+        if any(isinstance(o, torch.optim.LBFGS) for o in self._optimizer_objects()):
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        if self._listeners_of("on_grad_computed"):
+            self.notify(
+                "on_grad_computed",
+                named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                batch=batch,
+                training=True,
+            )
+        self._step_optimizer(None)
+        return step
+
+    def _optimizer_objects(self):
+        return [getattr(self, name + "_") for name in self._optimizers]
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
@@ -333,7 +477,8 @@ class SkcnnNet(NeuralNet):
         scaler = self._scaler()
         if scaler is None:
             return super()._step_optimizer(step_fn)
-        step_fn()
+        if step_fn is not None:
+            step_fn()
         for name in self._optimizers:
             scaler.step(getattr(self, name + "_"))
         scaler.update()

@@ -263,7 +263,9 @@ def test_defaults_train_on_a_small_image_set():
     from skcnn.datasets import load_lfw
 
     X, y = load_lfw()
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
     clf = CNNClassifier(random_state=0, device="cpu").fit(Xtr, ytr)
     assert clf.batch_size_ == 16
     assert clf.score(Xte, yte) >= 0.9
