@@ -98,43 +98,39 @@ def main():
         random_state=0,
     )
 
-    X = rng.randint(0, 256, (60_000, 28, 28), dtype=np.uint8)
-    y = rng.randint(0, 10, 60_000)
-    torch.manual_seed(0)
-    loop = hand_loop(ConvNet(1, (28, 28), 10, dropout=0.25), X, y, args.epochs, 128)
-    ours = skcnn_run(CNNClassifier(batch_size=128, **common), X, y)
-    rows.append(
-        {
-            "network": "ConvNet 28x28 (60k)",
-            "skcnn_train_img_s": ours[0],
-            "loop_train_img_s": loop[0],
-            "train_ratio": ours[0] / loop[0],
-            "skcnn_infer_img_s": ours[1],
-            "loop_infer_img_s": loop[1],
-        }
-    )
-    print(rows[-1], flush=True)
-
-    X = rng.randint(0, 256, (4096, 224, 224, 3), dtype=np.uint8)
-    y = rng.randint(0, 10, 4096)
-    torch.manual_seed(0)
-    loop = hand_loop(
-        DenseNetModule(make_densenet("densenet121"), 10), X, y, args.epochs, 64
-    )
-    ours = skcnn_run(
-        DenseNetClassifier(arch="densenet121", batch_size=64, **common), X, y
-    )
-    rows.append(
-        {
-            "network": "DenseNet-121 224px (4k)",
-            "skcnn_train_img_s": ours[0],
-            "loop_train_img_s": loop[0],
-            "train_ratio": ours[0] / loop[0],
-            "skcnn_infer_img_s": ours[1],
-            "loop_infer_img_s": loop[1],
-        }
-    )
-    print(rows[-1], flush=True)
+    cases = [
+        (
+            "ConvNet 28x28 (60k)",
+            (60_000, 28, 28),
+            128,
+            lambda: ConvNet(1, (28, 28), 10, dropout=0.25),
+            lambda: CNNClassifier(batch_size=128, **common),
+        ),
+        (
+            "DenseNet-121 224px (4k)",
+            (4096, 224, 224, 3),
+            64,
+            lambda: DenseNetModule(make_densenet("densenet121"), 10),
+            lambda: DenseNetClassifier(arch="densenet121", batch_size=64, **common),
+        ),
+    ]
+    for name, shape, batch, make_module, make_estimator in cases:
+        X = rng.randint(0, 256, shape, dtype=np.uint8)
+        y = rng.randint(0, 10, shape[0])
+        torch.manual_seed(0)
+        loop = hand_loop(make_module(), X, y, args.epochs, batch)
+        ours = skcnn_run(make_estimator(), X, y)
+        rows.append(
+            {
+                "network": name,
+                "skcnn_train_img_s": ours[0],
+                "loop_train_img_s": loop[0],
+                "train_ratio": ours[0] / loop[0],
+                "skcnn_infer_img_s": ours[1],
+                "loop_infer_img_s": loop[1],
+            }
+        )
+        print(rows[-1], flush=True)
     write_results(
         "bench_gpu",
         rows,
