@@ -113,7 +113,12 @@ def test_too_few_samples_for_split_warns_and_trains():
         CNNClassifier(**TINY, validation_fraction=0.1).fit(X8[:2], Y8[:2])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     shape=st.lists(st.integers(0, 9), min_size=1, max_size=5),
     dtype=st.sampled_from(
