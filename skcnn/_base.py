@@ -1,4 +1,4 @@
-"""What every skcnn network estimator shares: data, targets, training, prediction.
+"""What skcnn estimators share: data, targets, training, prediction.
 
 An estimator subclass defines ``__init__`` (storing its parameters verbatim)
 and ``_build_module(layout, n_outputs)``. ``fit`` validates input, encodes
@@ -15,21 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    RegressorMixin,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from skorch.callbacks import Checkpoint, EarlyStopping
+from skorch.utils import noop
 from torch import nn
 
-from ._data import ImagePaths, TensorData, is_path_source, to_channels_first
+from ._data import prepare_images
 from ._training import (
     EpochAccuracy,
     FixedSplit,
@@ -42,7 +44,12 @@ from ._training import (
 )
 from .augmentation import make_augment
 
-__all__ = ["BaseNetEstimator", "NetClassifierMixin", "NetRegressorMixin"]
+__all__ = [
+    "BaseNetEstimator",
+    "ImageTransformerMixin",
+    "NetClassifierMixin",
+    "NetRegressorMixin",
+]
 
 _OPTIMIZERS = {
     "adam": (torch.optim.Adam, {}),
@@ -117,33 +124,10 @@ class BaseNetEstimator(BaseEstimator):
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
 
     # -- input -----------------------------------------------------------------
-    def _image_size_hint(self):
-        shape = getattr(self, "image_shape", None)
-        return None if shape is None else tuple(shape)[:2]
-
     def _prepare_X(self, X, reset):
-        """Validate X and return (TensorData or ImagePaths, layout); nothing else reshapes."""
-        layout = None if reset else self.layout_
-        if is_path_source(X):
-            size = self._image_size_hint() or (None if reset else layout.spatial)
-            mode = "auto" if reset else ("L" if layout.in_channels == 1 else "RGB")
-            data = ImagePaths(X, image_size=size, mode=mode)
-            if layout is not None and data.layout != layout:
-                raise ValueError(
-                    f"The image files give {data.layout.describe()}, but the estimator was "
-                    f"fitted on {layout.describe()}."
-                )
-            if reset:
-                # What validate_data records for the same images as an array (axis 1).
-                self.n_features_in_ = int(data.layout.spatial[0])
-            return data, data.layout
-        X = validate_data(
-            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
-        )
-        arr, found = to_channels_first(
-            X, image_shape=self.image_shape, channels=self.channels, layout=layout
-        )
-        return TensorData(arr), found
+        """Validate X; return (TensorData or ImagePaths, layout). Nothing else reshapes."""
+        data, layout, _ = prepare_images(self, X, reset=reset)
+        return data, layout
 
     # -- fitting -----------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
@@ -181,41 +165,15 @@ class BaseNetEstimator(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        if is_path_source(X):
-            data, layout = self._prepare_X(X, reset=reset)
-            y = np.asarray(y)
-            if len(y) != len(data):
-                raise ValueError(
-                    f"X has {len(data)} images but y has {len(y)} targets."
-                )
-        else:
-            X, y = validate_data(
-                self,
-                X,
-                y,
-                reset=reset,
-                allow_nd=True,
-                dtype="numeric",
-                multi_output=True,
-                y_numeric=not self._is_classifier(),
-            )
-            arr, layout = to_channels_first(
-                X,
-                image_shape=self.image_shape,
-                channels=self.channels,
-                layout=None if reset else self.layout_,
-            )
-            data = TensorData(arr)
+        data, layout, y = prepare_images(
+            self, X, reset=reset, y=y, y_numeric=not self._is_classifier()
+        )
         y_enc = self._encode_y(y, reset=reset)
         weights = self._sample_weights(y, sample_weight, len(y_enc))
-        y_t = torch.as_tensor(y_enc)
-        w_t = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        if isinstance(data, TensorData):
-            data = TensorData(data.X, y_t, w_t)
-        else:
-            data = ImagePaths(
-                data, image_size=data.image_size, mode=data.mode, y=y_t, weights=w_t
-            )
+        data = data.with_targets(
+            torch.as_tensor(y_enc),
+            None if weights is None else torch.as_tensor(weights, dtype=torch.float32),
+        )
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -308,7 +266,7 @@ class BaseNetEstimator(BaseEstimator):
             random_state=seed % (2**32),
             stratify=stratify,
         )
-        return _subset(data, idx_train), _subset(data, idx_valid)
+        return data.subset(idx_train), data.subset(idx_valid)
 
     def _make_net(self, module, seed):
         opt_cls, opt_defaults = _optimizer(self.optimizer)
@@ -325,7 +283,7 @@ class BaseNetEstimator(BaseEstimator):
                         monitor="valid_loss",
                         patience=self.n_iter_no_change,
                         load_best=True,
-                        sink=print if self.verbose else _silent,
+                        sink=print if self.verbose else noop,
                     ),
                 )
             )
@@ -351,9 +309,7 @@ class BaseNetEstimator(BaseEstimator):
             optimizer=opt_cls,
             lr=float(self.lr),
             max_epochs=int(self.max_epochs),
-            batch_size=int(
-                getattr(self, "batch_size_", _auto_batch_size(self.batch_size, None))
-            ),
+            batch_size=self.batch_size_,
             train_split=None,
             callbacks=callbacks,
             predict_nonlinearity=None,
@@ -383,7 +339,6 @@ class BaseNetEstimator(BaseEstimator):
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "checkpoint":
                 cb.monitor = "valid_loss_best" if has_valid else "train_loss_best"
-        self._has_valid = has_valid
 
     def _record_history(self):
         hist = [
@@ -473,17 +428,11 @@ class BaseNetEstimator(BaseEstimator):
         return tags
 
 
-def _silent(*args, **kwargs):
-    pass
-
-
 def _auto_batch_size(batch_size, n_train):
     """'auto': 64, but at least ~8 steps per epoch on small sets (never below 16),
     so that batch-norm statistics and early stopping see enough updates."""
     if batch_size != "auto":
         return int(batch_size)
-    if n_train is None:
-        return 64
     return int(min(64, max(16, n_train // 8)))
 
 
@@ -502,18 +451,6 @@ def _probe(module, layout):
         ) from None
     finally:
         module.train(was_training)
-
-
-def _subset(data, idx):
-    if isinstance(data, TensorData):
-        return data.subset(idx)
-    return ImagePaths(
-        [data.paths[i] for i in idx],
-        image_size=data.image_size,
-        mode=data.mode,
-        y=data.y[idx],
-        weights=None if data.weights is None else data.weights[idx],
-    )
 
 
 def _checkpoint(checkpoint_dir):
@@ -644,4 +581,20 @@ class NetRegressorMixin(RegressorMixin):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = True
+        return tags
+
+
+class ImageTransformerMixin(ClassNamePrefixFeaturesOutMixin):
+    """sklearn plumbing of the transformers that turn images into float32
+    features (baselines, pretrained features): feature names and tags."""
+
+    @property
+    def _n_features_out(self):
+        # Read by ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

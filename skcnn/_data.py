@@ -19,6 +19,7 @@ __all__ = [
     "TensorData",
     "BatchIterator",
     "is_path_source",
+    "prepare_images",
     "to_channels_first",
     "to_float_tensor",
 ]
@@ -173,6 +174,56 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     return X, found
 
 
+def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
+    """Validate ``X`` (and ``y``) for ``estimator``; return ``(data, layout, y)``.
+
+    ``data`` is a :class:`TensorData` for arrays or an :class:`ImagePaths` for
+    lists of files. Arrays go through sklearn's ``validate_data`` (which
+    records ``n_features_in_``) and :func:`to_channels_first`. The estimator's
+    ``image_shape`` and ``channels`` parameters are used; unless ``reset``, the
+    layout recorded in ``estimator.layout_`` is checked.
+    """
+    from sklearn.utils.validation import validate_data
+
+    layout = None if reset else estimator.layout_
+    image_shape = estimator.image_shape
+    if is_path_source(X):
+        size = tuple(image_shape)[:2] if image_shape is not None else None
+        if layout is None:
+            data = ImagePaths(X, image_size=size)
+            # What validate_data records for the same images as an array (axis 1).
+            estimator.n_features_in_ = int(data.layout.spatial[0])
+        else:
+            mode = "L" if layout.in_channels == 1 else "RGB"
+            data = ImagePaths(X, image_size=size or layout.spatial, mode=mode)
+            if data.layout != layout:
+                raise ValueError(
+                    f"The image files give {data.layout.describe()}, but the estimator "
+                    f"was fitted on {layout.describe()}."
+                )
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(data):
+                raise ValueError(
+                    f"X has {len(data)} images but y has {len(y)} targets."
+                )
+        return data, data.layout, y
+    check = dict(reset=reset, allow_nd=True, dtype="numeric")
+    if y is None:
+        X = validate_data(estimator, X, **check)
+    else:
+        X, y = validate_data(
+            estimator, X, y, multi_output=True, y_numeric=y_numeric, **check
+        )
+    arr, found = to_channels_first(
+        X,
+        image_shape=image_shape,
+        channels=getattr(estimator, "channels", "auto"),
+        layout=layout,
+    )
+    return TensorData(arr), found, y
+
+
 def to_float_tensor(x):
     """Scale a uint8 batch to [0, 1]; cast anything else to float32."""
     if x.dtype == torch.uint8:
@@ -252,9 +303,27 @@ class ImagePaths(torch.utils.data.Dataset):
             return x
         return x, (self.y[i], _weight_at(self.weights, i))
 
-    def load(self):
+    def numpy(self):
         """Decode every image into one uint8 array ``(n, C, H, W)``."""
         return np.stack([_decode(p, self.image_size, self.mode) for p in self.paths])
+
+    def to(self, device):
+        """Files stream from disk batch by batch: nothing to move."""
+        return self
+
+    def subset(self, idx):
+        return ImagePaths(
+            [self.paths[i] for i in idx],
+            image_size=self.image_size,
+            mode=self.mode,
+            y=None if self.y is None else self.y[idx],
+            weights=None if self.weights is None else self.weights[idx],
+        )
+
+    def with_targets(self, y, weights=None):
+        return ImagePaths(
+            self.paths, image_size=self.image_size, mode=self.mode, y=y, weights=weights
+        )
 
 
 class TensorData(torch.utils.data.Dataset):
@@ -275,6 +344,13 @@ class TensorData(torch.utils.data.Dataset):
         if self.y is None:
             return self.X[i]
         return self.X[i], (self.y[i], _weight_at(self.weights, i))
+
+    def numpy(self):
+        """All samples as one array ``(n, C, ...)`` (uint8 kept)."""
+        return self.X.cpu().numpy()
+
+    def with_targets(self, y, weights=None):
+        return TensorData(self.X, y, weights)
 
     def subset(self, idx):
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -332,10 +408,10 @@ class BatchIterator:
         num_workers=0,
         channels_last=False,
     ):
-        self.data = data
+        self.device = torch.device(device)
+        self.data = data.to(self.device)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
-        self.device = torch.device(device)
         self.generator = generator
         self.transform = transform
         self.drop_last_single = drop_last_single

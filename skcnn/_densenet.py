@@ -148,12 +148,6 @@ warm_start, checkpoint_dir, num_workers, class_weight
         self.num_workers = num_workers
         self.class_weight = class_weight
 
-    def _n_blocks(self):
-        from .models.densenet import DENSENET_CONFIGS
-
-        blocks = DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
-        return len(blocks)
-
     def _build_module(self, layout, n_outputs, state=None):
         if state is None:
             resolved = resolve_weights(self.arch, self.weights)
@@ -192,7 +186,11 @@ warm_start, checkpoint_dir, num_workers, class_weight
         if resolved is not None and state is None:
             load_into(backbone, resolved.state_dict)
             self.weights_source_ = resolved.source
-        n_down = self._n_blocks() - 1 + (0 if small else 2)
+        # Each transition halves the map; the ImageNet stem quarters it.
+        n_blocks = sum(
+            n.startswith("denseblock") for n, _ in backbone.features.named_children()
+        )
+        n_down = n_blocks - 1 + (0 if small else 2)
         adapter = InputAdapter(
             layout.in_channels,
             backbone_channels=channels,

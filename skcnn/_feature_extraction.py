@@ -8,23 +8,14 @@ import os
 import joblib
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-)
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._data import (
-    BatchIterator,
-    ImagePaths,
-    TensorData,
-    is_path_source,
-    to_channels_first,
-)
+from ._base import ImageTransformerMixin
+from ._data import BatchIterator, TensorData, prepare_images
 from ._training import resolve_device, resolve_precision
 from .models.adapter import InputAdapter
 from .pretrained import load_into, resolve_weights
@@ -98,7 +89,7 @@ def _extract(extractor, fingerprint, X):
 
 
 class PretrainedFeatureExtractor(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    ImageTransformerMixin, TransformerMixin, BaseEstimator
 ):
     """Activations of a pretrained torchvision backbone as a sklearn transformer.
 
@@ -175,27 +166,8 @@ class PretrainedFeatureExtractor(
         self.verbose = verbose
 
     def _prepare(self, X, reset):
-        layout = None if reset else self.layout_
-        if is_path_source(X):
-            size = (
-                tuple(self.image_shape[:2])
-                if self.image_shape
-                else (None if reset else layout.spatial)
-            )
-            data = ImagePaths(
-                X,
-                image_size=size,
-                mode="auto" if reset else ("L" if layout.in_channels == 1 else "RGB"),
-            )
-            if reset:
-                # What validate_data records for the same images as an array (axis 1).
-                self.n_features_in_ = int(data.layout.spatial[0])
-            return data, data.layout
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
-        arr, found = to_channels_first(
-            X, image_shape=self.image_shape, channels=self.channels, layout=layout
-        )
-        return TensorData(arr), found
+        data, layout, _ = prepare_images(self, X, reset=reset)
+        return data, layout
 
     def _build(self, layout):
         if self.pooling not in ("avg", "max", None):
@@ -277,7 +249,7 @@ class PretrainedFeatureExtractor(
         amp = resolve_precision(self.precision, self.device_)
         device_type = "cuda" if self.device_.startswith("cuda") else "cpu"
         batches = BatchIterator(
-            data.to(self.device_) if isinstance(data, TensorData) else data,
+            data,
             self.batch_size,
             device=self.device_,
             channels_last=self.channels_last,
@@ -309,18 +281,6 @@ class PretrainedFeatureExtractor(
             memory = joblib.Memory(os.fspath(memory), verbose=0)
         cached = memory.cache(_extract, ignore=["extractor"])
         return cached(self, self._fingerprint, X)
-
-    @property
-    def _n_features_out(self):
-        # Read by sklearn's ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.requires_fit = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
 
 
 def _fingerprint(extractor, state):

@@ -30,7 +30,7 @@ _FITTED = (
     "weights_source_",
     "batch_size_",
 )
-_PRIVATE = ("_task", "_single_output", "_has_valid")
+_PRIVATE = ("_task", "_single_output")
 
 
 def _registry():

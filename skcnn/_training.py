@@ -227,19 +227,16 @@ class SkcnnNet(NeuralNet):
     def get_iterator(self, dataset, training=False):
         if not hasattr(self, "generator_"):
             self.generator_ = torch.Generator().manual_seed(int(self.shuffle_seed))
-        if isinstance(dataset, TensorData):
-            dataset = dataset.to(self.device)
-            if (
-                training
-                and dataset.X.dtype == torch.uint8
-                and dataset.X.device.type == "cpu"
-            ):
-                # On the CPU, scale small uint8 sets once instead of every batch
-                # (on a GPU they stay uint8: 4x less memory and transfer).
-                if dataset.X.numel() * 4 <= _CPU_FLOAT_COPY_BYTES:
-                    dataset = TensorData(
-                        to_float_tensor(dataset.X), dataset.y, dataset.weights
-                    )
+        if (
+            training
+            and isinstance(dataset, TensorData)
+            and dataset.X.dtype == torch.uint8
+            and torch.device(self.device).type == "cpu"
+            and dataset.X.numel() * 4 <= _CPU_FLOAT_COPY_BYTES
+        ):
+            # On the CPU, scale small uint8 sets once instead of every batch
+            # (on a GPU they stay uint8: 4x less memory and transfer).
+            dataset = TensorData(to_float_tensor(dataset.X), dataset.y, dataset.weights)
         batch_size = self.batch_size if training else max(self.batch_size, 1024)
         return BatchIterator(
             dataset,
@@ -386,25 +383,18 @@ class SkcnnNet(NeuralNet):
             return super()._step_optimizer(step_fn)
         if step_fn is not None:
             step_fn()
-        for name in self._optimizers:
-            scaler.step(getattr(self, name + "_"))
+        for optimizer in self._optimizer_objects():
+            scaler.step(optimizer)
         scaler.update()
 
     # -- prediction ----------------------------------------------------------
-    def predict_logits(self, data, batch_size=None):
+    def predict_logits(self, data):
         """Raw network outputs for a TensorData / ImagePaths, under inference_mode."""
-        it = BatchIterator(
-            data.to(self.device) if isinstance(data, TensorData) else data,
-            batch_size or max(self.batch_size, 1024),
-            device=self.device,
-            num_workers=self.num_workers,
-            channels_last=self.channels_last,
-        )
+        it = self.get_iterator(data, training=False)
         self.module_.eval()
         self._mode = None
         out = []
         with torch.inference_mode(), self._autocast():
             for xb in it:
-                xb = xb[0] if isinstance(xb, tuple) else xb
                 out.append(self.module_(xb).float().cpu())
         return torch.cat(out).numpy()

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-)
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._data import ImagePaths, is_path_source, to_channels_first
+from ._base import ImageTransformerMixin
+from ._data import prepare_images
 
 __all__ = [
     "AddNoise",
@@ -31,27 +28,14 @@ __all__ = [
 ]
 
 
-class _ImageTransformer(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
-):
+class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
     """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``."""
 
     def _images(self, X, reset):
-        if is_path_source(X):
-            size = None if reset else self.layout_.spatial
-            X = ImagePaths(
-                X, image_size=self.image_shape[:2] if self.image_shape else size
-            ).load()
-            X = X[:, 0] if X.shape[1] == 1 else X.transpose(0, 2, 3, 1)
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
-        arr, layout = to_channels_first(
-            X,
-            image_shape=self.image_shape,
-            channels=getattr(self, "channels", "auto"),
-            layout=None if reset else self.layout_,
-        )
+        data, layout, _ = prepare_images(self, X, reset=reset)
         if reset:
             self.layout_ = layout
+        arr = data.numpy()
         arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
         if arr.ndim == 3:  # 1-D signals: a 1-row image
             arr = arr[:, :, None, :]
@@ -69,17 +53,6 @@ class _ImageTransformer(
     def transform(self, X):
         check_is_fitted(self, "layout_")
         return self._transform_images(self._images(X, reset=False))
-
-    @property
-    def _n_features_out(self):
-        # Read by sklearn's ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
 
 
 class ImageFlattener(_ImageTransformer):

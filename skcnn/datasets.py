@@ -73,7 +73,7 @@ def load_image_folder(path, image_size=None, lazy=False, mode="auto"):
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     source = ImagePaths(paths, image_size=image_size, mode=mode)
-    X = source.load()  # (n, C, H, W)
+    X = source.numpy()  # (n, C, H, W)
     X = X[:, 0] if X.shape[1] == 1 else X.transpose(0, 2, 3, 1)
     return X, y
 

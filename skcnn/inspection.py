@@ -14,7 +14,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._data import TensorData, to_float_tensor
+from ._data import to_float_tensor
 
 __all__ = [
     "Summary",
@@ -38,10 +38,8 @@ def _module(estimator):
 
 def _inputs(estimator, X):
     data, _ = estimator._prepare_X(X, reset=False)
-    if not isinstance(data, TensorData):
-        data = TensorData(data.load())
     device = next(_module(estimator).parameters()).device
-    return to_float_tensor(data.X.to(device))
+    return to_float_tensor(torch.as_tensor(data.numpy()).to(device))
 
 
 def _own_counts(module):
