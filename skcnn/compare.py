@@ -32,7 +32,7 @@ from ._densenet import DenseNetClassifier
 from ._feature_extraction import PretrainedFeatureExtractor
 from .baselines import ColorHistogram, HOGTransformer, ImageFlattener
 from .datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
-from .pretrained import hub_checkpoint_dir
+from .pretrained import cache_path, hub_checkpoint_dir
 
 __all__ = [
     "ComparisonResult",
@@ -139,8 +139,7 @@ def cached_densenet121():
     """The torchvision DenseNet-121 ImageNet file in the torch hub cache, if present."""
     from torchvision.models import DenseNet121_Weights
 
-    url = DenseNet121_Weights.DEFAULT.url
-    path = hub_checkpoint_dir() / url.rsplit("/", 1)[-1]
+    path = cache_path(DenseNet121_Weights.DEFAULT.url)
     return path if path.is_file() else None
 
 

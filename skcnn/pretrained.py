@@ -61,6 +61,11 @@ def hub_checkpoint_dir():
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def cache_path(url):
+    """Where torch.hub keeps (or will keep) the file downloaded from ``url``."""
+    return hub_checkpoint_dir() / os.path.basename(urlparse(url).path)
+
+
 def _torchvision_weights(arch, name):
     from torchvision.models import get_model_weights
 
@@ -79,9 +84,8 @@ def _torchvision_weights(arch, name):
 
 def _download(url, what):
     """Fetch ``url`` into the hub cache with hash checking; fail fast offline."""
-    folder = hub_checkpoint_dir()
-    filename = os.path.basename(urlparse(url).path)
-    cached = folder / filename
+    cached = cache_path(url)
+    folder, filename = cached.parent, cached.name
     if torch.hub.HASH_REGEX.search(filename) is None:
         warnings.warn(
             f"{url} has no sha256 prefix in its file name (name-<hash>.pth), so its "

@@ -172,9 +172,3 @@ class ConvNet(nn.Module):
 
     def reset_classifier(self, n_classes):
         self.classifier = nn.Linear(self.num_features, n_classes)
-
-
-def count_parameters(module: nn.Module, trainable_only=False):
-    return sum(
-        p.numel() for p in module.parameters() if p.requires_grad or not trainable_only
-    )
