@@ -268,7 +268,7 @@ class BaseNetEstimator(BaseEstimator):
         )
         return data.subset(idx_train), data.subset(idx_valid)
 
-    def _make_net(self, module, seed):
+    def _make_net(self, module, seed, strict_precision=True):
         opt_cls, opt_defaults = _optimizer(self.optimizer)
         opt_kwargs = {**opt_defaults, "weight_decay": float(self.weight_decay)}
         opt_kwargs.update(self._optimizer_kwargs())
@@ -294,7 +294,7 @@ class BaseNetEstimator(BaseEstimator):
         callbacks += self._extra_callbacks(module)
         device = self.device_
         precision = getattr(self, "precision", "auto")
-        amp = resolve_precision(precision, device)
+        amp = resolve_precision(precision, device, strict=strict_precision)
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
         channels_last = device.startswith("cuda") and len(self.layout_.shape) == 3
@@ -387,7 +387,7 @@ class BaseNetEstimator(BaseEstimator):
         """Rebuild ``net_`` around saved weights (used by :func:`skcnn.load`)."""
         self.device_ = resolve_device(self.device)
         module = self._build_module(self.layout_, self._n_outputs(), state=state)
-        self.net_ = self._make_net(module, seed=0)
+        self.net_ = self._make_net(module, seed=0, strict_precision=False)
         self.net_.initialize()
         self.module_.load_state_dict(state)
         for h in self.history_:
@@ -415,6 +415,14 @@ class BaseNetEstimator(BaseEstimator):
             and not torch.cuda.is_available()
         ):
             state["device_"] = "cpu"
+            net = state.get("net_")
+            if net is not None:
+                # Mixed precision was chosen for the GPU: re-choose for the CPU
+                # ("auto" and fp16 become float32), without fp16's grad scaler.
+                net.amp_dtype = resolve_precision(
+                    state.get("precision", "auto"), "cpu", strict=False
+                )
+                net.__dict__.pop("grad_scaler_", None)
         self.__dict__.update(state)
 
     def __sklearn_tags__(self):

@@ -81,8 +81,12 @@ def resolve_device(device):
     return device
 
 
-def resolve_precision(precision, device):
-    """Map the ``precision`` parameter to an autocast dtype (or None = float32)."""
+def resolve_precision(precision, device, *, strict=True):
+    """Map the ``precision`` parameter to an autocast dtype (or None = float32).
+
+    ``strict=False`` is for models loaded where their GPU is missing: fp16
+    (CUDA-only here) falls back to float32 instead of raising.
+    """
     if precision in ("32", 32, "fp32", "float32", None):
         return None
     is_cuda = device.startswith("cuda")
@@ -94,6 +98,8 @@ def resolve_precision(precision, device):
         return torch.bfloat16
     if precision in ("fp16", "16", 16, "float16"):
         if not is_cuda:
+            if not strict:
+                return None
             raise ValueError(
                 "precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU."
             )
@@ -344,7 +350,7 @@ class SkcnnNet(NeuralNet):
         if self.amp_dtype is not torch.float16:
             return None
         if not hasattr(self, "grad_scaler_"):
-            self.grad_scaler_ = torch.amp.GradScaler("cuda")
+            self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
         return self.grad_scaler_
 
     def train_step(self, batch, **fit_params):

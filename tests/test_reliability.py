@@ -276,6 +276,65 @@ def test_estimator_recorded_on_cuda_loads_on_cpu():
     assert restored.n_iter_ > TINY["max_epochs"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_mixed_precision_of_a_gpu_model_becomes_float32_on_cpu(precision, tmp_path):
+    clf = CNNClassifier(**{**TINY, "precision": "32"}).fit(X8, Y8)
+    expected = clf.predict_proba(X8)
+    # as if fitted on a GPU with bf16 ("auto") or fp16 and its grad scaler
+    clf.set_params(precision=precision)
+    clf.device_ = "cuda:0"
+    clf.net_.amp_dtype = torch.bfloat16 if precision == "auto" else torch.float16
+    clf.net_.grad_scaler_ = torch.amp.GradScaler("cpu")
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.net_.amp_dtype is None
+    assert not hasattr(restored.net_, "grad_scaler_")
+    np.testing.assert_allclose(restored.predict_proba(X8), expected, atol=1e-6)
+    # the safe format too: an fp16 model file loads on a CPU machine
+    clf.save(tmp_path / "m.safetensors")
+    loaded = skcnn.load(tmp_path / "m.safetensors")
+    assert loaded.net_.amp_dtype is None
+    np.testing.assert_allclose(loaded.predict_proba(X8), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="fp16.*needs a CUDA device"):
+        CNNClassifier(**{**TINY, "precision": "fp16"}).fit(X8, Y8)
+
+
+def test_fp16_grad_scaler_path(small_digits, monkeypatch):
+    """The fp16 training step (scale, unscaled step, update) that GPUs without
+    bf16 take, run here with CPU fp16 autocast and a CPU grad scaler."""
+    import skcnn._base
+
+    calls = []
+
+    class CountingScaler(torch.amp.GradScaler):
+        def scale(self, outputs):
+            calls.append("scale")
+            return super().scale(outputs)
+
+        def step(self, optimizer, *args, **kwargs):
+            calls.append("step")
+            return super().step(optimizer, *args, **kwargs)
+
+        def update(self, new_scale=None):
+            calls.append("update")
+            return super().update(new_scale)
+
+    X, y = small_digits
+    monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
+    monkeypatch.setattr(skcnn._base, "resolve_precision", lambda *a, **k: torch.float16)
+    clf = CNNClassifier(**TINY).fit(X, y)
+    assert clf.net_.amp_dtype is torch.float16
+    assert isinstance(clf.net_.grad_scaler_, CountingScaler)
+    n_steps = len(calls) // 3
+    assert calls == ["scale", "step", "update"] * n_steps
+    # every batch of every epoch: at least 5 epochs x 8 batches of 32 from 270
+    assert n_steps >= TINY["max_epochs"] * 8
+    monkeypatch.undo()
+    full = CNNClassifier(**TINY).fit(X, y)
+    assert clf.score(X, y) > 0.8
+    assert abs(clf.score(X, y) - full.score(X, y)) < 0.1
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_pickle_loads_and_predicts_on_cpu(tmp_path):
