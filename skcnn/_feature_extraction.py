@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 
 import joblib
@@ -242,11 +243,12 @@ class PretrainedFeatureExtractor(
             # Faster convolutions on GPUs and on CPUs (oneDNN) alike.
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         probe = TensorData(np.zeros((1, *layout.shape), dtype=np.float32))
-        self.n_features_out_ = int(self._run(probe).shape[1])
+        self.n_features_out_ = int(self._run(probe, strict=True).shape[1])
         return self
 
-    def _run(self, data):
-        amp = resolve_precision(self.precision, self.device_)
+    def _run(self, data, strict=False):
+        # strict at fit; an fp16 extractor unpickled without its GPU runs in float32
+        amp = resolve_precision(self.precision, self.device_, strict=strict)
         device_type = "cuda" if self.device_.startswith("cuda") else "cpu"
         batches = BatchIterator(
             data,
@@ -270,6 +272,33 @@ class PretrainedFeatureExtractor(
     def _transform_uncached(self, X):
         data, _ = self._prepare(X, reset=False)
         return self._run(data)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        module = state.pop("module_", None)
+        if module is not None:
+            # As skorch does for its nets: the network goes through torch.save,
+            # so that unpickling can map GPU tensors to a machine without one.
+            buffer = io.BytesIO()
+            torch.save(module, buffer)
+            state["_module_bytes"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        blob = state.pop("_module_bytes", None)
+        device = state.get("device_")
+        if (
+            isinstance(device, str)
+            and device.startswith("cuda")
+            and not torch.cuda.is_available()
+        ):
+            state["device_"] = "cpu"
+        self.__dict__.update(state)
+        if blob is not None:
+            # The pickle is already trusted code; this is the same object.
+            self.module_ = torch.load(
+                io.BytesIO(blob), map_location=self.device_, weights_only=False
+            )
 
     def transform(self, X):
         """Features of ``X``: float32 array ``(n, n_features_out_)``."""

@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,27 @@ def test_named_layer_and_pooling(weights_file, small_digits):
         PretrainedFeatureExtractor(
             weights=weights_file, layer="nope", device="cpu"
         ).fit(X[:3])
+
+
+def test_pickle_round_trip_and_gpu_model_on_cpu(small_digits):
+    X = small_digits[0][:8]
+    fe = PretrainedFeatureExtractor(
+        "resnet18", weights=None, random_state=0, device="cpu"
+    ).fit(X)
+    F = fe.transform(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fe)).transform(X), F)
+    if torch.cuda.is_available():
+        return
+    # as if fitted on a GPU in fp16: here it runs on the CPU, in float32
+    fe.device_ = "cuda:0"
+    fe.set_params(precision="fp16")
+    restored = pickle.loads(pickle.dumps(fe))
+    assert restored.device_ == "cpu"
+    np.testing.assert_array_equal(restored.transform(X), F)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        PretrainedFeatureExtractor(
+            "resnet18", weights=None, device="cpu", precision="fp16"
+        ).fit(X)
 
 
 def test_module_backbone():
