@@ -383,6 +383,23 @@ class TensorData(torch.utils.data.Dataset):
         return sum(t.element_size() * t.nelement() for t in tensors)
 
 
+def _take(t, idx):
+    return None if t is None else t[idx]
+
+
+def _take_pinned(t, idx):
+    """Rows ``idx`` of a pinned tensor, in pinned memory.
+
+    Plain indexing returns pageable memory, whose copy to the GPU blocks;
+    from a pinned buffer the copy is asynchronous. torch's caching host
+    allocator reuses the buffers once their copies are done.
+    """
+    if t is None or isinstance(idx, slice):
+        return _take(t, idx)  # a slice of pinned memory is pinned
+    out = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+    return torch.index_select(t, 0, idx, out=out)
+
+
 def _weight_at(weights, i):
     return torch.tensor(1.0) if weights is None else weights[i]
 
@@ -447,6 +464,9 @@ class BatchIterator:
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(data.X.device)
+        # Too big for the GPU: the data sits in pinned host memory (see
+        # TensorData.to), and shuffled rows are gathered into pinned buffers.
+        take = _take_pinned if self.device.type != data.X.device.type else _take
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             if self.drop_last_single and stop - start == 1 and n > 1:
@@ -455,11 +475,8 @@ class BatchIterator:
             if data.y is None:
                 rest = None
             else:
-                rest = (
-                    data.y[idx],
-                    None if data.weights is None else data.weights[idx],
-                )
-            yield self._finish(data.X[idx], rest)
+                rest = (take(data.y, idx), take(data.weights, idx))
+            yield self._finish(take(data.X, idx), rest)
 
     def _iter_loader(self):
         loader = torch.utils.data.DataLoader(
