@@ -39,35 +39,55 @@ __all__ = [
 ]
 
 
-def _least_used_gpu(n):
-    """Index of the GPU with the most free memory, read through NVML (no CUDA
-    context is created on the other GPUs); round-robin by process without NVML."""
+def _gpu_free_memory(n):
+    """Free memory of the ``n`` visible GPUs, read through NVML (which creates
+    no CUDA context on them); None when NVML is missing or does not answer."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        ids = [int(v) for v in visible.split(",")] if visible else list(range(n))
-        free = [
-            pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).free
-            for i in ids
+        names = (
+            [v.strip() for v in visible.split(",")][:n]
+            if visible
+            else [str(i) for i in range(n)]
+        )
+        handles = [
+            pynvml.nvmlDeviceGetHandleByIndex(int(v))
+            if v.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(v)
+            for v in names
         ]
-        return int(np.argmax(free))
-    except Exception:  # noqa: BLE001 - NVML missing or not matching: fall back
-        return os.getpid() % n
+        return [pynvml.nvmlDeviceGetMemoryInfo(h).free for h in handles]
+    except Exception:  # noqa: BLE001 - NVML missing or not matching
+        return None
+
+
+def _pick_gpu(n, free=None, pid=None):
+    """A GPU for this process: among those with nearly the most free memory
+    (all of them without NVML), one by process id. Search workers start
+    together and read the same free memory; consecutive worker pids then land
+    on different GPUs instead of all on the emptiest one."""
+    pid = os.getpid() if pid is None else pid
+    if free is None or len(free) != n:
+        candidates = np.arange(n)
+    else:
+        free = np.asarray(free, dtype=float)
+        candidates = np.flatnonzero(free >= 0.9 * free.max())
+    return int(candidates[pid % len(candidates)])
 
 
 def resolve_device(device):
     """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU.
 
-    With several visible GPUs, 'auto' picks one per process (the one with the
-    most free memory), so parallel search workers spread over the GPUs.
+    With several visible GPUs, 'auto' picks one per process (see
+    :func:`_pick_gpu`), so parallel search workers spread over the GPUs.
     """
     if device is None or device == "auto":
         if not torch.cuda.is_available():
             return "cpu"
         n = torch.cuda.device_count()
-        return "cuda" if n == 1 else f"cuda:{_least_used_gpu(n)}"
+        return "cuda" if n == 1 else f"cuda:{_pick_gpu(n, _gpu_free_memory(n))}"
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
