@@ -422,5 +422,6 @@ class SkcnnNet(NeuralNet):
         out = []
         with torch.inference_mode(), self._autocast():
             for xb in it:
-                out.append(self.module_(xb).float().cpu())
-        return torch.cat(out).numpy()
+                # kept on the device: one copy (and one sync) at the end
+                out.append(self.module_(xb).float())
+        return torch.cat(out).cpu().numpy()
