@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import loguniform
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
@@ -21,6 +22,10 @@ def test_default_digits_accuracy(digits_uint8):
     assert {"train_loss", "valid_loss", "train_acc", "valid_acc"} <= set(
         clf.history_[0]
     )
+    # 2-D convolutions run channels-last on every device (faster with oneDNN too)
+    convs = [m for m in clf.module_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
 
 
 @pytest.mark.parametrize(
