@@ -251,7 +251,7 @@ def _decode(path, size, mode):
         im = im.convert(mode)
         if size is not None and im.size != (size[1], size[0]):
             im = im.resize((size[1], size[0]), Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
+        arr = np.array(im, dtype=np.uint8)  # writable: torch warns on read-only arrays
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
