@@ -37,6 +37,7 @@ from ._training import (
     FixedSplit,
     SkcnnNet,
     StopOnInterrupt,
+    gpu_missing,
     graceful_interrupt,
     resolve_device,
     resolve_precision,
@@ -410,12 +411,7 @@ class BaseNetEstimator(BaseEstimator):
     def __setstate__(self, state):
         # A model pickled on a GPU machine and loaded where there is none:
         # skorch moves net_ to the CPU; follow it.
-        device = state.get("device_")
-        if (
-            isinstance(device, str)
-            and device.startswith("cuda")
-            and not torch.cuda.is_available()
-        ):
+        if gpu_missing(state.get("device_")):
             state["device_"] = "cpu"
             net = state.get("net_")
             if net is not None:

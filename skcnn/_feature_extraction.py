@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ._base import ImageTransformerMixin
 from ._data import BatchIterator, TensorData, prepare_images
-from ._training import resolve_device, resolve_precision
+from ._training import gpu_missing, resolve_device, resolve_precision
 from .models.adapter import InputAdapter
 from .pretrained import load_into, resolve_weights
 
@@ -286,12 +286,7 @@ class PretrainedFeatureExtractor(
 
     def __setstate__(self, state):
         blob = state.pop("_module_bytes", None)
-        device = state.get("device_")
-        if (
-            isinstance(device, str)
-            and device.startswith("cuda")
-            and not torch.cuda.is_available()
-        ):
+        if gpu_missing(state.get("device_")):
             state["device_"] = "cpu"
         self.__dict__.update(state)
         if blob is not None:

@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._data import ImageLayout
+from ._training import gpu_missing
 from .augmentation import Augment
 
 __all__ = ["save", "load"]
@@ -140,10 +140,7 @@ def load(path, device=None):
     params = {k: _decode_param(v) for k, v in header["params"].items()}
     if device is not None:
         params["device"] = device
-    elif (
-        str(params.get("device", "auto")).startswith("cuda")
-        and not torch.cuda.is_available()
-    ):
+    elif gpu_missing(str(params.get("device", "auto"))):
         warnings.warn(
             "The model was saved for CUDA, which is not available; loading on the CPU.",
             stacklevel=2,

@@ -33,6 +33,7 @@ __all__ = [
     "SkcnnNet",
     "StopOnInterrupt",
     "graceful_interrupt",
+    "gpu_missing",
     "resolve_device",
     "resolve_precision",
     "unique_run_name",
@@ -99,6 +100,16 @@ def resolve_device(device):
             f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
         )
     return device
+
+
+def gpu_missing(device):
+    """True when ``device`` names CUDA and this machine has none: a model
+    fitted on a GPU and unpickled or loaded elsewhere then runs on the CPU."""
+    return (
+        isinstance(device, str)
+        and device.startswith("cuda")
+        and not torch.cuda.is_available()
+    )
 
 
 def resolve_precision(precision, device, *, strict=True):
