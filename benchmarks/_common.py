@@ -27,6 +27,12 @@ def hardware():
     return desc + f", torch {torch.__version__}"
 
 
+def sync(device):
+    """Wait for queued GPU work, so that wall-clock timings include it."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def write_results(name, rows, notes=""):
     """Write rows (list of dicts) to results/<name>.csv and .md; print the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)

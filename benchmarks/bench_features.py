@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import write_results
+from _common import sync, write_results
 from torchvision.models import densenet121
 
 from skcnn import PretrainedFeatureExtractor
@@ -98,13 +98,11 @@ def main():
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 a = fe.transform(X)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
+                sync(device)
                 ours.append(n / (time.perf_counter() - t))
                 t = time.perf_counter()
                 b = hand_loop(model, X, size, device, dtype)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
+                sync(device)
                 theirs.append(n / (time.perf_counter() - t))
             tol = 1e-3 if dtype is None else 0.1
             assert np.allclose(a, b, atol=tol * max(1.0, float(np.abs(b).max()))), (

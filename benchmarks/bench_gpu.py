@@ -23,16 +23,11 @@ import time
 
 import numpy as np
 import torch
-from _common import write_results
+from _common import sync, write_results
 
 from skcnn import CNNClassifier, DenseNetClassifier
 from skcnn.models import ConvNet, DenseNetModule
 from skcnn.models.densenet import make_densenet
-
-
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def hand_loop(module, X, y, epochs, batch, device):
@@ -48,7 +43,7 @@ def hand_loop(module, X, y, epochs, batch, device):
     loss_fn = torch.nn.CrossEntropyLoss()
     times = []
     for _ in range(epochs):
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         module.train()
         order = torch.randperm(len(Xd), device=device)
@@ -61,11 +56,11 @@ def hand_loop(module, X, y, epochs, batch, device):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
     train_ips = len(X) / np.median(times[1:])
     module.eval()
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     outputs = []
     with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16):
@@ -73,7 +68,7 @@ def hand_loop(module, X, y, epochs, batch, device):
             xb = Xd[i : i + 1024].float().div_(255)
             outputs.append(module(xb.contiguous(memory_format=torch.channels_last)))
         torch.cat(outputs).float().cpu()
-    _sync(device)
+    sync(device)
     return train_ips, len(X) / (time.perf_counter() - t)
 
 
@@ -81,10 +76,10 @@ def skcnn_run(estimator, X, y, device):
     estimator.fit(X, y)
     durs = [h["dur"] for h in estimator.history_]
     train_ips = len(X) / np.median(durs[1:])
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     estimator.predict_proba(X)
-    _sync(device)
+    sync(device)
     return train_ips, len(X) / (time.perf_counter() - t)
 
 

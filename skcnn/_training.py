@@ -95,7 +95,7 @@ def resolve_device(device):
         raise TypeError(
             f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}."
         )
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if gpu_missing(device):
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
         )
