@@ -21,8 +21,8 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from torchvision.models import densenet121
 
 from skcnn import DenseNetClassifier
-from skcnn.compare import cached_densenet121
 from skcnn.datasets import load_digits_images
+from skcnn.pretrained import cached_densenet121
 
 weights = sys.argv[1] if len(sys.argv) > 1 else cached_densenet121()
 if weights is None:

@@ -11,16 +11,12 @@ import gc
 import math
 import os
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassifierMixin,
-    ClassNamePrefixFeaturesOutMixin,
-    RegressorMixin,
-)
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, column_or_1d
@@ -28,26 +24,40 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from skorch.callbacks import Checkpoint, EarlyStopping
+from skorch.helper import predefined_split
 from skorch.utils import noop
 from torch import nn
 
-from ._data import prepare_images
-from ._training import (
-    EpochAccuracy,
-    FixedSplit,
-    SkcnnNet,
-    StopOnInterrupt,
+from . import _persistence
+from ._data import ImageLayout, prepare_images
+from ._device import (
+    PRECISIONS,
+    cudnn_benchmark,
+    eval_mode,
     gpu_missing,
-    graceful_interrupt,
     resolve_device,
     resolve_precision,
+)
+from ._training import (
+    EpochAccuracy,
+    SkcnnNet,
+    StopOnInterrupt,
+    graceful_interrupt,
     unique_run_name,
 )
-from .augmentation import make_augment
+from ._validation import (
+    Int,
+    Num,
+    Options,
+    StrOptions,
+    SubclassOf,
+    validate_params,
+)
+from .augmentation import Augment, make_augment
+from .pretrained import ResolvedWeights
 
 __all__ = [
     "BaseNetEstimator",
-    "ImageTransformerMixin",
     "NetClassifierMixin",
     "NetRegressorMixin",
 ]
@@ -60,31 +70,77 @@ _OPTIMIZERS = {
 }
 
 
-def _optimizer(spec):
+def _optimizer(spec, kwargs):
+    """The optimizer class and its keyword arguments; an optimizer class that
+    cannot take the arguments fails here, before any training."""
     if isinstance(spec, str):
-        if spec.lower() not in _OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {sorted(_OPTIMIZERS)} or a torch optimizer class; "
-                f"got {spec!r}."
-            )
-        return _OPTIMIZERS[spec.lower()]
-    if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
-        return spec, {}
-    raise TypeError(
-        f"optimizer must be a name or a torch.optim.Optimizer class; got {spec!r}."
-    )
+        cls, defaults = _OPTIMIZERS[spec.lower()]
+    else:
+        cls, defaults = spec, {}
+    kwargs = {**defaults, **kwargs}
+    try:
+        cls([torch.zeros(1, requires_grad=True)], lr=1e-3, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"optimizer={cls.__name__} cannot take the arguments {sorted(kwargs)} "
+            f"(with lr): {exc}"
+        ) from None
+    return cls, kwargs
+
+
+# Parameters every network estimator has, and what each may be.
+NET_PARAMETER_CONSTRAINTS = {
+    "max_epochs": [Int(1)],
+    "batch_size": [StrOptions({"auto"}), Int(1), Options(Integral, {-1})],
+    "lr": [Num(0, None, closed="neither")],
+    "optimizer": [
+        StrOptions(set(_OPTIMIZERS)),
+        SubclassOf(torch.optim.Optimizer, "torch.optim.Optimizer"),
+    ],
+    "weight_decay": [Num(0)],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Num(0, 1, closed="left"), None],
+    "n_iter_no_change": [Int(1)],
+    "augment": [None, "boolean", dict, Augment, callable],
+    "image_shape": [tuple, list, None],
+    "channels": [StrOptions({"auto", "last", "first"})],
+    "device": [str, torch.device],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "compile": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "warm_start": ["boolean"],
+    "checkpoint_dir": [str, os.PathLike, None],
+    "num_workers": [Int(0)],
+}
 
 
 class BaseNetEstimator(BaseEstimator):
-    """Shared machinery; not for direct use."""
+    """Shared machinery; not for direct use.
 
-    _task = None  # set on fit: "binary", "multiclass", "multilabel", "regression"
+    Subclasses store their parameters in ``__init__``, declare them in
+    ``_parameter_constraints`` and build their network in
+    ``_build_module(layout, n_outputs, pretrained)``. Saving, loading and
+    inspection talk to a fitted estimator through ``task_``,
+    ``_fitted_state()`` and ``_from_fitted_state()``.
+    """
+
+    _parameter_constraints = NET_PARAMETER_CONSTRAINTS
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _persistence.register(cls)
 
     # -- to be provided by subclasses ---------------------------------------
     def _build_module(
-        self, layout, n_outputs, state=None
+        self, layout, n_outputs, pretrained=None
     ):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _resolve_pretrained(self):
+        """The pretrained weights to start from (a ``ResolvedWeights``) or None."""
+        return None
 
     def _extra_callbacks(self, module):
         return []
@@ -92,37 +148,8 @@ class BaseNetEstimator(BaseEstimator):
     def _optimizer_kwargs(self):
         return {}
 
-    # -- parameter checks ------------------------------------------------------
-    def _check_training_params(self):
-        if not (
-            isinstance(self.max_epochs, (int, np.integer)) and self.max_epochs >= 1
-        ):
-            raise ValueError(
-                f"max_epochs must be an int >= 1; got {self.max_epochs!r}."
-            )
-        if self.batch_size != "auto" and not (
-            isinstance(self.batch_size, (int, np.integer))
-            and (self.batch_size >= 1 or self.batch_size == -1)
-        ):
-            raise ValueError(
-                f"batch_size must be 'auto' or an int >= 1 (or -1 for all); got {self.batch_size!r}."
-            )
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a number > 0; got {self.lr!r}.")
-        frac = self.validation_fraction
-        if frac is not None and not (0 <= frac < 1):
-            raise ValueError(
-                f"validation_fraction must be in [0, 1) or None; got {frac!r}."
-            )
-        if not (
-            isinstance(self.n_iter_no_change, (int, np.integer))
-            and self.n_iter_no_change >= 1
-        ):
-            raise ValueError(
-                f"n_iter_no_change must be an int >= 1; got {self.n_iter_no_change!r}."
-            )
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}.")
+    def _check_params(self):
+        """Checks across parameters, after the table (hook for subclasses)."""
 
     # -- input -----------------------------------------------------------------
     def _prepare_X(self, X, reset):
@@ -141,35 +168,60 @@ class BaseNetEstimator(BaseEstimator):
             flattened ``(n, H*W*C)`` with ``image_shape``, or ``(n, L)`` 1-D
             signals; uint8 is scaled to [0, 1].
         y : array-like of shape (n,) or (n, n_outputs)
+            Targets.
         sample_weight : array-like of shape (n,), default=None
+            Per-sample weights of the loss.
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "net_")
         return self._fit(X, y, sample_weight, epochs=self.max_epochs, reset=not warm)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """Train for one epoch, building the network on the first call."""
+        """Train for one epoch on all of ``X``, building the network on the first call.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+        y : array-like of shape (n,) or (n, n_outputs)
+            Targets.
+        classes : array-like, default=None
+            Every class of the whole stream; needed on the first call of a
+            classifier when the first chunk does not hold them all.
+        sample_weight : array-like of shape (n,), default=None
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self : object
+            The estimator, trained one more epoch.
+        """
         reset = not hasattr(self, "net_")
-        if reset and classes is not None and self._is_classifier():
-            self._partial_classes = np.asarray(classes)
-        return self._fit(X, y, sample_weight, epochs=1, reset=reset)
+        return self._fit(
+            X,
+            y,
+            sample_weight,
+            epochs=1,
+            reset=reset,
+            classes=classes if reset else None,
+            split=False,
+        )
 
-    def _is_classifier(self):
-        return isinstance(self, ClassifierMixin)
-
-    def _fit(self, X, y, sample_weight, epochs, reset):
-        self._check_training_params()
+    def _fit(self, X, y, sample_weight, epochs, reset, classes=None, split=True):
+        validate_params(self)
+        self._check_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         data, layout, y = prepare_images(
-            self, X, reset=reset, y=y, y_numeric=not self._is_classifier()
+            self, X, reset=reset, y=y, y_numeric=not isinstance(self, ClassifierMixin)
         )
-        y_enc = self._encode_y(y, reset=reset)
+        y_enc = self._encode_y(y, reset=reset, classes=classes)
         weights = self._sample_weights(y, sample_weight, len(y_enc))
         data = data.with_targets(
             torch.as_tensor(y_enc),
@@ -187,18 +239,20 @@ class BaseNetEstimator(BaseEstimator):
             gc.collect()
             torch.cuda.empty_cache()
         devices = [torch.device(self.device_).index or 0] if on_cuda else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), cudnn_benchmark(self.device_):
             torch.manual_seed(seed)
-            train, valid = self._split(data, y_enc, seed)
+            train, valid = self._split(data, y_enc, seed) if split else (data, None)
             if reset:
-                module = self._build_module(layout, self._n_outputs())
+                pretrained = self._resolve_pretrained()
+                module = self._build_module(layout, self._n_outputs(), pretrained)
                 _probe(module, layout)
+                self.weights_source_ = None if pretrained is None else pretrained.source
                 self.batch_size_ = _auto_batch_size(self.batch_size, len(train))
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
                 if self.warm_start:
                     self._resume_from_checkpoint()
-            self.net_.train_split = FixedSplit(valid)
+            self.net_.train_split = predefined_split(valid)
             self._set_monitor(valid is not None)
             self.net_.interrupted_ = False
             stopper = dict(self.net_.callbacks_)["stop_on_interrupt"]
@@ -214,16 +268,17 @@ class BaseNetEstimator(BaseEstimator):
 
     def _resume_from_checkpoint(self):
         """warm_start with checkpoint_dir: start from the newest saved best weights."""
-        folder = getattr(self, "checkpoint_dir", None)
-        if folder is None:
+        if self.checkpoint_dir is None:
             return
         found = sorted(
-            Path(folder).glob("fit-*/params.pt"), key=lambda p: p.stat().st_mtime
+            Path(self.checkpoint_dir).glob("fit-*/params.pt"),
+            key=lambda p: p.stat().st_mtime,
         )
         if not found:
             return
         try:
-            self.net_.load_params(f_params=str(found[-1]))
+            state = torch.load(str(found[-1]), map_location="cpu", weights_only=True)
+            self.module_.load_state_dict(_strip_compile_prefix(state))
         except RuntimeError as exc:
             raise ValueError(
                 f"The checkpoint {found[-1]} does not fit this network: {str(exc).splitlines()[0]}"
@@ -241,11 +296,11 @@ class BaseNetEstimator(BaseEstimator):
                 f"validation_fraction={frac} leaves too few of the {n} samples to split; "
                 "training without an internal validation set.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return data, None
         stratify = None
-        if self._task in ("binary", "multiclass"):
+        if self.task_ in ("binary", "multiclass"):
             counts = np.bincount(np.asarray(y_enc).ravel().astype(int))
             counts = counts[counts > 0]
             if (
@@ -259,7 +314,7 @@ class BaseNetEstimator(BaseEstimator):
                     "Some classes have too few samples for a stratified validation split "
                     f"of {n_valid} samples; using a random split instead.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
         idx_train, idx_valid = train_test_split(
             np.arange(n),
@@ -270,12 +325,17 @@ class BaseNetEstimator(BaseEstimator):
         return data.subset(idx_train), data.subset(idx_valid)
 
     def _make_net(self, module, seed, strict_precision=True):
-        opt_cls, opt_defaults = _optimizer(self.optimizer)
-        opt_kwargs = {**opt_defaults, "weight_decay": float(self.weight_decay)}
-        opt_kwargs.update(self._optimizer_kwargs())
+        """A skorch net around ``module``, configured from the parameters."""
+        extra = dict(self._optimizer_kwargs())
+        groups = extra.pop("param_groups", None)
+        opt_cls, opt_kwargs = _optimizer(
+            self.optimizer, {"weight_decay": float(self.weight_decay), **extra}
+        )
+        if groups is not None:
+            opt_kwargs["param_groups"] = groups
         callbacks = []
-        if self._task != "regression":
-            callbacks.append(("accuracy", EpochAccuracy(self._task)))
+        if self.task_ != "regression":
+            callbacks.append(("accuracy", EpochAccuracy(self.task_)))
         if self.early_stopping:
             callbacks.append(
                 (
@@ -288,24 +348,18 @@ class BaseNetEstimator(BaseEstimator):
                     ),
                 )
             )
-        checkpoint_dir = getattr(self, "checkpoint_dir", None)
-        if checkpoint_dir is not None:
-            callbacks.append(("checkpoint", _checkpoint(checkpoint_dir)))
+        if self.checkpoint_dir is not None:
+            callbacks.append(("checkpoint", _checkpoint(self.checkpoint_dir)))
         callbacks.append(("stop_on_interrupt", StopOnInterrupt()))
         callbacks += self._extra_callbacks(module)
         device = self.device_
-        precision = getattr(self, "precision", "auto")
-        amp = resolve_precision(precision, device, strict=strict_precision)
-        if device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
+        amp = resolve_precision(self.precision, device, strict=strict_precision)
         channels_last = len(self.layout_.shape) == 3
         if channels_last:
             # Weights and batches both channels-last: cudnn's and oneDNN's fast
             # NHWC kernels (on CPU, training steps took 0.63-0.80x the time;
             # benchmarks/bench_overhead.py).
             module = module.to(memory_format=torch.channels_last)
-        if getattr(self, "compile", False):
-            module = torch.compile(module)
         return SkcnnNet(
             module=module,
             criterion=self._criterion(),
@@ -317,6 +371,7 @@ class BaseNetEstimator(BaseEstimator):
             callbacks=callbacks,
             predict_nonlinearity=None,
             device=device,
+            compile=bool(self.compile),
             verbose=int(bool(self.verbose)),
             # skorch builds its epoch table even when silent; drop it then.
             **({} if self.verbose else {"callbacks__print_log": None}),
@@ -324,7 +379,7 @@ class BaseNetEstimator(BaseEstimator):
             augment=self._augment(seed),
             shuffle_seed=seed,
             channels_last=channels_last,
-            num_workers=getattr(self, "num_workers", 0),
+            num_workers=self.num_workers,
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
         )
 
@@ -336,8 +391,7 @@ class BaseNetEstimator(BaseEstimator):
 
     def _set_monitor(self, has_valid):
         """Monitor validation loss when there is a validation set, else training loss."""
-        net = self.net_
-        for name, cb in net.callbacks_:
+        for name, cb in self.net_.callbacks_:
             if name == "early_stopping":
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "checkpoint":
@@ -355,20 +409,13 @@ class BaseNetEstimator(BaseEstimator):
 
     def _sample_weights(self, y, sample_weight, n):
         """Per-sample loss weights, or None when they are all one."""
-        class_weight = getattr(self, "class_weight", None)
-        if sample_weight is None and class_weight is None:
+        if sample_weight is None:
             return None
-        weights = np.ones(n, dtype=np.float64)
-        if sample_weight is not None:
-            weights = _check_sample_weight(
-                sample_weight, np.empty((n, 0)), dtype=np.float64
-            )
-            if np.any(weights < 0):
-                raise ValueError("sample_weight must be non-negative.")
-        if class_weight is not None and self._task in ("binary", "multiclass"):
-            weights = weights * compute_sample_weight(
-                class_weight, np.asarray(y).ravel()
-            )
+        weights = _check_sample_weight(
+            sample_weight, np.empty((n, 0)), dtype=np.float64
+        )
+        if np.any(weights < 0):
+            raise ValueError("sample_weight must be non-negative.")
         return weights.astype(np.float32)
 
     # -- prediction ----------------------------------------------------------------
@@ -377,24 +424,70 @@ class BaseNetEstimator(BaseEstimator):
         data, _ = self._prepare_X(X, reset=False)
         return self.net_.predict_logits(data)
 
+    # -- persistence -------------------------------------------------------------
     def save(self, path):
         """Write a safe model file: parameters as JSON, weights as safetensors.
 
         Load it with :func:`skcnn.load`; loading never executes code.
+
+        Parameters
+        ----------
+        path : str or Path
+            File to write (``.safetensors`` by convention).
+
+        Returns
+        -------
+        path : Path
+            The file written.
         """
-        from ._persistence import save
+        return _persistence.save(self, path)
 
-        return save(self, path)
+    def _fitted_state(self):
+        """What a saved model needs besides its parameters and weights (JSON)."""
+        check_is_fitted(self, "net_")
+        return {
+            "task": self.task_,
+            "layout": list(self.layout_.shape),
+            "n_features_in": int(self.n_features_in_),
+            "n_iter": int(self.n_iter_),
+            "best_epoch": int(self.best_epoch_),
+            "batch_size": int(self.batch_size_),
+            "weights_source": self.weights_source_,
+            "history": self.history_,
+        }
 
-    def _restore_net(self, state):
-        """Rebuild ``net_`` around saved weights (used by :func:`skcnn.load`)."""
-        self.device_ = resolve_device(self.device)
-        module = self._build_module(self.layout_, self._n_outputs(), state=state)
-        self.net_ = self._make_net(module, seed=0, strict_precision=False)
-        self.net_.initialize()
-        self.module_.load_state_dict(state)
-        for h in self.history_:
-            self.net_.history.append(h)
+    def _set_fitted_state(self, state):
+        self.task_ = state["task"]
+        self.layout_ = ImageLayout(tuple(state["layout"]))
+        self.n_features_in_ = state["n_features_in"]
+        self.n_iter_ = state["n_iter"]
+        self.best_epoch_ = state["best_epoch"]
+        self.batch_size_ = state["batch_size"]
+        self.weights_source_ = state["weights_source"]
+        self.history_ = state["history"]
+
+    @classmethod
+    def _from_fitted_state(cls, params, state, weights):
+        """Rebuild a fitted estimator from ``_fitted_state()`` and its weights."""
+        estimator = cls(**params)
+        estimator._set_fitted_state(state)
+        estimator.device_ = resolve_device(estimator.device)
+        module = estimator._build_module(
+            estimator.layout_, estimator._n_outputs(), estimator._saved_pretrained()
+        )
+        estimator.net_ = estimator._make_net(module, seed=0, strict_precision=False)
+        estimator.net_.initialize()
+        estimator.module_.load_state_dict(weights)
+        for h in estimator.history_:
+            estimator.net_.history.append(h)
+        return estimator
+
+    def _saved_pretrained(self):
+        """Stand-in for the pretrained weights of a model being loaded: its
+        file holds every weight; what matters is whether it was pretrained."""
+        if self.weights_source_ is None:
+            return None
+        return ResolvedWeights({}, source=self.weights_source_)
 
     @property
     def module_(self):
@@ -402,11 +495,6 @@ class BaseNetEstimator(BaseEstimator):
         check_is_fitted(self, "net_")
         module = self.net_.module_
         return getattr(module, "_orig_mod", module)
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_partial_classes", None)
-        return state
 
     def __setstate__(self, state):
         # A model pickled on a GPU machine and loaded where there is none:
@@ -434,6 +522,15 @@ class BaseNetEstimator(BaseEstimator):
         return tags
 
 
+def _strip_compile_prefix(state):
+    """Weights saved from a ``torch.compile``-wrapped module carry an
+    ``_orig_mod.`` prefix; the plain module's names have none."""
+    prefix = "_orig_mod."
+    return {
+        (k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()
+    }
+
+
 def _auto_batch_size(batch_size, n_train):
     """'auto': 64, but at least ~8 steps per epoch on small sets (never below 16),
     so that batch-norm statistics and early stopping see enough updates."""
@@ -445,18 +542,14 @@ def _auto_batch_size(batch_size, n_train):
 def _probe(module, layout):
     """One forward pass on a blank sample, so that an architecture that cannot
     take these images fails here with a plain message, not deep in training."""
-    was_training = module.training
-    module.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(module), torch.no_grad():
             module(torch.zeros((1, *layout.shape)))
     except RuntimeError as exc:
         raise ValueError(
             f"The network cannot take {layout.describe()}: {str(exc).splitlines()[0]} "
             "Use padding='same', fewer or smaller blocks, or larger images (input_size)."
         ) from None
-    finally:
-        module.train(was_training)
 
 
 def _checkpoint(checkpoint_dir):
@@ -476,71 +569,132 @@ def _checkpoint(checkpoint_dir):
 class NetClassifierMixin(ClassifierMixin):
     """Targets, losses and outputs of classification."""
 
-    def _encode_y(self, y, reset):
+    def _encode_y(self, y, reset, classes=None):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        task = type_of_target(y)
-        if task == "multilabel-indicator":
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
             if reset:
-                self._task = "multilabel"
+                self.task_ = "multilabel"
                 self.classes_ = np.arange(y.shape[1])
-            elif self._task != "multilabel" or y.shape[1] != len(self.classes_):
+            elif self.task_ != "multilabel" or y.shape[1] != len(self.classes_):
                 raise ValueError(
                     "y does not match the labels the estimator was fitted on."
                 )
             return y.astype(np.float32)
         check_classification_targets(y)
-        if task not in ("binary", "multiclass"):
+        if kind not in ("binary", "multiclass"):
             raise ValueError(
                 f"{type(self).__name__} supports binary, multiclass and multilabel-indicator "
-                f"targets; got {task!r}."
+                f"targets; got {kind!r}."
             )
         if reset:
-            encoder = LabelEncoder().fit(getattr(self, "_partial_classes", y))
-            classes = encoder.classes_
-            if len(classes) < 2:
+            encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
+            found = encoder.classes_
+            if len(found) < 2:
                 raise ValueError(
                     f"{type(self).__name__} needs samples of at least 2 classes in the data, "
-                    f"but the data contains only one class: {classes[0]!r}."
+                    f"but the data contains only one class: {found[0]!r}."
                 )
-            self.classes_ = classes
-            self._task = "binary" if len(classes) == 2 else "multiclass"
+            self.classes_ = found
+            self.task_ = "binary" if len(found) == 2 else "multiclass"
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if len(unseen):
             raise ValueError(
                 f"y contains labels {unseen.tolist()} not seen when fitting."
             )
         codes = np.searchsorted(self.classes_, y)
-        if self._task == "binary":
+        if self.task_ == "binary":
             return codes.astype(np.float32).reshape(-1, 1)
         return codes.astype(np.int64)
 
+    def _sample_weights(self, y, sample_weight, n):
+        weights = super()._sample_weights(y, sample_weight, n)
+        if self.class_weight is None:
+            return weights
+        if self.task_ == "multilabel":
+            raise ValueError(
+                "class_weight is not supported for multilabel targets; pass "
+                "sample_weight instead."
+            )
+        per_class = compute_sample_weight(self.class_weight, np.asarray(y).ravel())
+        weights = per_class if weights is None else weights * per_class
+        return weights.astype(np.float32)
+
     def _n_outputs(self):
-        return 1 if self._task == "binary" else len(self.classes_)
+        return 1 if self.task_ == "binary" else len(self.classes_)
 
     def _criterion(self):
         return (
-            nn.CrossEntropyLoss if self._task == "multiclass" else nn.BCEWithLogitsLoss
+            nn.CrossEntropyLoss if self.task_ == "multiclass" else nn.BCEWithLogitsLoss
         )
 
+    def _fitted_state(self):
+        state = super()._fitted_state()
+        state["classes"] = {
+            "values": self.classes_.tolist(),
+            "dtype": self.classes_.dtype.str,
+        }
+        return state
+
+    def _set_fitted_state(self, state):
+        super()._set_fitted_state(state)
+        classes = state["classes"]
+        self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
+
     def predict_proba(self, X):
-        """Class probabilities, shape ``(n, n_classes)`` (``(n, n_labels)`` if multilabel)."""
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n, n_classes)
+            ``(n, n_labels)`` for multilabel targets.
+        """
         logits = torch.as_tensor(self._logits(X), dtype=torch.float64)
-        if self._task == "multiclass":
+        if self.task_ == "multiclass":
             return torch.softmax(logits, 1).numpy()
         p = torch.sigmoid(logits).numpy()
-        if self._task == "binary":
+        if self.task_ == "binary":
             return np.column_stack([1 - p[:, 0], p[:, 0]])
         return p
 
     def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n, n_classes)
+            Log-probabilities (clipped at 1e-12 before the log).
+        """
         return np.log(np.clip(self.predict_proba(X), 1e-12, None))
 
     def predict(self, X):
-        """Predicted labels (an indicator matrix when multilabel)."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n,)
+            Labels of ``classes_``; an indicator matrix ``(n, n_labels)``
+            for multilabel targets.
+        """
         proba = self.predict_proba(X)
-        if self._task == "multilabel":
+        if self.task_ == "multilabel":
             return (proba > 0.5).astype(int)
         return self.classes_[proba.argmax(1)]
 
@@ -554,17 +708,18 @@ class NetClassifierMixin(ClassifierMixin):
 class NetRegressorMixin(RegressorMixin):
     """Targets, losses and outputs of regression."""
 
-    def _encode_y(self, y, reset):
+    def _encode_y(self, y, reset, classes=None):
         y = np.asarray(y, dtype=np.float32)
-        if y.ndim == 1:
+        single = y.ndim == 1
+        if single:
             y = y.reshape(-1, 1)
-            single = True
-        else:
-            single = False
         if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinity; expected finite targets.")
+            raise ValueError(
+                "y contains NaN or infinity (or values beyond float32's range); "
+                "expected finite targets."
+            )
         if reset:
-            self._task = "regression"
+            self.task_ = "regression"
             self._single_output = single
             self.n_outputs_ = y.shape[1]
         elif y.shape[1] != self.n_outputs_:
@@ -579,28 +734,34 @@ class NetRegressorMixin(RegressorMixin):
     def _criterion(self):
         return nn.MSELoss
 
+    def _fitted_state(self):
+        state = super()._fitted_state()
+        state["n_outputs"] = int(self.n_outputs_)
+        state["single_output"] = bool(self._single_output)
+        return state
+
+    def _set_fitted_state(self, state):
+        super()._set_fitted_state(state)
+        self.n_outputs_ = state["n_outputs"]
+        self._single_output = state["single_output"]
+
     def predict(self, X):
-        """Predicted targets, shape ``(n,)`` or ``(n, n_outputs)``."""
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n,) or (n, n_outputs)
+            1-D when the targets were 1-D at fit.
+        """
         out = self._logits(X).astype(np.float64)
         return out[:, 0] if self._single_output else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = True
-        return tags
-
-
-class ImageTransformerMixin(ClassNamePrefixFeaturesOutMixin):
-    """sklearn plumbing of the transformers that turn images into float32
-    features (baselines, pretrained features): feature names and tags."""
-
-    @property
-    def _n_features_out(self):
-        # Read by ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ._base import BaseNetEstimator, NetClassifierMixin, NetRegressorMixin
-from .models.convnet import ConvNet
+from torch import nn
+
+from ._base import (
+    NET_PARAMETER_CONSTRAINTS,
+    BaseNetEstimator,
+    NetClassifierMixin,
+    NetRegressorMixin,
+)
+from ._validation import Int, Num, Sizes, StrOptions, SubclassOf
+from .models.convnet import ACTIVATIONS, ConvNet
 
 __all__ = ["CNNClassifier", "CNNRegressor"]
 
@@ -76,8 +84,27 @@ _PARAMS_DOC = """
 """
 
 
+_CNN_PARAMETER_CONSTRAINTS = {
+    **NET_PARAMETER_CONSTRAINTS,
+    "conv_filters": [Sizes(1)],
+    "kernel_size": [Int(1), Sizes(1, nested=True, nonempty=True)],
+    "pool_size": [Int(1), None, Sizes(1, none=True, nonempty=True)],
+    "padding": [StrOptions({"same", "valid"})],
+    "dense_units": [Sizes(1)],
+    "dropout": [Num(0, 1, closed="left")],
+    "batch_norm": ["boolean"],
+    "activation": [
+        StrOptions(set(ACTIVATIONS)),
+        SubclassOf(nn.Module, "torch.nn.Module"),
+    ],
+    "global_pool": [StrOptions({"avg", "max"}), None],
+}
+
+
 class _CNNMixin:
-    def _build_module(self, layout, n_outputs, state=None):
+    _parameter_constraints = _CNN_PARAMETER_CONSTRAINTS
+
+    def _build_module(self, layout, n_outputs, pretrained=None):
         return ConvNet(
             in_channels=layout.in_channels,
             input_size=layout.spatial,
@@ -95,6 +122,11 @@ class _CNNMixin:
 
 
 class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
+    _parameter_constraints = {
+        **_CNN_PARAMETER_CONSTRAINTS,
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
     __doc__ = (
         """Convolutional network classifier (binary, multiclass, multilabel).
 
@@ -194,6 +226,8 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
 
 
 class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
+    _parameter_constraints = _CNN_PARAMETER_CONSTRAINTS
+
     __doc__ = (
         """Convolutional network regressor (linear output, mean squared error).
     """

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from skorch.callbacks import Unfreezer
+import os
 
-from ._base import BaseNetEstimator, NetClassifierMixin
+from skorch.callbacks import Freezer, Unfreezer
+
+from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMixin
+from ._validation import (
+    DEPRECATED,
+    Int,
+    Num,
+    Sizes,
+    StrOptions,
+    deprecated_name,
+    renamed,
+)
 from .models.adapter import InputAdapter
-from .models.densenet import DenseNetModule, make_densenet
-from .pretrained import ResolvedWeights, load_into, resolve_weights
+from .models.densenet import DENSENET_CONFIGS, DenseNetModule, make_densenet
+from .pretrained import load_into, resolve_weights
 
 __all__ = ["DenseNetClassifier"]
 
@@ -15,6 +26,25 @@ _SMALL_IMAGE = 64
 
 
 class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
+    _parameter_constraints = {
+        **NET_PARAMETER_CONSTRAINTS,
+        "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
+        "growth_rate": [Int(1)],
+        "block_config": [Sizes(1, nonempty=True)],
+        "num_init_features": [Int(1)],
+        "bn_size": [Int(1)],
+        "dropout": [Num(0, 1, closed="left")],
+        "drop_rate": deprecated_name([Num(0, 1, closed="left")]),
+        "memory_efficient": ["boolean"],
+        "weights": [None, str, os.PathLike, dict],
+        "finetune_depth": [StrOptions({"all"}), Int(0)],
+        "head_epochs": [Int(0)],
+        "backbone_lr_scale": [Num(0)],
+        "input_size": [Int(1), Sizes(1, nonempty=True), None],
+        "stem": [StrOptions({"auto", "small", "imagenet"})],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
     """DenseNet classifier with fine-tuning depth as a hyperparameter.
 
     The architecture is torchvision's. Trained from scratch, small images
@@ -37,8 +67,10 @@ class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
         Dense layers per dense block.
     num_init_features : int, default=24
     bn_size : int, default=4
-    drop_rate : float, default=0.0
+    dropout : float, default=0.0
         Dropout after each dense layer (torchvision's ``drop_rate``).
+    drop_rate : float
+        Deprecated old name of ``dropout`` (removed in 0.3).
     memory_efficient : bool, default=False
         Gradient checkpointing in dense layers (less memory, slower).
     weights : None, str, path or URL, default=None
@@ -85,7 +117,7 @@ warm_start, checkpoint_dir, num_workers, class_weight
         block_config=(4, 4, 4),
         num_init_features=24,
         bn_size=4,
-        drop_rate=0.0,
+        dropout=0.0,
         memory_efficient=False,
         weights=None,
         finetune_depth="all",
@@ -113,13 +145,14 @@ warm_start, checkpoint_dir, num_workers, class_weight
         checkpoint_dir=None,
         num_workers=0,
         class_weight=None,
+        drop_rate=DEPRECATED,
     ):
         self.arch = arch
         self.growth_rate = growth_rate
         self.block_config = block_config
         self.num_init_features = num_init_features
         self.bn_size = bn_size
-        self.drop_rate = drop_rate
+        self.dropout = dropout
         self.memory_efficient = memory_efficient
         self.weights = weights
         self.finetune_depth = finetune_depth
@@ -147,45 +180,36 @@ warm_start, checkpoint_dir, num_workers, class_weight
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
         self.class_weight = class_weight
+        self.drop_rate = drop_rate
 
-    def _build_module(self, layout, n_outputs, state=None):
-        if state is None:
-            resolved = resolve_weights(self.arch, self.weights)
-        else:
-            # Restoring a saved model: its file holds every weight, including the
-            # normalisation buffers; only whether it was pretrained matters here.
-            resolved = (
-                ResolvedWeights({}, source="saved") if "adapter.mean" in state else None
-            )
+    def _resolve_pretrained(self):
+        return resolve_weights(self.arch, self.weights)
+
+    def _build_module(self, layout, n_outputs, pretrained=None):
         size = self.input_size or layout.spatial
         if isinstance(size, int):
             size = (size, size)
-        if self.stem not in ("auto", "small", "imagenet"):
-            raise ValueError(
-                f"stem must be 'auto', 'small' or 'imagenet'; got {self.stem!r}."
-            )
         small = self.stem == "small" or (
-            self.stem == "auto" and resolved is None and max(size) <= _SMALL_IMAGE
+            self.stem == "auto" and pretrained is None and max(size) <= _SMALL_IMAGE
         )
-        if resolved is not None and small:
+        if pretrained is not None and small:
             raise ValueError(
                 "stem='small' cannot take pretrained weights; use stem='auto' or 'imagenet'."
             )
-        channels = 3 if resolved is not None else layout.in_channels
+        channels = 3 if pretrained is not None else layout.in_channels
         backbone = make_densenet(
             self.arch,
             growth_rate=self.growth_rate,
             block_config=self.block_config,
             num_init_features=self.num_init_features,
             bn_size=self.bn_size,
-            drop_rate=self.drop_rate,
+            drop_rate=renamed(self, "drop_rate", "dropout"),
             memory_efficient=self.memory_efficient,
             small_stem=small,
             in_channels=channels,
         )
-        if resolved is not None and state is None:
-            load_into(backbone, resolved.state_dict)
-            self.weights_source_ = resolved.source
+        if pretrained is not None and pretrained.state_dict:
+            load_into(backbone, pretrained.state_dict)
         # Each transition halves the map; the ImageNet stem quarters it.
         n_blocks = sum(
             n.startswith("denseblock") for n, _ in backbone.features.named_children()
@@ -196,26 +220,46 @@ warm_start, checkpoint_dir, num_workers, class_weight
             backbone_channels=channels,
             input_size=self.input_size,
             min_size=2**n_down,
-            mean=None if resolved is None else resolved.mean,
-            std=None if resolved is None else resolved.std,
+            mean=None if pretrained is None else pretrained.mean,
+            std=None if pretrained is None else pretrained.std,
         )
         module = DenseNetModule(backbone, n_outputs, adapter=adapter)
-        start = 0 if self.head_epochs and state is None else self.finetune_depth
-        module.trainable_prefixes(self.finetune_depth)  # validates the depth early
-        return module.set_finetune_depth(start)
+        return module.set_finetune_depth(self.finetune_depth)
+
+    def _check_params(self):
+        blocks = DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
+        if self.finetune_depth != "all" and self.finetune_depth > len(blocks):
+            raise ValueError(
+                f"finetune_depth={self.finetune_depth} is more than the {len(blocks)} "
+                f"dense blocks of this DenseNet; use 'all' or an int in [0, {len(blocks)}]."
+            )
 
     def _extra_callbacks(self, module):
         if not self.head_epochs or self.finetune_depth == 0:
             return []
-        # The notes' second stage: unfreeze down to finetune_depth after the head.
-        patterns = [p + "*" for p in module.trainable_prefixes(self.finetune_depth)]
-        return [("unfreeze", Unfreezer(patterns, at=int(self.head_epochs) + 1))]
+        # First the head alone on a frozen base, then unfreeze down to
+        # finetune_depth (epochs count from 1; a resumed fit is past both).
+        patterns = _patterns(module.trainable_prefixes(self.finetune_depth))
+        return [
+            ("freeze_base", Freezer(_patterns(["features."]), at=1)),
+            ("unfreeze", Unfreezer(patterns, at=int(self.head_epochs) + 1)),
+        ]
 
     def _optimizer_kwargs(self):
         if self.backbone_lr_scale == 1.0:
             return {}
         return {
             "param_groups": [
-                ("features.*", {"lr": float(self.lr) * float(self.backbone_lr_scale)})
+                (
+                    pattern,
+                    {"lr": float(self.lr) * float(self.backbone_lr_scale)},
+                )
+                for pattern in _patterns(["features."])
             ]
         }
+
+
+def _patterns(prefixes):
+    """Parameter-name patterns for skorch's freezing and parameter groups,
+    matching the module's names with and without torch.compile's wrapper."""
+    return [f"{wrap}{p}*" for p in prefixes for wrap in ("", "_orig_mod.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -15,74 +16,29 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._base import ImageTransformerMixin
 from ._data import BatchIterator, TensorData, prepare_images
-from ._training import gpu_missing, resolve_device, resolve_precision
+from ._device import (
+    PRECISIONS,
+    gpu_missing,
+    infer_batches,
+    resolve_device,
+    resolve_precision,
+)
+from ._transformer import ImageTransformerMixin
+from ._validation import (
+    DEPRECATED,
+    Int,
+    Sizes,
+    StrOptions,
+    deprecated_name,
+    renamed,
+    validate_params,
+)
 from .models.adapter import InputAdapter
+from .models.backbone import FeatureBackbone, last_linear, replace_submodule
 from .pretrained import load_into, resolve_weights
 
 __all__ = ["PretrainedFeatureExtractor"]
-
-
-def _last_linear(model):
-    name = None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            name = n
-    return name
-
-
-def _set_submodule(model, name, new):
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-class _Backbone(nn.Module):
-    """Adapter + backbone truncated at the penultimate features or a hooked layer."""
-
-    def __init__(self, adapter, model, layer, pooling, channels_last=False):
-        super().__init__()
-        self.channels_last = channels_last
-        self.adapter = adapter
-        self.model = model
-        self.layer = layer
-        self.pooling = pooling
-        self._captured = None
-        if layer is not None:
-            model.get_submodule(layer).register_forward_hook(self._capture)
-
-    def _capture(self, module, inputs, output):
-        self._captured = output
-        raise _StopForward
-
-    def forward(self, x):
-        x = self.adapter(x)
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.layer is None:
-            out = self.model(x)
-        else:
-            try:
-                self.model(x)
-                raise RuntimeError(
-                    f"Layer {self.layer!r} was not reached in the forward pass."
-                )
-            except _StopForward:
-                out = self._captured
-                self._captured = None
-        if out.ndim > 2:
-            if self.pooling == "avg":
-                out = out.flatten(2).mean(2)
-            elif self.pooling == "max":
-                out = out.flatten(2).amax(2)
-            else:
-                out = out.flatten(1)
-        return out
-
-
-class _StopForward(Exception):
-    """Raised by the layer hook: nothing after the requested layer is computed."""
 
 
 def _extract(extractor, fingerprint, X):
@@ -114,8 +70,9 @@ class PretrainedFeatureExtractor(
     device : str, default="auto"
     precision : {"auto", "32", "bf16", "fp16"}, default="auto"
         "bf16" is about 2x faster on CPUs with bf16 support.
-    channels_last : bool, default=True
-        Channels-last memory format for the convolutions.
+    memory_format : {"channels_last", "contiguous"}, default="channels_last"
+        Memory format of the convolutions' inputs and weights
+        (channels-last is faster on GPUs and on CPUs with oneDNN).
     memory : None, str or joblib.Memory, default=None
         Cache of transforms: the same data transformed again (e.g. in each
         step of a search) is read from the cache.
@@ -126,6 +83,8 @@ class PretrainedFeatureExtractor(
         them when ``weights=None``).
     verbose : int, default=0
         Progress bar when > 0.
+    channels_last : bool
+        Deprecated old name of ``memory_format`` (removed in 0.3).
 
     Attributes
     ----------
@@ -133,6 +92,24 @@ class PretrainedFeatureExtractor(
     layout_ : ImageLayout
     module_ : nn.Module
     """
+
+    _parameter_constraints = {
+        "backbone": [str, nn.Module],
+        "weights": [None, str, os.PathLike, dict],
+        "layer": [str, None],
+        "pooling": [StrOptions({"avg", "max"}), None],
+        "input_size": [Int(1), Sizes(1, nonempty=True), None],
+        "batch_size": [Int(1)],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "memory_format": [StrOptions({"channels_last", "contiguous"})],
+        "memory": [None, str, os.PathLike, joblib.Memory],
+        "image_shape": [tuple, list, None],
+        "channels": [StrOptions({"auto", "last", "first"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "channels_last": deprecated_name(["boolean"]),
+    }
 
     def __init__(
         self,
@@ -144,12 +121,13 @@ class PretrainedFeatureExtractor(
         batch_size=256,
         device="auto",
         precision="auto",
-        channels_last=True,
+        memory_format="channels_last",
         memory=None,
         image_shape=None,
         channels="auto",
         random_state=None,
         verbose=0,
+        channels_last=DEPRECATED,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -159,28 +137,24 @@ class PretrainedFeatureExtractor(
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
-        self.channels_last = channels_last
+        self.memory_format = memory_format
         self.memory = memory
         self.image_shape = image_shape
         self.channels = channels
         self.random_state = random_state
         self.verbose = verbose
+        self.channels_last = channels_last
 
     def _prepare(self, X, reset):
         data, layout, _ = prepare_images(self, X, reset=reset)
         return data, layout
 
-    def _build(self, layout):
-        if self.pooling not in ("avg", "max", None):
-            raise ValueError(
-                f"pooling must be 'avg', 'max' or None; got {self.pooling!r}."
-            )
+    def _build(self, layout, channels_last):
+        """The truncated backbone and the fingerprint of what it computes."""
         if isinstance(self.backbone, nn.Module):
-            import copy
-
             model = copy.deepcopy(self.backbone)
             arch = None
-        elif isinstance(self.backbone, str):
+        else:
             from torchvision.models import get_model, list_models
 
             if self.backbone not in list_models():
@@ -189,20 +163,16 @@ class PretrainedFeatureExtractor(
                 )
             model = get_model(self.backbone, weights=None)
             arch = self.backbone
-        else:
-            raise TypeError(
-                f"backbone must be a model name or an nn.Module; got {type(self.backbone).__name__}."
-            )
         resolved = resolve_weights(arch, self.weights)
         if resolved is not None:
             load_into(model, resolved.state_dict, skip_prefixes=())
         if self.layer is None:
-            head = _last_linear(model)
+            head = last_linear(model)
             if head is None:
                 raise ValueError(
                     "The backbone has no linear layer to cut at; pass layer=<module name>."
                 )
-            _set_submodule(model, head, nn.Identity())
+            replace_submodule(model, head, nn.Identity())
         else:
             names = dict(model.named_modules())
             if self.layer not in names:
@@ -223,13 +193,31 @@ class PretrainedFeatureExtractor(
             mean=None if resolved is None else resolved.mean,
             std=None if resolved is None else resolved.std,
         )
-        self._fingerprint = _fingerprint(self, model.state_dict())
-        return _Backbone(
-            adapter, model, self.layer, self.pooling, self.channels_last
-        ).eval()
+        module = FeatureBackbone(
+            adapter, model, self.layer, self.pooling, channels_last
+        )
+        return module.eval(), _fingerprint(self, module.state_dict())
 
     def fit(self, X, y=None):
-        """Load the backbone and record the input layout and feature count."""
+        """Load the backbone and record the input layout and feature count.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, in any layout :class:`~skcnn.CNNClassifier` takes.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted extractor.
+        """
+        validate_params(self)
+        memory_format = renamed(self, "channels_last", "memory_format")
+        if isinstance(memory_format, bool):  # the old parameter's values
+            memory_format = "channels_last" if memory_format else "contiguous"
+        channels_last = memory_format == "channels_last"
         data, layout = self._prepare(X, reset=True)
         self.layout_ = layout
         self.device_ = resolve_device(self.device)
@@ -238,8 +226,9 @@ class PretrainedFeatureExtractor(
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.module_ = self._build(layout).to(self.device_)
-        if self.channels_last:
+            module, self._fingerprint = self._build(layout, channels_last)
+        self.module_ = module.to(self.device_)
+        if channels_last:
             # Faster convolutions on GPUs and on CPUs (oneDNN) alike.
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         probe = TensorData(np.zeros((1, *layout.shape), dtype=np.float32))
@@ -248,26 +237,21 @@ class PretrainedFeatureExtractor(
 
     def _run(self, data, strict=False):
         # strict at fit; an fp16 extractor unpickled without its GPU runs in float32
-        amp = resolve_precision(self.precision, self.device_, strict=strict)
-        device_type = "cuda" if self.device_.startswith("cuda") else "cpu"
         batches = BatchIterator(
             data,
             self.batch_size,
             device=self.device_,
-            channels_last=self.channels_last,
+            channels_last=self.module_.channels_last,
         )
-        chunks = []
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                device_type, dtype=amp or torch.float32, enabled=amp is not None
+        return infer_batches(
+            self.module_,
+            batches,
+            device=self.device_,
+            amp_dtype=resolve_precision(self.precision, self.device_, strict=strict),
+            progress=lambda it: tqdm(
+                it, disable=not self.verbose, desc="features", unit="batch"
             ),
-        ):
-            for xb in tqdm(
-                batches, disable=not self.verbose, desc="features", unit="batch"
-            ):
-                chunks.append(self.module_(xb).float().cpu().numpy())
-        return np.concatenate(chunks)
+        )
 
     def _transform_uncached(self, X):
         data, _ = self._prepare(X, reset=False)
@@ -296,7 +280,18 @@ class PretrainedFeatureExtractor(
             )
 
     def transform(self, X):
-        """Features of ``X``: float32 array ``(n, n_features_out_)``."""
+        """Features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images with the layout seen at fit.
+
+        Returns
+        -------
+        features : ndarray of shape (n, n_features_out_)
+            float32 features.
+        """
         check_is_fitted(self, "module_")
         memory = self.memory
         if memory is None:
@@ -308,7 +303,9 @@ class PretrainedFeatureExtractor(
 
 
 def _fingerprint(extractor, state):
-    """What the features depend on besides X (parameters and weights), for the cache."""
+    """What the features depend on besides X (parameters and every weight),
+    for the cache: a hash of the whole state, so a changed weight file at the
+    same path never returns stale features."""
     h = hashlib.sha256()
     skip = ("memory", "verbose", "batch_size", "device", "backbone")
     params = sorted(
@@ -323,8 +320,9 @@ def _fingerprint(extractor, state):
             backbone if isinstance(backbone, str) else type(backbone).__qualname__
         ).encode()
     )
-    keys = sorted(state)
-    for k in keys[:: max(1, len(keys) // 32)]:
+    for k in sorted(state):
         h.update(k.encode())
-        h.update(state[k].detach().float().flatten()[:256].cpu().numpy().tobytes())
+        tensor = state[k].detach().cpu().contiguous()
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

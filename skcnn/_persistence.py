@@ -1,10 +1,14 @@
 """Safe model files: parameters as JSON, weights as safetensors, no pickle.
 
 ``estimator.save(path)`` writes one ``.safetensors`` file whose header holds
-the estimator's class, parameters and fitted attributes as JSON, and whose
-body holds the network's tensors. ``skcnn.load(path)`` rebuilds the
-estimator from it. Loading never executes code from the file, so a shared
-model file is as safe to open as an image.
+the estimator's class, parameters and fitted state as JSON, and whose body
+holds the network's tensors. ``skcnn.load(path)`` rebuilds the estimator
+from it. Loading never executes code from the file, so a shared model file
+is as safe to open as an image.
+
+Estimators talk to this module through a small interface: they register
+their class here (``register``), describe their fitted state as JSON
+(``_fitted_state()``) and are rebuilt from it (``_from_fitted_state``).
 """
 
 from __future__ import annotations
@@ -15,29 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ._data import ImageLayout
-from ._training import gpu_missing
+from ._device import gpu_missing
 from .augmentation import Augment
 
-__all__ = ["save", "load"]
+__all__ = ["load", "register", "save"]
 
-_FORMAT = "skcnn-model-1"
-_FITTED = (
-    "n_features_in_",
-    "n_iter_",
-    "best_epoch_",
-    "n_outputs_",
-    "weights_source_",
-    "batch_size_",
-)
-_PRIVATE = ("_task", "_single_output")
+_FORMAT = "skcnn-model-2"
+_CLASSES = {}
 
 
-def _registry():
-    from ._cnn import CNNClassifier, CNNRegressor
-    from ._densenet import DenseNetClassifier
-
-    return {c.__name__: c for c in (CNNClassifier, CNNRegressor, DenseNetClassifier)}
+def register(cls):
+    """Make ``cls`` loadable by name (skcnn's own estimator classes only)."""
+    if cls.__module__.startswith("skcnn."):
+        _CLASSES[cls.__name__] = cls
+    return cls
 
 
 def _encode_param(name, value):
@@ -75,31 +70,32 @@ def _decode_param(value):
 
 
 def save(estimator, path):
-    """Write a fitted estimator to a safetensors file (see module docstring)."""
-    from safetensors.torch import save_file
-    from sklearn.utils.validation import check_is_fitted
+    """Write a fitted estimator to a safetensors file (see module docstring).
 
-    check_is_fitted(estimator, "net_")
+    Parameters
+    ----------
+    estimator : fitted skcnn network estimator
+        The estimator to write.
+    path : str or Path
+        The file to write.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    """
+    from safetensors.torch import save_file
+
+    fitted = estimator._fitted_state()
     params = {
         k: _encode_param(k, v) for k, v in estimator.get_params(deep=False).items()
-    }
-    fitted = {
-        k: getattr(estimator, k) for k in _FITTED + _PRIVATE if hasattr(estimator, k)
-    }
-    fitted = {
-        k: (v.item() if isinstance(v, np.generic) else v) for k, v in fitted.items()
     }
     header = {
         "format": _FORMAT,
         "class": type(estimator).__name__,
         "params": params,
-        "fitted": fitted,
-        "layout": list(estimator.layout_.shape),
-        "history": json.loads(json.dumps(estimator.history_, default=float)),
+        "fitted": json.loads(json.dumps(fitted, default=float)),
     }
-    if hasattr(estimator, "classes_"):
-        classes = estimator.classes_
-        header["classes"] = {"values": classes.tolist(), "dtype": classes.dtype.str}
     state = {
         k: v.detach().cpu().contiguous()
         for k, v in estimator.module_.state_dict().items()
@@ -109,15 +105,42 @@ def save(estimator, path):
     return path
 
 
+def _from_format_1(header):
+    """skcnn 0.1 files kept fitted attributes flat; read them as format 2."""
+    old = header.get("fitted", {})
+    fitted = {
+        "task": old.get("_task"),
+        "layout": header.get("layout"),
+        "n_features_in": old.get("n_features_in_"),
+        "n_iter": old.get("n_iter_"),
+        "best_epoch": old.get("best_epoch_"),
+        "batch_size": old.get("batch_size_"),
+        "weights_source": old.get("weights_source_"),
+        "history": header.get("history", []),
+    }
+    if "classes" in header:
+        fitted["classes"] = header["classes"]
+    if "n_outputs_" in old:
+        fitted["n_outputs"] = old["n_outputs_"]
+        fitted["single_output"] = old.get("_single_output", True)
+    return {**header, "format": _FORMAT, "fitted": fitted}
+
+
 def load(path, device=None):
     """Rebuild an estimator saved with ``estimator.save(path)``.
 
     Parameters
     ----------
     path : str or Path
+        The model file.
     device : str or None, default=None
         Where to put the network; None uses the saved ``device`` parameter,
         falling back to the CPU when it asks for CUDA and there is none.
+
+    Returns
+    -------
+    estimator : fitted skcnn estimator
+        The estimator as it was saved.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -130,12 +153,18 @@ def load(path, device=None):
     if "skcnn" not in meta:
         raise ValueError(f"{str(path)!r} is not an skcnn model file (no skcnn header).")
     header = json.loads(meta["skcnn"])
+    if header.get("format") == "skcnn-model-1":
+        header = _from_format_1(header)
     if header.get("format") != _FORMAT:
-        raise ValueError(f"Unsupported skcnn model format {header.get('format')!r}.")
-    registry = _registry()
-    if header["class"] not in registry:
         raise ValueError(
-            f"Unknown estimator class {header['class']!r} in {str(path)!r}."
+            f"Unsupported skcnn model format {header.get('format')!r} in {str(path)!r}; "
+            f"this version of skcnn reads {_FORMAT!r}."
+        )
+    cls = _CLASSES.get(header.get("class"))
+    if cls is None:
+        raise ValueError(
+            f"Unknown estimator class {header.get('class')!r} in {str(path)!r}; "
+            f"expected one of {sorted(_CLASSES)}."
         )
     params = {k: _decode_param(v) for k, v in header["params"].items()}
     if device is not None:
@@ -146,14 +175,6 @@ def load(path, device=None):
             stacklevel=2,
         )
         params["device"] = "cpu"
-    estimator = registry[header["class"]](**params)
-    for k, v in header["fitted"].items():
-        setattr(estimator, k, v)
-    if "classes" in header:
-        estimator.classes_ = np.asarray(
-            header["classes"]["values"], dtype=np.dtype(header["classes"]["dtype"])
-        )
-    estimator.layout_ = ImageLayout(tuple(header["layout"]))
-    estimator.history_ = header["history"]
-    estimator._restore_net(load_file(str(path), device="cpu"))
-    return estimator
+    return cls._from_fitted_state(
+        params, header["fitted"], load_file(str(path), device="cpu")
+    )

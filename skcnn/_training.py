@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 
-import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback
@@ -24,120 +23,17 @@ from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
 from ._data import BatchIterator, TensorData, to_float_tensor
+from ._device import autocast, infer_batches
 
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
 __all__ = [
     "EpochAccuracy",
-    "FixedSplit",
     "SkcnnNet",
     "StopOnInterrupt",
     "graceful_interrupt",
-    "gpu_missing",
-    "resolve_device",
-    "resolve_precision",
     "unique_run_name",
 ]
-
-
-def _gpu_free_memory(n):
-    """Free memory of the ``n`` visible GPUs, read through NVML (which creates
-    no CUDA context on them); None when NVML is missing or does not answer."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        names = (
-            [v.strip() for v in visible.split(",")][:n]
-            if visible
-            else [str(i) for i in range(n)]
-        )
-        handles = [
-            pynvml.nvmlDeviceGetHandleByIndex(int(v))
-            if v.isdigit()
-            else pynvml.nvmlDeviceGetHandleByUUID(v)
-            for v in names
-        ]
-        return [pynvml.nvmlDeviceGetMemoryInfo(h).free for h in handles]
-    except Exception:  # noqa: BLE001 - NVML missing or not matching
-        return None
-
-
-def _pick_gpu(n, free=None, pid=None):
-    """A GPU for this process: among those with nearly the most free memory
-    (all of them without NVML), one by process id. Search workers start
-    together and read the same free memory; consecutive worker pids then land
-    on different GPUs instead of all on the emptiest one."""
-    pid = os.getpid() if pid is None else pid
-    if free is None or len(free) != n:
-        candidates = np.arange(n)
-    else:
-        free = np.asarray(free, dtype=float)
-        candidates = np.flatnonzero(free >= 0.9 * free.max())
-    return int(candidates[pid % len(candidates)])
-
-
-def resolve_device(device):
-    """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU.
-
-    With several visible GPUs, 'auto' picks one per process (see
-    :func:`_pick_gpu`), so parallel search workers spread over the GPUs.
-    """
-    if device is None or device == "auto":
-        if not torch.cuda.is_available():
-            return "cpu"
-        n = torch.cuda.device_count()
-        return "cuda" if n == 1 else f"cuda:{_pick_gpu(n, _gpu_free_memory(n))}"
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(
-            f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}."
-        )
-    if gpu_missing(device):
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
-        )
-    return device
-
-
-def gpu_missing(device):
-    """True when ``device`` names CUDA and this machine has none: a model
-    fitted on a GPU and unpickled or loaded elsewhere then runs on the CPU."""
-    return (
-        isinstance(device, str)
-        and device.startswith("cuda")
-        and not torch.cuda.is_available()
-    )
-
-
-def resolve_precision(precision, device, *, strict=True):
-    """Map the ``precision`` parameter to an autocast dtype (or None = float32).
-
-    ``strict=False`` is for models loaded where their GPU is missing: fp16
-    (CUDA-only here) falls back to float32 instead of raising.
-    """
-    if precision in ("32", 32, "fp32", "float32", None):
-        return None
-    is_cuda = device.startswith("cuda")
-    if precision == "auto":
-        if not is_cuda:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if precision in ("fp16", "16", 16, "float16"):
-        if not is_cuda:
-            if not strict:
-                return None
-            raise ValueError(
-                "precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU."
-            )
-        return torch.float16
-    raise ValueError(
-        f"precision must be 'auto', '32', 'bf16' or 'fp16'; got {precision!r}."
-    )
 
 
 _RUNS = itertools.count()
@@ -189,16 +85,6 @@ def graceful_interrupt(stopper, verbose=False):
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class FixedSplit:
-    """skorch ``train_split`` returning a validation set chosen beforehand."""
-
-    def __init__(self, valid):
-        self.valid = valid
-
-    def __call__(self, dataset, y=None, groups=None):
-        return dataset, self.valid
 
 
 class EpochAccuracy(Callback):
@@ -352,14 +238,8 @@ class SkcnnNet(NeuralNet):
         return state
 
     # -- steps -------------------------------------------------------------
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        return torch.autocast(device_type=device_type, dtype=self.amp_dtype)
-
     def infer(self, x, **fit_params):
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             return self.module_(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -427,12 +307,8 @@ class SkcnnNet(NeuralNet):
     # -- prediction ----------------------------------------------------------
     def predict_logits(self, data):
         """Raw network outputs for a TensorData / ImagePaths, under inference_mode."""
-        it = self.get_iterator(data, training=False)
-        self.module_.eval()
-        self._mode = None
-        out = []
-        with torch.inference_mode(), self._autocast():
-            for xb in it:
-                # kept on the device: one copy (and one sync) at the end
-                out.append(self.module_(xb).float())
-        return torch.cat(out).cpu().numpy()
+        batches = self.get_iterator(data, training=False)
+        self._mode = None  # infer_batches leaves eval mode: re-apply train() later
+        return infer_batches(
+            self.module_, batches, device=self.device, amp_dtype=self.amp_dtype
+        )

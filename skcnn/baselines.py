@@ -16,8 +16,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import ImageTransformerMixin
 from ._data import prepare_images
+from ._transformer import ImageTransformerMixin
 
 __all__ = [
     "AddNoise",

@@ -32,7 +32,7 @@ from ._densenet import DenseNetClassifier
 from ._feature_extraction import PretrainedFeatureExtractor
 from .baselines import ColorHistogram, HOGTransformer, ImageFlattener
 from .datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
-from .pretrained import cache_path, hub_checkpoint_dir
+from .pretrained import cached_densenet121, hub_checkpoint_dir
 
 __all__ = [
     "ComparisonResult",
@@ -135,14 +135,6 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
     return X_train, y_train, X_val, y_val, X_ext, y_ext
 
 
-def cached_densenet121():
-    """The torchvision DenseNet-121 ImageNet file in the torch hub cache, if present."""
-    from torchvision.models import DenseNet121_Weights
-
-    path = cache_path(DenseNet121_Weights.DEFAULT.url)
-    return path if path.is_file() else None
-
-
 def default_models(
     *, image_shape, quick=False, device="auto", weights=None, random_state=0
 ):
@@ -212,7 +204,7 @@ def default_models(
         ),
         "densenet": (
             DenseNetClassifier(max_epochs=8 if quick else 20, **net),
-            {"drop_rate": [0.0, 0.2]} if not quick else {},
+            {"dropout": [0.0, 0.2]} if not quick else {},
         ),
     }
     weights = weights if weights is not None else cached_densenet121()

@@ -191,7 +191,7 @@ def feature_maps(estimator, X, layer=0):
 
 
 def _target_score(estimator, logits, target):
-    task = getattr(estimator, "_task", "regression")
+    task = estimator.task_
     if task == "binary":
         sign = torch.where(target == 1, 1.0, -1.0).to(logits.device)
         return logits[:, 0] * sign

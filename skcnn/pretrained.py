@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "ResolvedWeights",
+    "cached_densenet121",
     "UnsafeWeightsError",
     "resolve_weights",
     "load_state_dict",
@@ -80,6 +81,14 @@ def _torchvision_weights(arch, name):
             f"{arch} has no weights named {name!r}; available: "
             f"{['DEFAULT', *[w.name for w in enum]]}."
         ) from None
+
+
+def cached_densenet121():
+    """The torchvision DenseNet-121 ImageNet file in the torch hub cache, if present."""
+    from torchvision.models import DenseNet121_Weights
+
+    path = cache_path(DenseNet121_Weights.DEFAULT.url)
+    return path if path.is_file() else None
 
 
 def _download(url, what):

@@ -214,17 +214,45 @@ def test_in_pipeline(small_digits):
     assert pipe.fit(X, y).score(X, y) > 0.3
 
 
-def test_optimizers_and_activations(small_digits):
+@pytest.mark.parametrize(
+    "optimizer, expected",
+    [
+        ("adamw", torch.optim.AdamW),
+        ("sgd", torch.optim.SGD),
+        ("rmsprop", torch.optim.RMSprop),
+        (torch.optim.Adagrad, torch.optim.Adagrad),
+    ],
+)
+def test_optimizers_are_used_and_train(small_digits, optimizer, expected):
     X, y = small_digits
-    for opt in ["adamw", "sgd", "rmsprop"]:
-        CNNClassifier(**TINY, optimizer=opt, activation="elu", weight_decay=1e-4).fit(
-            X[:64], y[:64]
-        )
-    import torch
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 8},
+        optimizer=optimizer,
+        activation="elu",
+        weight_decay=1e-4,
+        validation_fraction=0,
+    ).fit(X, y)
+    opt = clf.net_.optimizer_
+    assert type(opt) is expected
+    assert opt.param_groups[0]["weight_decay"] == pytest.approx(1e-4)
+    if expected is torch.optim.SGD:
+        assert opt.param_groups[0]["momentum"] == 0.9
+    assert any(isinstance(m, torch.nn.ELU) for m in clf.module_.modules())
+    losses = [h["train_loss"] for h in clf.history_]
+    assert losses[-1] < 0.7 * losses[0]
 
-    CNNClassifier(**TINY, optimizer=torch.optim.Adagrad).fit(X[:64], y[:64])
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+
+def test_unknown_optimizer_and_incompatible_optimizer_class(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="'optimizer' parameter of CNNClassifier"):
         CNNClassifier(**TINY, optimizer="lbfgs2").fit(X[:64], y[:64])
+
+    class NoWeightDecay(torch.optim.Optimizer):
+        def __init__(self, params, lr=1e-3):
+            super().__init__(params, {"lr": lr})
+
+    with pytest.raises(ValueError, match="cannot take the arguments"):
+        CNNClassifier(**TINY, optimizer=NoWeightDecay).fit(X[:64], y[:64])
 
 
 def test_augmentation_only_changes_training(small_digits):

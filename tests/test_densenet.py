@@ -169,10 +169,10 @@ def test_grid_search_over_finetuning_params(small_digits):
     X, y = small_digits
     grid = GridSearchCV(
         DenseNetClassifier(**TINY_DN),
-        {"drop_rate": [0.0, 0.2], "lr": [1e-3, 3e-3]},
+        {"dropout": [0.0, 0.2], "lr": [1e-3, 3e-3]},
         cv=2,
     ).fit(X[:120], y[:120])
-    assert set(grid.best_params_) == {"drop_rate", "lr"}
+    assert set(grid.best_params_) == {"dropout", "lr"}
 
 
 def test_bad_finetune_depth(small_digits):

@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from skcnn._training import _gpu_free_memory, _pick_gpu, resolve_device
+from skcnn._device import _gpu_free_memory, _pick_gpu, resolve_device
 
 GIB = 1 << 30
 

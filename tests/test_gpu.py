@@ -22,7 +22,7 @@ from skcnn import (
     PretrainedFeatureExtractor,
 )
 from skcnn._data import TensorData
-from skcnn._training import resolve_device
+from skcnn._device import resolve_device
 
 from .conftest import TINY
 

@@ -1,7 +1,8 @@
 """PyTorch networks behind the skcnn estimators."""
 
 from .adapter import InputAdapter
+from .backbone import FeatureBackbone
 from .convnet import ConvNet
 from .densenet import DenseNetModule
 
-__all__ = ["ConvNet", "DenseNetModule", "InputAdapter"]
+__all__ = ["ConvNet", "DenseNetModule", "FeatureBackbone", "InputAdapter"]

@@ -11,9 +11,9 @@ import math
 
 from torch import nn
 
-__all__ = ["ConvNet", "make_activation"]
+__all__ = ["ACTIVATIONS", "ConvNet", "make_activation"]
 
-_ACTIVATIONS = {
+ACTIVATIONS = {
     "relu": nn.ReLU,
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
@@ -27,12 +27,12 @@ _ACTIVATIONS = {
 
 def make_activation(activation):
     if isinstance(activation, str):
-        if activation not in _ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)} or an nn.Module class; "
+                f"activation must be one of {sorted(ACTIVATIONS)} or an nn.Module class; "
                 f"got {activation!r}."
             )
-        return _ACTIVATIONS[activation]()
+        return ACTIVATIONS[activation]()
     if isinstance(activation, type) and issubclass(activation, nn.Module):
         return activation()
     raise TypeError(

@@ -1,0 +1,211 @@
+"""Where and how tensors run: device, precision, the CPU fallback, inference.
+
+One home for everything that depends on the hardware: choosing the device
+(``"auto"`` spreads parallel search workers over GPUs), mapping the
+``precision`` parameter to an autocast dtype, what happens when a model made
+on a GPU meets a machine without one, eval mode, and batched inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import torch
+
+__all__ = [
+    "autocast",
+    "cudnn_benchmark",
+    "eval_mode",
+    "gpu_missing",
+    "infer_batches",
+    "resolve_device",
+    "resolve_precision",
+]
+
+
+def _gpu_free_memory(n):
+    """Free memory of the ``n`` visible GPUs, read through NVML (which creates
+    no CUDA context on them); None when NVML is missing or does not answer."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        names = (
+            [v.strip() for v in visible.split(",")][:n]
+            if visible
+            else [str(i) for i in range(n)]
+        )
+        handles = [
+            pynvml.nvmlDeviceGetHandleByIndex(int(v))
+            if v.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(v)
+            for v in names
+        ]
+        return [pynvml.nvmlDeviceGetMemoryInfo(h).free for h in handles]
+    except Exception:  # noqa: BLE001 - NVML missing or not matching
+        return None
+
+
+def _pick_gpu(n, free=None, pid=None):
+    """A GPU for this process: among those with nearly the most free memory
+    (all of them without NVML), one by process id. Search workers start
+    together and read the same free memory; consecutive worker pids then land
+    on different GPUs instead of all on the emptiest one."""
+    pid = os.getpid() if pid is None else pid
+    if free is None or len(free) != n:
+        candidates = np.arange(n)
+    else:
+        free = np.asarray(free, dtype=float)
+        candidates = np.flatnonzero(free >= 0.9 * free.max())
+    return int(candidates[pid % len(candidates)])
+
+
+def _device_known(device):
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def resolve_device(device):
+    """'auto' is CUDA when present (respecting CUDA_VISIBLE_DEVICES), else CPU.
+
+    With several visible GPUs, 'auto' picks one per process (see
+    :func:`_pick_gpu`), so parallel search workers spread over the GPUs.
+    """
+    if device is None or device == "auto":
+        if not torch.cuda.is_available():
+            return "cpu"
+        n = torch.cuda.device_count()
+        return "cuda" if n == 1 else f"cuda:{_pick_gpu(n, _gpu_free_memory(n))}"
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device must be a string like 'cpu', 'cuda' or 'auto'; got {device!r}."
+        )
+    if not _device_known(device):
+        raise ValueError(
+            f"device={device!r} is not a device torch knows; use 'auto', 'cpu', "
+            "'cuda' or 'cuda:N'."
+        )
+    if gpu_missing(device):
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; use 'auto' or 'cpu'."
+        )
+    kind = torch.device(device).type
+    if kind == "cuda":
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+    elif kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(
+                "device='mps' was requested but MPS is not available; use 'auto' or 'cpu'."
+            )
+    elif kind != "cpu":
+        raise ValueError(
+            f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
+    return device
+
+
+def gpu_missing(device):
+    """True when ``device`` names CUDA and this machine has none: a model
+    fitted on a GPU and unpickled or loaded elsewhere then runs on the CPU."""
+    return (
+        isinstance(device, str)
+        and device.startswith("cuda")
+        and not torch.cuda.is_available()
+    )
+
+
+PRECISIONS = ("auto", "32", "bf16", "fp16")
+_FLUSH_BYTES = 256 << 20
+
+
+def resolve_precision(precision, device, *, strict=True):
+    """Map the ``precision`` parameter to an autocast dtype (or None = float32).
+
+    ``strict=False`` is for models loaded where their GPU is missing: fp16
+    (CUDA-only here) falls back to float32 instead of raising.
+    """
+    if precision in ("32", 32, "fp32", "float32", None):
+        return None
+    is_cuda = device.startswith("cuda")
+    if precision == "auto":
+        if not is_cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if precision in ("fp16", "16", 16, "float16"):
+        if not is_cuda:
+            if not strict:
+                return None
+            raise ValueError(
+                "precision='fp16' needs a CUDA device; use 'bf16' or '32' on CPU."
+            )
+        return torch.float16
+    raise ValueError(f"precision must be one of {list(PRECISIONS)}; got {precision!r}.")
+
+
+def autocast(device, amp_dtype):
+    """Mixed precision on ``device`` with ``amp_dtype`` (no-op for None)."""
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    return torch.autocast(device_type=device_type, dtype=amp_dtype)
+
+
+def cudnn_benchmark(device):
+    """cudnn's autotuner for the duration of a CUDA fit, restored afterwards."""
+    if not str(device).startswith("cuda"):
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled,
+        benchmark=True,
+        deterministic=torch.backends.cudnn.deterministic,
+        allow_tf32=torch.backends.cudnn.allow_tf32,
+    )
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Evaluation mode inside the block; the module's own mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def infer_batches(module, batches, *, device, amp_dtype=None, progress=None):
+    """Outputs of ``module`` over ``batches``, eval mode, no autograd.
+
+    Outputs stay on the device and are copied to the host in few large
+    pieces (one synchronisation per piece instead of one per batch); a piece
+    is flushed once it holds ``_FLUSH_BYTES``, so wide features never fill
+    the GPU. ``progress`` wraps the iterable (e.g. a tqdm bar).
+    """
+    done, pending, pending_bytes = [], [], 0
+    batches = progress(batches) if progress is not None else batches
+    with eval_mode(module), torch.inference_mode(), autocast(device, amp_dtype):
+        for xb in batches:
+            out = module(xb).float()
+            pending.append(out)
+            pending_bytes += out.element_size() * out.nelement()
+            if pending_bytes >= _FLUSH_BYTES:
+                done.append(torch.cat(pending).cpu())
+                pending, pending_bytes = [], 0
+    if pending:
+        done.append(torch.cat(pending).cpu())
+    return torch.cat(done).numpy()
