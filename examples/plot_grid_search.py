@@ -2,7 +2,7 @@
 Grid search over dropout and epochs
 ===================================
 
-The lecture notes grid-search epochs and layer sizes with ``KerasClassifier``.
+Keras users grid-search epochs and layer sizes with ``KerasClassifier``.
 The same search with skcnn is a plain ``GridSearchCV``. Searching epochs is
 wasteful (each candidate retrains from scratch): early stopping
 (``early_stopping=True``, the default) finds the epoch count inside one fit,

@@ -3,7 +3,7 @@ Randomized search with a log-uniform learning rate
 ==================================================
 
 Learning rate and weight decay span orders of magnitude, so they are drawn
-from log-uniform distributions, as the lecture notes recommend.
+from log-uniform distributions, as is usual for learning rates.
 """
 
 from scipy.stats import loguniform

@@ -2,7 +2,7 @@
 Transfer learning with fine-tuning depth as a hyperparameter
 ============================================================
 
-The lecture notes' recipe: replace the head of a pretrained DenseNet-121,
+The classic recipe: replace the head of a pretrained DenseNet-121,
 train it with the backbone frozen, then unfreeze the top blocks and train on
 at a lower learning rate. ``finetune_depth`` (0 = head only, k = last k dense
 blocks, "all") and ``head_epochs`` make that one estimator, and a grid search

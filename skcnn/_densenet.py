@@ -51,7 +51,8 @@ class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
     (<= 64 px) get a small-image stem (3x3 conv, no max-pool). With
     ``weights``, the ImageNet stem and weights are loaded, the head is
     replaced for the task's classes and ``finetune_depth`` chooses how much of
-    the backbone trains (the lecture notes' transfer-learning recipe).
+    the backbone trains (the classic transfer-learning recipe: a new head on
+    a frozen base, then the top blocks unfrozen at a lower learning rate).
 
     Inputs that are not 3-channel: 1-channel images are repeated to 3
     channels on the device for a pretrained backbone; from scratch, the first

@@ -1,6 +1,6 @@
 """A plain conv net built from conv / batch-norm / activation / pool blocks.
 
-Expresses the Keras ``Sequential`` nets of the lecture notes: the conv part
+Expresses the classic Keras ``Sequential`` image nets: the conv part
 is ``features`` (one block per entry of ``conv_filters``), then a dense
 ``head`` and a ``classifier`` layer, so parameter counts match Keras'.
 """

@@ -1,0 +1,160 @@
+"""The training engine's contract with skorch, and the package's import graph."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skorch
+import torch
+from skorch import NeuralNet
+
+from skcnn import CNNClassifier
+from skcnn._training import SkcnnNet
+
+from .conftest import TINY
+
+# What SkcnnNet relies on in skorch, as skorch 1.4 declares it. A skorch
+# release that changes any of these must be looked at before it is allowed
+# (pyproject.toml pins skorch to the tested minor versions).
+SKORCH_SIGNATURES = {
+    # overridden
+    "get_dataset": "(self, X, y=None)",
+    "get_iterator": "(self, dataset, training=False)",
+    "notify": "(self, method_name, **cb_kwargs)",
+    "run_single_epoch": "(self, iterator, training, prefix, step_fn, **fit_params)",
+    "_set_training": "(self, training=True)",
+    "__getstate__": "(self)",
+    "infer": "(self, x, **fit_params)",
+    "get_loss": "(self, y_pred, y_true, X=None, training=False)",
+    "train_step": "(self, batch, **fit_params)",
+    "train_step_single": "(self, batch, **fit_params)",
+    "_step_optimizer": "(self, step_fn)",
+    # called
+    "_zero_grad_optimizer": "(self, set_to_none=None)",
+    "get_all_learnable_params": "(self)",
+    "partial_fit": "(self, X, y=None, classes=None, **fit_params)",
+    "initialize": "(self)",
+}
+# Constructor arguments SkcnnNet passes on.
+SKORCH_INIT_ARGS = {
+    "module",
+    "criterion",
+    "optimizer",
+    "lr",
+    "max_epochs",
+    "batch_size",
+    "train_split",
+    "callbacks",
+    "predict_nonlinearity",
+    "device",
+    "compile",
+    "verbose",
+}
+
+
+def test_skorch_version_is_a_tested_one():
+    major, minor = (int(p) for p in skorch.__version__.split(".")[:2])
+    assert (major, minor) == (1, 4), skorch.__version__
+
+
+@pytest.mark.parametrize("name", sorted(SKORCH_SIGNATURES))
+def test_skorch_signatures_we_rely_on(name):
+    assert str(inspect.signature(getattr(NeuralNet, name))) == SKORCH_SIGNATURES[name]
+
+
+def test_every_override_is_guarded():
+    overridden = {
+        name
+        for name, value in vars(SkcnnNet).items()
+        if callable(value) and hasattr(NeuralNet, name) and name != "__init__"
+    }
+    assert overridden <= set(SKORCH_SIGNATURES), overridden - set(SKORCH_SIGNATURES)
+
+
+def test_skorch_init_arguments_and_private_state():
+    params = inspect.signature(NeuralNet.__init__).parameters
+    assert SKORCH_INIT_ARGS <= set(params)
+    net = SkcnnNet(torch.nn.Linear(2, 2), torch.nn.MSELoss).initialize()
+    # Read by SkcnnNet.train_step / _step_optimizer.
+    assert net._optimizers == ["optimizer"]
+    assert isinstance(net.history, skorch.history.History)
+
+
+def _skcnn_imports():
+    """module -> skcnn modules it imports (top level and inside functions)."""
+    root = Path(__file__).resolve().parents[1] / "skcnn"
+    graph = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        name = ".".join(parts)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if not target.startswith("skcnn"):
+                    continue
+                if node.module:  # "from . import x" imports x, not the package
+                    deps.add(target)
+                # "from . import x" / "from .models import y": x, y may be modules
+                deps.update(f"{target}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("skcnn"))
+        graph[name] = deps
+    return {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
+
+
+def test_no_import_circle():
+    graph = _skcnn_imports()
+    # The package __init__ re-exports; nothing may import it back.
+    importers = sorted(k for k, v in graph.items() if "skcnn" in v)
+    assert importers == [], importers
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                cycle = path[path.index(dep) :] + [dep]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_compiled_checkpoint_resumes_into_plain_network(small_digits, tmp_path):
+    X, y = small_digits
+    compiled = CNNClassifier(**TINY, compile=True, checkpoint_dir=tmp_path).fit(X, y)
+    (saved,) = tmp_path.glob("fit-*/params.pt")
+    keys = torch.load(saved, weights_only=True).keys()
+    assert any(k.startswith("_orig_mod.") for k in keys)  # the wrapper's names
+
+    plain = CNNClassifier(
+        **{**TINY, "max_epochs": 1, "lr": 1e-12},  # steps too small to matter
+        warm_start=True,
+        checkpoint_dir=tmp_path,
+    ).fit(X, y)
+    assert plain.resumed_from_ == str(saved)
+    agree = (plain.predict(X) == compiled.predict(X)).mean()
+    assert agree > 0.95
+    np.testing.assert_allclose(
+        plain.module_.classifier.weight.detach().numpy(),
+        compiled.module_.classifier.weight.detach().numpy(),
+        atol=1e-6,
+    )
