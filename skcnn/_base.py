@@ -214,6 +214,7 @@ class BaseNetEstimator(BaseEstimator):
     def _fit(self, X, y, sample_weight, epochs, reset, classes=None, split=True):
         validate_params(self)
         self._check_params()
+        device = resolve_device(self.device) if reset else self.device_
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -231,7 +232,7 @@ class BaseNetEstimator(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         if reset:
-            self.device_ = resolve_device(self.device)
+            self.device_ = device
             self.layout_ = layout
         on_cuda = self.device_.startswith("cuda")
         if on_cuda:

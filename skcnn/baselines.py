@@ -10,6 +10,8 @@ and lists of image files, and returns a 2-D feature matrix for any sklearn model
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -18,6 +20,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import prepare_images
 from ._transformer import ImageTransformerMixin
+from ._validation import (
+    DEPRECATED,
+    Int,
+    Num,
+    Sizes,
+    StrOptions,
+    deprecated_name,
+    renamed,
+    validate_params,
+)
 
 __all__ = [
     "AddNoise",
@@ -42,6 +54,21 @@ class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
         return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
 
     def fit(self, X, y=None):
+        """Record the input layout and the number of features.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images in any layout skcnn takes.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        validate_params(self)
         images = self._images(X, reset=True)
         self._fit_images(images)
         self.n_features_out_ = int(self._transform_images(images[:1]).shape[1])
@@ -51,6 +78,18 @@ class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
         pass
 
     def transform(self, X):
+        """Features (or images) of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images with the layout seen at fit.
+
+        Returns
+        -------
+        Xt : ndarray
+            float32 features ``(n, n_features_out_)``.
+        """
         check_is_fitted(self, "layout_")
         return self._transform_images(self._images(X, reset=False))
 
@@ -70,6 +109,8 @@ class ImageFlattener(_ImageTransformer):
     (2, 192)
     """
 
+    _parameter_constraints = {"image_shape": [tuple, list, None]}
+
     def __init__(self, image_shape=None):
         self.image_shape = image_shape
 
@@ -82,20 +123,43 @@ class ImageResizer(_ImageTransformer):
 
     Parameters
     ----------
-    output_shape : (h, w), default=(32, 32)
+    input_size : int or (h, w), default=(32, 32)
+        The size images are resized to (the next step's input size).
     anti_aliasing : bool, default=True
+        Smooth before downsampling (scikit-image's ``anti_aliasing``).
     image_shape : tuple or None, default=None
+        Shape of one image for flattened input (as in CNNClassifier).
     flatten : bool, default=False
         Return ``(n, h*w*C)`` instead, for models that take 2-D input.
+    output_shape : (h, w)
+        Deprecated old name of ``input_size`` (removed in 0.3).
     """
 
+    _parameter_constraints = {
+        "input_size": [Int(1), Sizes(1, nonempty=True)],
+        "anti_aliasing": ["boolean"],
+        "image_shape": [tuple, list, None],
+        "flatten": ["boolean"],
+        "output_shape": deprecated_name([Sizes(1, nonempty=True)]),
+    }
+
     def __init__(
-        self, output_shape=(32, 32), anti_aliasing=True, image_shape=None, flatten=False
+        self,
+        input_size=(32, 32),
+        anti_aliasing=True,
+        image_shape=None,
+        flatten=False,
+        output_shape=DEPRECATED,
     ):
-        self.output_shape = output_shape
+        self.input_size = input_size
         self.anti_aliasing = anti_aliasing
         self.image_shape = image_shape
         self.flatten = flatten
+        self.output_shape = output_shape
+
+    def _size(self):
+        size = renamed(self, "output_shape", "input_size")
+        return (size, size) if isinstance(size, int) else tuple(size)
 
     def _transform_images(self, images):
         from skimage.transform import resize
@@ -103,7 +167,7 @@ class ImageResizer(_ImageTransformer):
         n, _, _, c = images.shape
         out = resize(
             images,
-            (n, *self.output_shape, c),
+            (n, *self._size(), c),
             anti_aliasing=self.anti_aliasing,
             preserve_range=True,
         )
@@ -112,9 +176,7 @@ class ImageResizer(_ImageTransformer):
 
     def fit(self, X, y=None):
         super().fit(X, y)
-        self.n_features_out_ = (
-            int(np.prod(self.output_shape)) * self.layout_.in_channels
-        )
+        self.n_features_out_ = int(np.prod(self._size())) * self.layout_.in_channels
         return self
 
 
@@ -124,10 +186,18 @@ class ColorHistogram(_ImageTransformer):
     Parameters
     ----------
     bins : int, default=16
+        Bins per channel over [0, 1].
     density : bool, default=True
         Normalise each histogram to sum to 1 (independent of image size).
     image_shape : tuple or None, default=None
+        Shape of one image for flattened input (as in CNNClassifier).
     """
+
+    _parameter_constraints = {
+        "bins": [Int(1)],
+        "density": ["boolean"],
+        "image_shape": [tuple, list, None],
+    }
 
     def __init__(self, bins=16, density=True, image_shape=None):
         self.bins = bins
@@ -156,14 +226,21 @@ class HOGTransformer(_ImageTransformer):
     Parameters
     ----------
     orientations : int, default=9
+        Orientation bins.
     pixels_per_cell : (int, int), default=(4, 4)
+        Cell size; cells larger than the image shrink to it.
     cells_per_block : (int, int), default=(2, 2)
-    block_norm : str, default="L2-Hys"
-    resize : (h, w) or None, default=None
+        Block size for normalisation.
+    block_norm : {"L1", "L1-sqrt", "L2", "L2-Hys"}, default="L2-Hys"
+        Block normalisation (scikit-image's ``block_norm``).
+    input_size : int, (h, w) or None, default=None
         Resize every image to this size before computing HOG.
     image_shape : tuple or None, default=None
+        Shape of one image for flattened input (as in CNNClassifier).
     n_jobs : int or None, default=None
         joblib workers over images.
+    resize : (h, w) or None
+        Deprecated old name of ``input_size`` (removed in 0.3).
 
     Examples
     --------
@@ -172,30 +249,47 @@ class HOGTransformer(_ImageTransformer):
     (5, 36)
     """
 
+    _parameter_constraints = {
+        "orientations": [Int(1)],
+        "pixels_per_cell": [Sizes(1, nonempty=True)],
+        "cells_per_block": [Sizes(1, nonempty=True)],
+        "block_norm": [StrOptions({"L1", "L1-sqrt", "L2", "L2-Hys"})],
+        "input_size": [Int(1), Sizes(1, nonempty=True), None],
+        "image_shape": [tuple, list, None],
+        "n_jobs": [Integral, None],
+        "resize": deprecated_name([Sizes(1, nonempty=True), None]),
+    }
+
     def __init__(
         self,
         orientations=9,
         pixels_per_cell=(4, 4),
         cells_per_block=(2, 2),
         block_norm="L2-Hys",
-        resize=None,
+        input_size=None,
         image_shape=None,
         n_jobs=None,
+        resize=DEPRECATED,
     ):
         self.orientations = orientations
         self.pixels_per_cell = pixels_per_cell
         self.cells_per_block = cells_per_block
         self.block_norm = block_norm
-        self.resize = resize
+        self.input_size = input_size
         self.image_shape = image_shape
         self.n_jobs = n_jobs
+        self.resize = resize
+
+    def _fit_images(self, images):
+        size = renamed(self, "resize", "input_size")
+        self.input_size_ = (size, size) if isinstance(size, int) else size
 
     def _one(self, image):
         from skimage.feature import hog
         from skimage.transform import resize
 
-        if self.resize is not None:
-            image = resize(image, tuple(self.resize), anti_aliasing=True)
+        if self.input_size_ is not None:
+            image = resize(image, tuple(self.input_size_), anti_aliasing=True)
         ppc = tuple(min(p, s) for p, s in zip(self.pixels_per_cell, image.shape))
         return hog(
             image,
@@ -242,15 +336,34 @@ class AddNoise(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
     """
 
+    _parameter_constraints = {
+        "std": [Num(0)],
+        "on_transform": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, std=0.05, on_transform=False, random_state=None):
         self.std = std
         self.on_transform = on_transform
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        """Record the number of features.
+
+        Parameters
+        ----------
+        X : array-like
+            Data of any shape with samples first.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        validate_params(self)
         validate_data(self, X, allow_nd=True, dtype="numeric")
-        if self.std < 0:
-            raise ValueError(f"std must be >= 0; got {self.std!r}.")
         return self
 
     def _noisy(self, X):

@@ -32,3 +32,15 @@ TINY = dict(
     device="cpu",
     random_state=0,
 )
+
+# A DenseNet small enough for tests (two dense blocks of one layer each).
+TINY_DN = dict(
+    growth_rate=4,
+    block_config=(1, 1),
+    num_init_features=4,
+    max_epochs=3,
+    batch_size=32,
+    lr=1e-2,
+    device="cpu",
+    random_state=0,
+)

@@ -40,7 +40,7 @@ def test_hog_matches_skimage_and_converts_colour():
     np.testing.assert_allclose(ours[0], ref, rtol=1e-5, atol=1e-6)
     rgb = np.repeat(gray[..., None], 3, -1)
     np.testing.assert_allclose(HOGTransformer().fit_transform(rgb), ours, atol=1e-5)
-    assert HOGTransformer(resize=(8, 8)).fit_transform(gray).shape[0] == 3
+    assert HOGTransformer(input_size=(8, 8)).fit_transform(gray).shape[0] == 3
 
 
 def test_hog_parallel_equals_serial():

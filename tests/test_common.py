@@ -43,7 +43,7 @@ ESTIMATORS = [
     ImageFlattener(),
     ColorHistogram(bins=4),
     HOGTransformer(),
-    ImageResizer(output_shape=(4, 4), flatten=True),
+    ImageResizer(input_size=(4, 4), flatten=True),
     AddNoise(random_state=0),
 ]
 
