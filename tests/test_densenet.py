@@ -6,15 +6,7 @@ from torchvision.models import densenet121
 
 from skcnn import DenseNetClassifier
 
-TINY_DN = dict(
-    growth_rate=4,
-    block_config=(2, 2),
-    num_init_features=8,
-    max_epochs=2,
-    device="cpu",
-    random_state=0,
-)
-
+from .conftest import TINY_DN
 
 @pytest.fixture(scope="module")
 def densenet121_file(tmp_path_factory):
@@ -165,14 +157,44 @@ def test_legacy_and_safetensors_weights(densenet121_file, small_digits, tmp_path
     ).fit(X[:20], y[:20])
 
 
-def test_grid_search_over_finetuning_params(small_digits):
+def _trainable(module):
+    return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_grid_search_over_finetuning_params(densenet121_file, small_digits):
     X, y = small_digits
+    base = DenseNetClassifier(
+        arch="densenet121",
+        weights=str(densenet121_file[0]),
+        input_size=32,
+        max_epochs=2,
+        device="cpu",
+        random_state=0,
+    )
     grid = GridSearchCV(
-        DenseNetClassifier(**TINY_DN),
-        {"dropout": [0.0, 0.2], "lr": [1e-3, 3e-3]},
+        base,
+        {"finetune_depth": [0, 1], "head_epochs": [0, 1], "backbone_lr_scale": [0.1]},
         cv=2,
-    ).fit(X[:120], y[:120])
-    assert set(grid.best_params_) == {"dropout", "lr"}
+    ).fit(X[:60], y[:60])
+    assert len(grid.cv_results_["params"]) == 4
+    assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+    # Each candidate trains what its parameters say: refit the two depths.
+    trainable = {
+        depth: _trainable(
+            base.set_params(finetune_depth=depth, head_epochs=1)
+            .fit(X[:60], y[:60])
+            .module_
+        )
+        for depth in (0, 1)
+    }
+    assert trainable[0] == {"classifier.weight", "classifier.bias"}
+    assert trainable[0] < trainable[1]
+    assert all(
+        n.startswith(("classifier.", "features.denseblock4", "features.norm5"))
+        for n in trainable[1]
+    )
+    best = grid.best_estimator_
+    assert _trainable(best.module_) == trainable[best.finetune_depth]
 
 
 def test_bad_finetune_depth(small_digits):

@@ -48,7 +48,7 @@ def test_pipeline_under_cross_val_score(weights_file, small_digits, tmp_path):
         ]
     )
     scores = cross_val_score(pipe, X[:100], y[:100], cv=2)
-    assert scores.mean() > 0.3
+    assert scores.mean() > 0.6  # random-weight features, chance is 0.1
 
 
 def test_memory_cache_serves_repeats(weights_file, small_digits, tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ def test_offline_default_fails_fast_with_instructions(tmp_path, monkeypatch):
     assert str(tmp_path) in msg and "copy it to" in msg
 
 
-def test_cached_default_is_used(tmp_path, monkeypatch):
+def test_cached_default_with_a_forged_file_is_refused(tmp_path, monkeypatch):
     from torchvision.models import DenseNet121_Weights, densenet121
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
@@ -58,12 +58,52 @@ def test_cached_default_is_used(tmp_path, monkeypatch):
     folder = tmp_path / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    state = densenet121().state_dict()
     # The file name carries a hash prefix that torch.hub checks, so a made-up
-    # file under the real name must be rejected...
-    torch.save(state, folder / url.rsplit("/", 1)[-1])
+    # file under the real name must be rejected.
+    torch.save(densenet121().state_dict(), folder / url.rsplit("/", 1)[-1])
     with pytest.raises(RuntimeError, match="invalid hash value"):
         resolve_weights("densenet121", "DEFAULT")
+
+
+def test_cached_default_is_used_offline(tmp_path, monkeypatch):
+    """weights="DEFAULT" resolves to the hub-cache file of the architecture's
+    default weights: loaded without any network, hash checked, with the
+    weights' own normalisation."""
+    import hashlib
+    import socket
+
+    from torchvision.models import DenseNet121_Weights, densenet121
+
+    import skcnn.pretrained as pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    state = densenet121().state_dict()
+    tmp = folder / "tmp.pth"
+    torch.save(state, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:8]
+    filename = f"densenet121-{digest}.pth"
+    tmp.rename(folder / filename)
+
+    real = DenseNet121_Weights.DEFAULT
+
+    class Weights:  # the real entry, under a URL whose hash our file has
+        url = f"https://download.pytorch.org/models/{filename}"
+        transforms = real.transforms
+        name = real.name
+
+    monkeypatch.setattr(pretrained, "_torchvision_weights", lambda arch, w: Weights)
+    monkeypatch.setattr(
+        socket, "create_connection", lambda *a, **k: pytest.fail("network used")
+    )
+    resolved = resolve_weights("densenet121", "DEFAULT")
+    assert resolved.source == Weights.url
+    assert set(resolved.state_dict) == set(state)
+    for k in ("features.conv0.weight", "classifier.weight"):
+        torch.testing.assert_close(resolved.state_dict[k], state[k])
+    assert resolved.mean == tuple(real.transforms().mean)
 
 
 def test_url_weights_served_from_cache_with_hash_check(tmp_path, monkeypatch):
