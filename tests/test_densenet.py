@@ -8,6 +8,7 @@ from skcnn import DenseNetClassifier
 
 from .conftest import TINY_DN
 
+
 @pytest.fixture(scope="module")
 def densenet121_file(tmp_path_factory):
     torch.manual_seed(0)

@@ -1,0 +1,76 @@
+"""Ctrl-C, checkpoints and parallel searches: no training lost or mixed up."""
+
+import os
+import signal
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+
+from skcnn import CNNClassifier
+
+from .conftest import TINY
+
+X8 = np.random.RandomState(0).rand(40, 8, 8).astype(np.float32)
+Y8 = np.arange(40) % 4
+
+
+def test_ctrl_c_stops_after_the_batch_and_keeps_best_weights():
+    # Background jobs (CI) start with SIGINT ignored; act as a terminal would.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _check_ctrl_c()
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _check_ctrl_c():
+    calls = []
+
+    def interrupting_augment(xb):
+        calls.append(1)
+        if len(calls) == 7:  # during the 4th epoch (2 batches per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return xb
+
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 50, "batch_size": 18}, augment=interrupting_augment
+    )
+    clf.fit(X8, Y8)
+    assert clf.interrupted_
+    assert len(calls) == 7  # the batch in flight finished, no further batch started
+    assert clf.n_iter_ == 4
+    assert clf.predict(X8).shape == (40,)
+    # the handler is removed after fit: Ctrl-C behaves normally again
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_checkpoints_per_fit_and_resume(tmp_path):
+    CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)
+    GridSearchCV(
+        CNNClassifier(**TINY, checkpoint_dir=tmp_path),
+        {"dropout": [0.0, 0.2]},
+        cv=2,
+        n_jobs=2,
+    ).fit(X8, Y8)
+    folders = list(tmp_path.glob("fit-*"))
+    assert len(folders) == 1 + 4 + 1  # one folder per fit, none shared
+    assert all((f / "params.pt").is_file() for f in folders)
+    resumed = CNNClassifier(
+        **{**TINY, "max_epochs": 1}, checkpoint_dir=tmp_path, warm_start=True
+    ).fit(X8, Y8)
+    assert resumed.resumed_from_.endswith("params.pt")
+
+
+def test_same_results_for_n_jobs_1_and_2():
+    grid = {"dropout": [0.0, 0.3]}
+    a = (
+        GridSearchCV(CNNClassifier(**TINY), grid, cv=2, n_jobs=1)
+        .fit(X8, Y8)
+        .cv_results_
+    )
+    b = (
+        GridSearchCV(CNNClassifier(**TINY), grid, cv=2, n_jobs=2)
+        .fit(X8, Y8)
+        .cv_results_
+    )
+    np.testing.assert_allclose(a["mean_test_score"], b["mean_test_score"])

@@ -1,0 +1,167 @@
+"""Safe model files, pickling, and models made on a GPU loaded on a CPU."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import skcnn
+from skcnn import CNNClassifier, CNNRegressor, DenseNetClassifier
+
+from .conftest import TINY
+
+X8 = np.random.RandomState(0).rand(40, 8, 8).astype(np.float32)
+Y8 = np.arange(40) % 4
+
+
+def test_safe_save_and_load_round_trip(tmp_path):
+    names = np.array(["cat", "dog", "emu", "fox"])
+    clf = CNNClassifier(**TINY, augment={"rotation": 5}).fit(X8, names[Y8])
+    path = clf.save(tmp_path / "model.safetensors")
+    restored = skcnn.load(path)
+    np.testing.assert_array_equal(restored.predict_proba(X8), clf.predict_proba(X8))
+    assert list(restored.predict(X8)) == list(clf.predict(X8))
+    assert restored.get_params()["augment"] == {"rotation": 5}
+    assert [h["train_loss"] for h in restored.history_] == [
+        h["train_loss"] for h in clf.history_
+    ]
+    reg = CNNRegressor(**TINY).fit(X8, np.column_stack([Y8, -Y8]).astype(float))
+    reg.save(tmp_path / "reg.safetensors")
+    np.testing.assert_allclose(
+        skcnn.load(tmp_path / "reg.safetensors").predict(X8), reg.predict(X8), rtol=1e-6
+    )
+
+
+def test_save_load_pretrained_densenet(tmp_path):
+    from torchvision.models import densenet121
+
+    torch.manual_seed(0)
+    w = tmp_path / "d.pth"
+    torch.save(densenet121().state_dict(), w)
+    clf = DenseNetClassifier(
+        arch="densenet121",
+        weights=w,
+        finetune_depth=0,
+        input_size=32,
+        max_epochs=1,
+        device="cpu",
+    ).fit(X8, Y8)
+    clf.save(tmp_path / "dn.safetensors")
+    os.remove(w)  # the weight file is not needed any more
+    np.testing.assert_allclose(
+        skcnn.load(tmp_path / "dn.safetensors").predict_proba(X8),
+        clf.predict_proba(X8),
+        atol=1e-6,
+    )
+
+
+def test_load_refuses_foreign_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="not an skcnn model"):
+        skcnn.load(tmp_path / "x.safetensors")
+    with pytest.raises(TypeError, match="safe model file"):
+        CNNClassifier(**TINY, optimizer=torch.optim.Adagrad).fit(X8, Y8).save(
+            tmp_path / "y.safetensors"
+        )
+
+
+def test_pickle_keeps_device_independent_state():
+    clf = CNNClassifier(**TINY).fit(X8, Y8)
+    state = pickle.dumps(clf)
+    assert pickle.loads(state).net_.device == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+def test_estimator_recorded_on_cuda_loads_on_cpu():
+    clf = CNNClassifier(**{**TINY, "warm_start": True}).fit(X8, Y8)
+    clf.device_ = "cuda:0"  # as if it had been fitted on a GPU
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.device_ == "cpu"
+    restored.fit(X8, Y8)  # warm start continues on the CPU
+    assert restored.n_iter_ > TINY["max_epochs"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only fallback")
+@pytest.mark.parametrize("precision", ["auto", "fp16"])
+def test_mixed_precision_of_a_gpu_model_becomes_float32_on_cpu(precision, tmp_path):
+    clf = CNNClassifier(**{**TINY, "precision": "32"}).fit(X8, Y8)
+    expected = clf.predict_proba(X8)
+    # as if fitted on a GPU with bf16 ("auto") or fp16 and its grad scaler
+    clf.set_params(precision=precision)
+    clf.device_ = "cuda:0"
+    clf.net_.amp_dtype = torch.bfloat16 if precision == "auto" else torch.float16
+    clf.net_.grad_scaler_ = torch.amp.GradScaler("cpu")
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.net_.amp_dtype is None
+    assert not hasattr(restored.net_, "grad_scaler_")
+    np.testing.assert_allclose(restored.predict_proba(X8), expected, atol=1e-6)
+    # the safe format too: an fp16 model file loads on a CPU machine
+    clf.save(tmp_path / "m.safetensors")
+    loaded = skcnn.load(tmp_path / "m.safetensors")
+    assert loaded.net_.amp_dtype is None
+    np.testing.assert_allclose(loaded.predict_proba(X8), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="fp16.*needs a CUDA device"):
+        CNNClassifier(**{**TINY, "precision": "fp16"}).fit(X8, Y8)
+
+
+def test_fp16_grad_scaler_path(small_digits, monkeypatch):
+    """The fp16 training step (scale, unscaled step, update) that GPUs without
+    bf16 take, run here with CPU fp16 autocast and a CPU grad scaler."""
+    import skcnn._base
+
+    calls = []
+
+    class CountingScaler(torch.amp.GradScaler):
+        def scale(self, outputs):
+            calls.append("scale")
+            return super().scale(outputs)
+
+        def step(self, optimizer, *args, **kwargs):
+            calls.append("step")
+            return super().step(optimizer, *args, **kwargs)
+
+        def update(self, new_scale=None):
+            calls.append("update")
+            return super().update(new_scale)
+
+    X, y = small_digits
+    monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
+    monkeypatch.setattr(skcnn._base, "resolve_precision", lambda *a, **k: torch.float16)
+    clf = CNNClassifier(**TINY).fit(X, y)
+    assert clf.net_.amp_dtype is torch.float16
+    assert isinstance(clf.net_.grad_scaler_, CountingScaler)
+    n_steps = len(calls) // 3
+    assert calls == ["scale", "step", "update"] * n_steps
+    # every batch of every epoch: at least 5 epochs x 8 batches of 32 from 270
+    assert n_steps >= TINY["max_epochs"] * 8
+    monkeypatch.undo()
+    full = CNNClassifier(**TINY).fit(X, y)
+    assert clf.score(X, y) > 0.8
+    assert abs(clf.score(X, y) - full.score(X, y)) < 0.1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_pickle_loads_and_predicts_on_cpu(tmp_path):
+    clf = CNNClassifier(**{**TINY, "device": "cuda"}).fit(X8, Y8)
+    blob = pickle.dumps(clf)
+    import subprocess
+    import sys
+
+    (tmp_path / "m.pkl").write_bytes(blob)
+    code = (
+        "import pickle, numpy as np; "
+        f"clf = pickle.load(open({str(tmp_path / 'm.pkl')!r}, 'rb')); "
+        "print(clf.net_.device, clf.predict(np.random.rand(3, 8, 8).astype('float32')).shape)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert "cpu (3,)" in out.stdout, out.stderr
