@@ -39,9 +39,12 @@ from ._device import (
     resolve_precision,
 )
 from ._training import (
+    DivergedError,
     EpochAccuracy,
+    NoTrainingBatch,
     SkcnnNet,
     StopOnInterrupt,
+    TrainingDivergedError,
     graceful_interrupt,
     unique_run_name,
 )
@@ -180,6 +183,9 @@ class BaseNetEstimator(BaseEstimator):
         warm = self.warm_start and hasattr(self, "net_")
         return self._fit(X, y, sample_weight, epochs=self.max_epochs, reset=not warm)
 
+    def _fitted_attributes(self):
+        return {k: v for k, v in self.__dict__.items() if k.endswith("_")}
+
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on all of ``X``, building the network on the first call.
 
@@ -212,6 +218,29 @@ class BaseNetEstimator(BaseEstimator):
         )
 
     def _fit(self, X, y, sample_weight, epochs, reset, classes=None, split=True):
+        # A fit that fails (bad input, divergence, no step) leaves the
+        # estimator as it was: the previous model stays usable.
+        before = self._fitted_attributes()
+        try:
+            return self._fit_checked(
+                X, y, sample_weight, epochs, reset, classes=classes, split=split
+            )
+        except KeyboardInterrupt:
+            raise  # the interrupted fit keeps its best weights (interrupted_)
+        except TrainingDivergedError as exc:
+            if not exc.kept_weights:
+                self._restore_fitted_attributes(before)
+            raise
+        except BaseException:
+            self._restore_fitted_attributes(before)
+            raise
+
+    def _restore_fitted_attributes(self, before):
+        for k in set(self._fitted_attributes()) - set(before):
+            delattr(self, k)
+        self.__dict__.update(before)
+
+    def _fit_checked(self, X, y, sample_weight, epochs, reset, classes, split):
         validate_params(self)
         self._check_params()
         device = resolve_device(self.device) if reset else self.device_
@@ -249,23 +278,65 @@ class BaseNetEstimator(BaseEstimator):
                 _probe(module, layout)
                 self.weights_source_ = None if pretrained is None else pretrained.source
                 self.batch_size_ = _auto_batch_size(self.batch_size, len(train))
+                _check_batch_norm_batches(module, self.batch_size_, len(train))
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
                 if self.warm_start:
                     self._resume_from_checkpoint()
             self.net_.train_split = predefined_split(valid)
             self._set_monitor(valid is not None)
-            self.net_.interrupted_ = False
             stopper = dict(self.net_.callbacks_)["stop_on_interrupt"]
+            stopper.pressed = False
             try:
                 with graceful_interrupt(stopper, verbose=self.verbose):
                     self.net_.partial_fit(train, epochs=epochs)
+            except DivergedError as exc:
+                self._diverged(exc)
+            except NoTrainingBatch:
+                raise ValueError(
+                    f"The fit would make no optimizer step: {len(train)} training "
+                    f"sample(s) with batch_size={self.batch_size_} leave no batch to "
+                    "train on (a last batch of one sample is skipped). Pass more "
+                    "samples, a smaller validation_fraction or batch_size=-1."
+                ) from None
             finally:
                 # The validation split must not travel with the pickled model.
                 self.net_.train_split = None
-        self.interrupted_ = bool(self.net_.interrupted_)
+        self.interrupted_ = stopper.pressed
         self._record_history()
+        if stopper.pressed:
+            raise KeyboardInterrupt(
+                f"{type(self).__name__}: training interrupted after epoch "
+                f"{self.n_iter_}; the estimator keeps the best weights so far "
+                "(interrupted_=True)."
+            )
         return self
+
+    def _diverged(self, exc):
+        """Stop on a NaN/inf loss with the last good weights, or none at all."""
+        stopper = dict(self.net_.callbacks_).get("early_stopping")
+        best = getattr(stopper, "best_model_weights_", None)
+        advice = (
+            f"Lower lr (now {self.lr!r}), scale the inputs to about [0, 1] and "
+            "regression targets to unit scale."
+        )
+        if best is None:
+            raise TrainingDivergedError(
+                f"Training diverged: the {exc}. {advice} No epoch had a finite "
+                "validation loss before, so no weights are kept: the estimator is "
+                "left as it was before this fit.",
+                kept_weights=False,
+            ) from None
+        self.net_.module_.load_state_dict(best)
+        del self.net_.history[exc.epoch - 1 :]
+        self._record_history()
+        self.interrupted_ = True
+        raise TrainingDivergedError(
+            f"Training diverged: the {exc}. {advice} The estimator keeps the "
+            f"weights of epoch {stopper.best_epoch_}, the best before it "
+            "(interrupted_=True).",
+            kept_weights=True,
+        ) from None
 
     def _resume_from_checkpoint(self):
         """warm_start with checkpoint_dir: start from the newest saved best weights."""
@@ -449,6 +520,7 @@ class BaseNetEstimator(BaseEstimator):
         return {
             "task": self.task_,
             "layout": list(self.layout_.shape),
+            "pixels": self.layout_.pixels,
             "n_features_in": int(self.n_features_in_),
             "n_iter": int(self.n_iter_),
             "best_epoch": int(self.best_epoch_),
@@ -459,7 +531,7 @@ class BaseNetEstimator(BaseEstimator):
 
     def _set_fitted_state(self, state):
         self.task_ = state["task"]
-        self.layout_ = ImageLayout(tuple(state["layout"]))
+        self.layout_ = ImageLayout(tuple(state["layout"]), pixels=state["pixels"])
         self.n_features_in_ = state["n_features_in"]
         self.n_iter_ = state["n_iter"]
         self.best_epoch_ = state["best_epoch"]
@@ -530,6 +602,18 @@ def _strip_compile_prefix(state):
     return {
         (k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()
     }
+
+
+def _check_batch_norm_batches(module, batch_size, n_train):
+    has_bn = any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()
+    )
+    if has_bn and (batch_size == 1 or n_train == 1):
+        raise ValueError(
+            f"Batch normalisation cannot train on batches of one sample (batch_size="
+            f"{batch_size}, {n_train} training sample(s)); use batch_size >= 2 and "
+            "more samples, or batch_norm=False."
+        )
 
 
 def _auto_batch_size(batch_size, n_train):

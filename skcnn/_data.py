@@ -7,7 +7,8 @@ Every estimator and transformer in skcnn goes through :func:`to_channels_first`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,14 @@ class ImageLayout:
     """What one sample looks like once it is in network layout.
 
     ``shape`` is ``(C, H, W)`` for images and ``(C, L)`` for 1-D signals.
+    ``pixels`` says how values were read at fit: True for 0-255 pixel
+    intensities (uint8, or integers in 0-255), scaled to [0, 1]; False for
+    floats taken as they are; None for models from skcnn 0.1, which scaled
+    by dtype alone. Layouts compare by shape only.
     """
 
     shape: tuple
+    pixels: bool | None = field(default=None, compare=False)
 
     @property
     def in_channels(self):
@@ -73,7 +79,7 @@ def _image_shape_to_chw(image_shape, channels):
     )
 
 
-def _detect_channels_last(shape, channels):
+def _detect_channels_last(shape, channels, name="X"):
     """Decide whether a 4-D array is channels-last; ``channels`` overrides."""
     if channels == "last":
         return True
@@ -85,9 +91,86 @@ def _detect_channels_last(shape, channels):
         )
     last_small = shape[3] <= _MAX_CHANNELS
     first_small = shape[1] <= _MAX_CHANNELS
-    # Users hold images channels-last (PIL, skimage, Keras); only a small
-    # axis 1 next to a large last axis says channels-first.
-    return not (first_small and not last_small)
+    if last_small != first_small:
+        return last_small
+    if last_small:
+        # Tiny images: both axes could be channels. Users hold images
+        # channels-last (PIL, skimage, Keras); say what was assumed.
+        warnings.warn(
+            f"{name} of shape {shape}: axis 1 and the last axis could both be "
+            "channels; reading it as channels-last (n, H, W, C). Pass channels= to "
+            "say which.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return True
+    raise ValueError(
+        f"{name} of shape {shape} has no clear channel axis: axis 1 ({shape[1]}) and "
+        f"the last axis ({shape[3]}) could both be channels. Pass channels='last' "
+        "for (n, H, W, C) or channels='first' for (n, C, H, W)."
+    )
+
+
+def _read_values(X, layout, name):
+    """How the values of ``X`` are read, so that the same pixels give the same
+    result in any dtype; returns ``(X, pixels)``.
+
+    At fit (``layout is None``): uint8, and integers within 0-255, are pixels
+    (kept as uint8, scaled to [0, 1] per batch on the device); other values
+    are floats taken as they are. At predict the fit's reading is applied:
+    for a model fitted on pixels, integers in 0-255 become uint8 and floats
+    reaching above 2 are read as 0-255 intensities (floats up to 2 as
+    already scaled to [0, 1]); for a model fitted on floats, every dtype is
+    read as plain numbers, uint8 included.
+    """
+    fitted = None if layout is None else layout.pixels
+    if X.dtype == np.bool_:
+        X = X.astype(np.float32)
+    in_byte_range = X.dtype.kind in "iu" and (
+        X.dtype == np.uint8 or (X.size and X.min() >= 0 and X.max() <= 255)
+    )
+    if layout is None:
+        return (X.astype(np.uint8), True) if in_byte_range else (X, False)
+    if fitted is None:  # skcnn 0.1 models: uint8 is scaled, nothing else
+        return X, None
+    if not fitted:
+        return (X.astype(np.float32) if X.dtype == np.uint8 else X), False
+    if in_byte_range:
+        return X.astype(np.uint8, copy=False), True
+    if X.dtype.kind in "iu":
+        raise ValueError(
+            f"{name} holds integers in [{X.min()}, {X.max()}], but the estimator was "
+            "fitted on 0-255 pixels; pass pixels in 0-255 (or floats in [0, 1])."
+        )
+    X = X.astype(np.float32, copy=False)
+    if not X.size:
+        return X, True
+    low, high = np.nanmin(X), np.nanmax(X)
+    # Small excursions (noise added to [0, 1] images) are still pixels.
+    if low < -1 or high > 255:
+        raise ValueError(
+            f"{name} holds floats in [{low:g}, {high:g}], but the estimator was "
+            "fitted on 0-255 pixels; pass values in 0-255 or in [0, 1]."
+        )
+    # Above 2 the values are 0-255 intensities; up to 2, already-scaled [0, 1]
+    # images (with noise): an image with no pixel brighter than 2/255 is black.
+    if high > 2:
+        X = X / np.float32(255)
+    return X, True
+
+
+def _warn_far_from_unit_range(X, name):
+    if X.dtype == np.uint8 or not X.size:
+        return
+    low, high = float(X.min()), float(X.max())
+    if max(abs(low), abs(high)) > 5:
+        warnings.warn(
+            f"{name} holds floats in [{low:g}, {high:g}], far outside [0, 1]. Networks "
+            "train best on inputs of about unit scale: divide by the maximum, or pass "
+            "uint8 pixels (scaled to [0, 1] automatically).",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name="X"):
@@ -117,6 +200,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     X = np.asarray(X)
     if X.dtype.kind in "OUSV":
         raise TypeError(f"{name} must be numeric; got an array of dtype {X.dtype}.")
+    X, pixels = _read_values(X, layout, name)
     if X.dtype.kind == "c":
         raise ValueError("Complex data not supported; expected real-valued images.")
     if X.ndim < 2:
@@ -129,6 +213,14 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
             f"Found array with 0 sample(s) (shape={X.shape}); expected at least 1."
         )
     n = X.shape[0]
+    if image_shape is not None and X.ndim > 2:
+        expected = tuple(int(s) for s in image_shape)
+        if expected not in (X.shape[1:], X.shape[1:3]):
+            raise ValueError(
+                f"image_shape={expected} describes flattened 2-D input, but {name} is "
+                f"{X.ndim}-D with samples of shape {X.shape[1:]}; drop image_shape or "
+                "pass flattened images."
+            )
     if X.ndim == 2:
         if image_shape is None:
             X = X[:, None, :]
@@ -146,7 +238,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     elif X.ndim == 3:
         X = X[:, None, :, :]
     elif X.ndim == 4:
-        if _detect_channels_last(X.shape, channels):
+        if _detect_channels_last(X.shape, channels, name):
             X = X.transpose(0, 3, 1, 2)
     else:
         raise ValueError(
@@ -159,12 +251,18 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
                 f"Input {name} contains NaN or infinity; expected finite values."
             )
     X = np.ascontiguousarray(X)
+    if (
+        not X.flags.writeable
+    ):  # read-only input (memmaps, broadcasts): torch needs a copy
+        X = X.copy()
     if 0 in X.shape[1:]:
         raise ValueError(
             f"{name} has an empty dimension (shape {X.shape} in channels-first layout); "
             "expected images with at least 1 pixel per side."
         )
-    found = ImageLayout(tuple(X.shape[1:]))
+    found = ImageLayout(tuple(X.shape[1:]), pixels=pixels)
+    if layout is None and not pixels and found.ndim == 2:
+        _warn_far_from_unit_range(X, name)
     if layout is not None and found != layout:
         raise ValueError(
             f"{name} holds {found.describe()} (shape {found.shape} in channels-first "
@@ -208,6 +306,7 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
                     f"X has {len(data)} images but y has {len(y)} targets."
                 )
         return data, data.layout, y
+    X = _as_array_like(X)
     check = dict(reset=reset, allow_nd=True, dtype="numeric")
     if y is None:
         X = validate_data(estimator, X, **check)
@@ -222,6 +321,23 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
         layout=layout,
     )
     return TensorData(arr), found, y
+
+
+def _as_array_like(X):
+    """Tensors (also ones that require grad) as arrays; lists of images of
+    different shapes named at the first mismatch instead of numpy's error."""
+    if isinstance(X, torch.Tensor):
+        return X.detach().cpu().numpy()
+    if isinstance(X, (list, tuple)) and X and hasattr(X[0], "shape"):
+        first = np.shape(X[0])
+        for i, item in enumerate(X):
+            if np.shape(item) != first:
+                raise ValueError(
+                    f"X is a list of images of different shapes: image 0 is {first}, "
+                    f"image {i} is {np.shape(item)}. Resize them to one size first "
+                    "(e.g. skcnn.baselines.ImageResizer, or input_size=)."
+                )
+    return X
 
 
 def to_float_tensor(x):
@@ -292,7 +408,9 @@ class ImagePaths(torch.utils.data.Dataset):
 
     @property
     def layout(self):
-        return ImageLayout(((1 if self.mode == "L" else 3), *self.image_size))
+        return ImageLayout(
+            ((1 if self.mode == "L" else 3), *self.image_size), pixels=True
+        )
 
     def __len__(self):
         return len(self.paths)
@@ -469,7 +587,9 @@ class BatchIterator:
         take = _take_pinned if self.device.type != data.X.device.type else _take
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            if self.drop_last_single and stop - start == 1 and n > 1:
+            # A final batch of one sample cannot train batch norm; with
+            # batch_size=1 every batch is a single sample and is kept.
+            if self.drop_last_single and stop - start == 1 and self.batch_size > 1:
                 break
             idx = slice(start, stop) if order is None else order[start:stop]
             if data.y is None:
@@ -491,7 +611,7 @@ class BatchIterator:
         for batch in loader:
             if isinstance(batch, (list, tuple)):
                 xb, (yb, wb) = batch
-                if self.drop_last_single and len(xb) == 1 and len(self.data) > 1:
+                if self.drop_last_single and len(xb) == 1 and self.batch_size > 1:
                     break
                 yield self._finish(xb, (yb, wb))
             else:

@@ -111,6 +111,7 @@ def _from_format_1(header):
     fitted = {
         "task": old.get("_task"),
         "layout": header.get("layout"),
+        "pixels": None,  # 0.1 scaled uint8 input only
         "n_features_in": old.get("n_features_in_"),
         "n_iter": old.get("n_iter_"),
         "best_epoch": old.get("best_epoch_"),

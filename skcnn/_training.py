@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import signal
 import threading
@@ -28,6 +29,9 @@ from ._device import autocast, infer_batches
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
 __all__ = [
+    "DivergedError",
+    "NoTrainingBatch",
+    "TrainingDivergedError",
     "EpochAccuracy",
     "SkcnnNet",
     "StopOnInterrupt",
@@ -44,16 +48,43 @@ def unique_run_name():
     return f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
 
 
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite during training."""
+
+    def __init__(self, epoch, prefix):
+        super().__init__(f"{prefix} became NaN or infinite in epoch {epoch}")
+        self.epoch, self.prefix = epoch, prefix
+
+
+class NoTrainingBatch(RuntimeError):
+    """An epoch's training pass had no batch: nothing would be learned."""
+
+
+class TrainingDivergedError(ValueError):
+    """Raised by ``fit`` when the loss diverged. ``kept_weights`` says whether
+    the estimator was left fitted with the last good weights."""
+
+    def __init__(self, message, kept_weights):
+        super().__init__(message)
+        self.kept_weights = kept_weights
+
+
 class StopOnInterrupt(Callback):
-    """Ends training after the current batch once Ctrl-C has been pressed."""
+    """Ends training after the current batch once Ctrl-C has been pressed.
+
+    ``pressed`` stays True once Ctrl-C was pressed during the fit (also when
+    a second Ctrl-C aborted the batch), so the estimator can tell a user's
+    interrupt from early stopping (which skorch also signals with
+    KeyboardInterrupt).
+    """
 
     def __init__(self):
         self.requested = False
+        self.pressed = False
 
     def on_batch_end(self, net, **kwargs):
         if self.requested:
             self.requested = False
-            net.interrupted_ = True
             raise KeyboardInterrupt
 
 
@@ -71,6 +102,7 @@ def graceful_interrupt(stopper, verbose=False):
         return
 
     def handler(signum, frame):
+        stopper.pressed = True
         if stopper.requested:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
@@ -216,13 +248,31 @@ class SkcnnNet(NeuralNet):
                 len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
             )
             self.notify("on_batch_end", batch=batch, training=training, **step)
+        if training and not losses:
+            raise NoTrainingBatch
         if losses:
             rows = self.history[-1]["batches"][-len(losses) :]
             values = torch.stack([loss.float() for loss in losses]).tolist()
+            if not all(map(math.isfinite, values)):
+                raise DivergedError(len(self.history), prefix + " loss")
+            if training and not self._state_is_finite():
+                raise DivergedError(
+                    len(self.history), "weights or batch-norm statistics"
+                )
             for row, value, size in zip(rows, values, sizes):
                 row[prefix + "_loss"] = value
                 row[prefix + "_batch_size"] = size
         self.history.record(prefix + "_batch_count", len(losses))
+
+    def _state_is_finite(self):
+        """Weights and buffers (batch-norm statistics) all finite: one sum per
+        tensor and one synchronisation per epoch."""
+        sums = [
+            t.detach().float().sum()
+            for t in self.module_.state_dict().values()
+            if t.is_floating_point()
+        ]
+        return bool(torch.isfinite(torch.stack(sums)).all())
 
     def _set_training(self, training=True):
         # module.train() walks every submodule; do it only when the mode changes.

@@ -138,3 +138,121 @@ def test_bad_parameters():
             CNNClassifier(**{**TINY, **kwargs}).fit(
                 X8.reshape(40, -1) if "image_shape" in kwargs else X8, Y8
             )
+
+
+# -- the same pixels in any dtype give the same result --------------------------
+@pytest.fixture(scope="module")
+def pixel_model(digits_uint8):
+    Xtr, _, ytr, _ = digits_uint8
+    return CNNClassifier(**TINY).fit(Xtr[:300], ytr[:300])
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda X: X.astype(np.int64),
+        lambda X: X.astype(np.float64),
+        lambda X: X.astype(np.float32) / 255,
+        lambda X: X.astype(np.uint16),
+    ],
+    ids=["int64", "float 0-255", "float 0-1", "uint16"],
+)
+def test_same_pixels_in_any_dtype_predict_the_same(pixel_model, digits_uint8, convert):
+    X = digits_uint8[1][:100]
+    expected = pixel_model.predict_proba(X)
+    np.testing.assert_allclose(
+        pixel_model.predict_proba(convert(X)), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_baselines_read_pixels_the_same_in_any_dtype(digits_uint8):
+    from skcnn.baselines import ColorHistogram
+
+    X = digits_uint8[0][:50]
+    hist = ColorHistogram(bins=8).fit(X)
+    np.testing.assert_allclose(hist.transform(X.astype(np.int64)), hist.transform(X))
+    np.testing.assert_allclose(hist.transform(X.astype(float)), hist.transform(X))
+
+
+def test_pixels_out_of_range_for_a_pixel_model(pixel_model, digits_uint8):
+    X = digits_uint8[1][:10]
+    with pytest.raises(ValueError, match="fitted on 0-255 pixels"):
+        pixel_model.predict(X.astype(np.int64) * 4)
+    with pytest.raises(ValueError, match="fitted on 0-255 pixels"):
+        pixel_model.predict(X.astype(float) - 300)
+
+
+def test_float_images_far_from_unit_scale_warn():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # floats 0..16
+    with pytest.warns(UserWarning, match=r"far outside \[0, 1\]"):
+        CNNClassifier(**{**TINY, "max_epochs": 1}).fit(d.images[:64], d.target[:64])
+
+
+def test_float_model_reads_uint8_as_plain_numbers():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, (60, 8, 8)).astype(np.float32)  # floats 0, 1, 2
+    y = (X.mean((1, 2)) > 1).astype(int)
+    clf = CNNClassifier(**TINY).fit(X, y)
+    np.testing.assert_allclose(
+        clf.predict_proba(X.astype(np.uint8)), clf.predict_proba(X), atol=1e-6
+    )
+
+
+# -- layouts ------------------------------------------------------------------------
+def test_ambiguous_channel_axis_needs_channels():
+    X = np.random.default_rng(0).random((20, 5, 8, 8)).astype(np.float32)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="no clear channel axis"):
+        CNNClassifier(**TINY).fit(X, y)
+    clf = CNNClassifier(**TINY, channels="first").fit(X, y)
+    assert clf.layout_.shape == (5, 8, 8)
+    with pytest.warns(UserWarning, match="reading it as channels-last"):
+        CNNClassifier(**TINY).fit(X[:, :3, :3, :3], y)
+
+
+def test_image_shape_that_does_not_describe_3d_input_raises():
+    X = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="image_shape=.* describes flattened"):
+        CNNClassifier(**TINY, image_shape=(4, 16)).fit(X, y)
+    CNNClassifier(**TINY, image_shape=(8, 8)).fit(X, y)  # consistent: fine
+
+
+def test_tensors_read_only_arrays_and_ragged_lists():
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 8, 8)).astype(np.float32)
+    y = np.arange(20) % 2
+    t = torch.tensor(X, requires_grad=True)
+    clf = CNNClassifier(**TINY).fit(t, y)
+    ro = X.copy()
+    ro.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's non-writable warning included
+        np.testing.assert_allclose(clf.predict_proba(ro), clf.predict_proba(t))
+    ragged = [X[0], X[1], X[2, :6]]
+    with pytest.raises(ValueError, match=r"image 2 is \(6, 8\)"):
+        clf.predict(ragged)
+
+
+def test_class_weight_with_multilabel_targets_is_refused():
+    X = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+    Y = np.stack([np.arange(20) % 2, np.arange(20) // 10], 1)
+    with pytest.raises(ValueError, match="class_weight is not supported for multilabel"):
+        CNNClassifier(**TINY, class_weight="balanced").fit(X, Y)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    dtype=st.sampled_from(["int16", "int32", "int64", "uint16", "float32", "float64"]),
+    low=st.integers(0, 100),
+    high=st.integers(101, 255),
+)
+def test_property_same_pixels_agree_across_dtypes(pixel_model, digits_uint8, dtype, low, high):
+    """Pixels of any range within 0-255, in any dtype: the same predictions as
+    uint8, or (never silently) a ValueError naming the problem."""
+    X = np.clip(digits_uint8[1][:20], low, high).astype(np.uint8)
+    expected = pixel_model.predict_proba(X)
+    got = pixel_model.predict_proba(X.astype(dtype))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

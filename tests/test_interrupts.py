@@ -4,6 +4,7 @@ import os
 import signal
 
 import numpy as np
+import pytest
 from sklearn.model_selection import GridSearchCV
 
 from skcnn import CNNClassifier
@@ -35,13 +36,63 @@ def _check_ctrl_c():
     clf = CNNClassifier(
         **{**TINY, "max_epochs": 50, "batch_size": 18}, augment=interrupting_augment
     )
-    clf.fit(X8, Y8)
+    # Ctrl-C stops fit (and so any search or comparison around it)...
+    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 4"):
+        clf.fit(X8, Y8)
+    # ...and the estimator keeps what was trained, marked as cut short.
     assert clf.interrupted_
     assert len(calls) == 7  # the batch in flight finished, no further batch started
     assert clf.n_iter_ == 4
     assert clf.predict(X8).shape == (40,)
     # the handler is removed after fit: Ctrl-C behaves normally again
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_second_ctrl_c_aborts_the_batch_and_still_marks_the_fit():
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    calls = []
+
+    def interrupting_augment(xb):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # impatient: abort at once
+        return xb
+
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 50, "batch_size": 18}, augment=interrupting_augment
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            clf.fit(X8, Y8)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert clf.interrupted_
+    assert len(calls) == 3
+
+
+def test_ctrl_c_stops_a_grid_search():
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    calls = []
+
+    def interrupting_augment(xb):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return xb
+
+    search = GridSearchCV(
+        CNNClassifier(**TINY, augment=interrupting_augment),
+        {"dropout": [0.0, 0.5]},
+        cv=2,
+    )
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search.fit(X8, Y8)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert len(calls) == 3  # no later fold or candidate trained
+    assert not hasattr(search, "best_params_")
 
 
 def test_checkpoints_per_fit_and_resume(tmp_path):

@@ -158,3 +158,59 @@ def test_compiled_checkpoint_resumes_into_plain_network(small_digits, tmp_path):
         compiled.module_.classifier.weight.detach().numpy(),
         atol=1e-6,
     )
+
+
+def test_batch_size_one_trains_or_says_why(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 1, "batch_size": 1},
+        batch_norm=False,
+        validation_fraction=0,
+    ).fit(X[:40], y[:40])
+    assert clf.history_[0]["train_batch_count"] == 40
+    with pytest.raises(ValueError, match="Batch normalisation cannot train"):
+        CNNClassifier(**{**TINY, "batch_size": 1}).fit(X[:40], y[:40])
+
+
+def test_a_fit_without_any_step_raises():
+    from skcnn import CNNRegressor
+
+    # One sample, batch_size 32: the lone last batch is skipped, nothing trains.
+    X = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="no optimizer step"):
+        CNNRegressor(**TINY, batch_norm=False, validation_fraction=0).fit(X, [1.0])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["huge_lr", "huge_targets", "huge_inputs"],
+)
+def test_divergence_stops_with_a_clear_error(small_digits, case):
+    from skcnn import CNNRegressor
+
+    X, y = small_digits
+    if case == "huge_lr":
+        est, Xf, yf = CNNClassifier(**{**TINY, "lr": 1e6}, optimizer="sgd"), X, y
+    elif case == "huge_targets":
+        est, Xf, yf = CNNRegressor(**TINY), X, y * 1e30
+    else:
+        est, Xf, yf = CNNClassifier(**TINY), X.astype(np.float32) * 1e30, y
+    with pytest.raises(ValueError, match="diverged") as info:
+        est.fit(Xf, yf)
+    assert info.value.kept_weights == hasattr(est, "net_")
+    if hasattr(est, "net_"):
+        # fitted with the last good weights: finite outputs, marked as cut short
+        assert est.interrupted_
+        assert np.isfinite(est.predict(Xf[:5]).astype(float)).all()
+
+
+def test_failed_refit_keeps_the_previous_model(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY).fit(X, y)
+    before = clf.predict_proba(X[:20])
+    with pytest.raises(ValueError):
+        clf.set_params(lr=1e6, optimizer="sgd").fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X[:20]), before)
+    with pytest.raises(ValueError):
+        clf.set_params(lr=1e-3, optimizer="adam", dropout=2.0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X[:20]), before)
