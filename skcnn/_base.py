@@ -543,8 +543,30 @@ class BaseNetEstimator(BaseEstimator):
     def _from_fitted_state(cls, params, state, weights):
         """Rebuild a fitted estimator from ``_fitted_state()`` and its weights."""
         estimator = cls(**params)
+        validate_params(estimator)
         estimator._set_fitted_state(state)
         estimator.device_ = resolve_device(estimator.device)
+        # The architecture first on the meta device (no memory): parameters
+        # and layout that do not describe the file's tensors fail here.
+        with torch.device("meta"):
+            shapes = {
+                k: tuple(v.shape)
+                for k, v in estimator._build_module(
+                    estimator.layout_,
+                    estimator._n_outputs(),
+                    estimator._saved_pretrained(),
+                )
+                .state_dict()
+                .items()
+            }
+        found = {k: tuple(v.shape) for k, v in weights.items()}
+        if shapes != found:
+            diff = sorted(set(shapes.items()) ^ set(found.items()))[:3]
+            raise ValueError(
+                f"The weights in the model file do not match its header (class, "
+                f"parameters, layout): e.g. {diff}. The file was changed after it "
+                "was saved."
+            )
         module = estimator._build_module(
             estimator.layout_, estimator._n_outputs(), estimator._saved_pretrained()
         )

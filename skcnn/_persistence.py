@@ -167,7 +167,7 @@ def load(path, device=None):
             f"Unknown estimator class {header.get('class')!r} in {str(path)!r}; "
             f"expected one of {sorted(_CLASSES)}."
         )
-    params = {k: _decode_param(v) for k, v in header["params"].items()}
+    params, fitted = _checked_header(header, cls, path)
     if device is not None:
         params["device"] = device
     elif gpu_missing(str(params.get("device", "auto"))):
@@ -176,6 +176,74 @@ def load(path, device=None):
             stacklevel=2,
         )
         params["device"] = "cpu"
-    return cls._from_fitted_state(
-        params, header["fitted"], load_file(str(path), device="cpu")
+    return cls._from_fitted_state(params, fitted, load_file(str(path), device="cpu"))
+
+
+_TASKS = {
+    "binary": "classes",
+    "multiclass": "classes",
+    "multilabel": "classes",
+    "regression": "n_outputs",
+}
+_FITTED_KEYS = {
+    "task": str,
+    "layout": list,
+    "pixels": (bool, type(None)),
+    "n_features_in": int,
+    "n_iter": int,
+    "best_epoch": int,
+    "batch_size": int,
+    "weights_source": (str, type(None)),
+    "history": list,
+}
+# No real image needs more: a tampered header must not make load allocate GBs.
+_MAX_SIDE, _MAX_CHANNELS, _MAX_VALUES = 4096, 512, 1 << 26
+
+
+def _checked_header(header, cls, path):
+    """Parameters and fitted state of a model file, checked before anything
+    is built: a file from a newer skcnn or a tampered header fails here."""
+    where = f"in {str(path)!r}"
+    if not isinstance(header.get("params"), dict) or not isinstance(
+        header.get("fitted"), dict
+    ):
+        raise ValueError(f"The skcnn header {where} has no params/fitted sections.")
+    known = set(cls().get_params(deep=False))
+    unknown = sorted(set(header["params"]) - known)
+    if unknown:
+        raise ValueError(
+            f"The model {where} has parameter(s) {unknown} that {cls.__name__} of this "
+            "skcnn version does not know; it was probably saved by a newer skcnn. "
+            "Upgrade skcnn to load it."
+        )
+    params = {k: _decode_param(v) for k, v in header["params"].items()}
+    fitted = header["fitted"]
+    for key, kind in _FITTED_KEYS.items():
+        if key not in fitted:
+            raise ValueError(f"The model file {where} lacks the fitted field {key!r}.")
+        value = fitted[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(
+                f"The model file {where} has an invalid fitted field {key}={value!r}."
+            )
+    task = fitted["task"]
+    if task not in _TASKS or _TASKS[task] not in fitted:
+        raise ValueError(
+            f"The model file {where} has an invalid task {task!r} (or lacks its "
+            f"{_TASKS.get(task, 'outputs')}); expected one of {sorted(_TASKS)}."
+        )
+    layout = fitted["layout"]
+    valid = (
+        len(layout) in (2, 3)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in layout)
+        and layout[0] <= _MAX_CHANNELS
+        and max(layout[1:]) <= _MAX_SIDE
+        and np.prod(layout) <= _MAX_VALUES
     )
+    if not valid:
+        raise ValueError(
+            f"The model file {where} has an invalid input layout {layout!r}; expected "
+            f"(C, H, W) or (C, L) with at most {_MAX_CHANNELS} channels and sides of "
+            f"at most {_MAX_SIDE}."
+        )
+    return params, fitted

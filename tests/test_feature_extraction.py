@@ -65,6 +65,23 @@ def test_memory_cache_serves_repeats(weights_file, small_digits, tmp_path, monke
     assert calls == []
 
 
+def test_memory_cache_sees_a_changed_weight_file(small_digits, tmp_path):
+    from torchvision.models import resnet18
+
+    X, _ = small_digits
+    path = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    state = resnet18().state_dict()
+    torch.save(state, path)
+    kwargs = dict(backbone="resnet18", weights=path, device="cpu", memory=tmp_path)
+    first = PretrainedFeatureExtractor(**kwargs).fit(X[:6]).transform(X[:6])
+    # The same file name, one weight changed deep inside (not in a sample of keys).
+    state["layer4.1.bn2.bias"][0] += 1.0
+    torch.save(state, path)
+    second = PretrainedFeatureExtractor(**kwargs).fit(X[:6]).transform(X[:6])
+    assert not np.array_equal(first, second)
+
+
 @pytest.mark.parametrize(
     "backbone,n", [("resnet18", 512), ("mobilenet_v3_small", 1024)]
 )

@@ -165,3 +165,43 @@ def test_gpu_pickle_loads_and_predicts_on_cpu(tmp_path):
         text=True,
     )
     assert "cpu (3,)" in out.stdout, out.stderr
+
+
+def _tampered(tmp_path, edit):
+    """Save a small model, then rewrite its header with ``edit``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    CNNClassifier(**TINY).fit(X8, Y8).save(path)
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["skcnn"])
+    edit(header)
+    out = tmp_path / "tampered.safetensors"
+    save_file(load_file(str(path)), str(out), metadata={"skcnn": json.dumps(header)})
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda h: h["params"].update(new_option=1), "does not know"),
+        (lambda h: h["fitted"].pop("task"), "lacks the fitted field 'task'"),
+        (lambda h: h["fitted"].update(task="ranking"), "invalid task"),
+        (lambda h: h["fitted"].update(layout=[1, 30000, 30000]), "invalid input layout"),
+        (lambda h: h["fitted"].update(layout=[1, 16, 16]), "do not match its header"),
+        (lambda h: h["params"].update(lr=-1), "'lr' parameter"),
+        (lambda h: h.update({"class": "os.system"}), "Unknown estimator class"),
+    ],
+    ids=["newer-param", "no-task", "bad-task", "huge-layout", "layout", "lr", "class"],
+)
+def test_load_checks_the_whole_header_before_building(tmp_path, edit, match):
+    import time
+
+    path = _tampered(tmp_path, edit)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        skcnn.load(path)
+    assert time.perf_counter() - start < 5
