@@ -94,9 +94,13 @@ def main(argv=None):
                 random_state=args.random_state,
                 out=args.out,
             )
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, RuntimeError, OSError) as exc:
             print(f"skcnn compare: error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            where = f"; finished rows are in {args.out}" if args.out else ""
+            print(f"skcnn compare: interrupted{where}.", file=sys.stderr)
+            return 130
         print(result.to_markdown())
         print(
             f"\nwall time: {result.wall_time_s:.1f}s"

@@ -281,6 +281,7 @@ def run_comparison(
         Write results.csv, results.md and PNG figures there.
     """
     start = time.perf_counter()
+    _check_options(out=out, device=device, weights=weights, image_size=image_size)
     X_train, y_train, X_val, y_val, X_ext, y_ext = load_comparison_data(
         data, external, image_size, random_state
     )
@@ -346,6 +347,8 @@ def run_comparison(
         result.rows.append(row)
         result.fitted[name] = best
         result.predictions[name] = (pred_val, pred_ext)
+        if out is not None:  # a crash or Ctrl-C later loses no finished row
+            write_table(result, out)
         progress(
             f"    val F1 {row['val_f1']:.3f}  external F1 {row['ext_f1']:.3f}  ({fit_time:.1f}s)"
         )
@@ -355,10 +358,33 @@ def run_comparison(
     return result
 
 
-def write_outputs(result, out, y_val, y_ext):
-    """results.csv, results.md, f1_bars.png, confusion_<model>.png, learning_curves_<model>.png."""
+def _check_options(*, out, device, weights, image_size):
+    """Everything a run needs, checked before the first model trains."""
+    from ._device import resolve_device
+
+    resolve_device(device)
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive int; got {image_size!r}.")
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError(f"The weights file {str(weights)!r} does not exist.")
+    if out is not None:
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".skcnn-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ValueError(
+                f"Cannot write results to {str(out)!r}: {exc.strerror or exc}."
+            ) from None
+
+
+def write_table(result, out):
+    """results.csv and results.md with the rows finished so far."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
@@ -373,6 +399,13 @@ def write_outputs(result, out, y_val, y_ext):
         f"# skcnn compare: {result.data}\n\ntrain {result.n_train}, validation {result.n_val}, "
         f"external {result.n_ext}; wall time {result.wall_time_s:.0f}s\n\n{result.to_markdown()}\n"
     )
+
+
+def write_outputs(result, out, y_val, y_ext):
+    """results.csv, results.md, f1_bars.png, confusion_<model>.png, learning_curves_<model>.png."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(result, out)
     try:
         import matplotlib.pyplot as plt
     except ImportError:

@@ -1,3 +1,5 @@
+import pytest
+
 from skcnn.cli import main
 from skcnn.compare import run_comparison
 
@@ -90,3 +92,49 @@ def test_compare_with_external_folder_and_errors(tmp_path, capsys):
         == 2
     )
     assert "classes ['11']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--out", "/proc/skcnn-cannot-write"], "Cannot write results"),
+        (["--device", "tpu"], "device"),
+        (["--weights", "/nonexistent/densenet121.pth"], "does not exist"),
+        (["--image-size", "0"], "image_size"),
+        (["--image-size", "-3"], "image_size"),
+    ],
+)
+def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch):
+    from skcnn import cli
+
+    monkeypatch.setattr(
+        "skcnn.compare.load_comparison_data",
+        lambda *a, **k: pytest.fail("data loaded before the options were checked"),
+    )
+    assert cli.main(["compare", "--models", "pca+svm", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
+
+
+def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
+    from skcnn import compare
+
+    real = compare.GridSearchCV.fit
+    calls = []
+
+    def second_model_interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(compare.GridSearchCV, "fit", second_model_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare.run_comparison(
+            models=["pca+svm", "hog+svm"],
+            quick=True,
+            out=tmp_path,
+            progress=lambda m: None,
+        )
+    text = (tmp_path / "results.csv").read_text()
+    assert "pca+svm" in text and "hog+svm" not in text

@@ -239,7 +239,9 @@ def test_tensors_read_only_arrays_and_ragged_lists():
 def test_class_weight_with_multilabel_targets_is_refused():
     X = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
     Y = np.stack([np.arange(20) % 2, np.arange(20) // 10], 1)
-    with pytest.raises(ValueError, match="class_weight is not supported for multilabel"):
+    with pytest.raises(
+        ValueError, match="class_weight is not supported for multilabel"
+    ):
         CNNClassifier(**TINY, class_weight="balanced").fit(X, Y)
 
 
@@ -249,7 +251,9 @@ def test_class_weight_with_multilabel_targets_is_refused():
     low=st.integers(0, 100),
     high=st.integers(101, 255),
 )
-def test_property_same_pixels_agree_across_dtypes(pixel_model, digits_uint8, dtype, low, high):
+def test_property_same_pixels_agree_across_dtypes(
+    pixel_model, digits_uint8, dtype, low, high
+):
     """Pixels of any range within 0-255, in any dtype: the same predictions as
     uint8, or (never silently) a ValueError naming the problem."""
     X = np.clip(digits_uint8[1][:20], low, high).astype(np.uint8)

@@ -190,7 +190,10 @@ def _tampered(tmp_path, edit):
         (lambda h: h["params"].update(new_option=1), "does not know"),
         (lambda h: h["fitted"].pop("task"), "lacks the fitted field 'task'"),
         (lambda h: h["fitted"].update(task="ranking"), "invalid task"),
-        (lambda h: h["fitted"].update(layout=[1, 30000, 30000]), "invalid input layout"),
+        (
+            lambda h: h["fitted"].update(layout=[1, 30000, 30000]),
+            "invalid input layout",
+        ),
         (lambda h: h["fitted"].update(layout=[1, 16, 16]), "do not match its header"),
         (lambda h: h["params"].update(lr=-1), "'lr' parameter"),
         (lambda h: h.update({"class": "os.system"}), "Unknown estimator class"),
