@@ -8,6 +8,8 @@ targets, builds the module and a skorch net (``net_``) and trains it.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import math
 import os
 import warnings
@@ -23,7 +25,7 @@ from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
-from skorch.callbacks import Checkpoint, EarlyStopping
+from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from skorch.utils import noop
 from torch import nn
@@ -39,6 +41,7 @@ from ._device import (
     resolve_precision,
 )
 from ._training import (
+    BestCheckpoint,
     DivergedError,
     EpochAccuracy,
     NoTrainingBatch,
@@ -281,8 +284,12 @@ class BaseNetEstimator(BaseEstimator):
                 _check_batch_norm_batches(module, self.batch_size_, len(train))
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
-                if self.warm_start:
-                    self._resume_from_checkpoint()
+            key = None
+            if self.checkpoint_dir is not None:
+                key = self._checkpoint_key(train)
+                dict(self.net_.callbacks_)["checkpoint"].key = key
+                if reset and self.warm_start:
+                    self._resume_from_checkpoint(key)
             self.net_.train_split = predefined_split(valid)
             self._set_monitor(valid is not None)
             stopper = dict(self.net_.callbacks_)["stop_on_interrupt"]
@@ -338,24 +345,66 @@ class BaseNetEstimator(BaseEstimator):
             kept_weights=True,
         ) from None
 
-    def _resume_from_checkpoint(self):
-        """warm_start with checkpoint_dir: start from the newest saved best weights."""
-        if self.checkpoint_dir is None:
-            return
-        found = sorted(
-            Path(self.checkpoint_dir).glob("fit-*/params.pt"),
-            key=lambda p: p.stat().st_mtime,
+    # Parameters that change how long or where a network trains, not what it
+    # is: a checkpoint written under other values of these still fits.
+    _RUN_PARAMS = frozenset(
+        {
+            "checkpoint_dir",
+            "warm_start",
+            "verbose",
+            "device",
+            "num_workers",
+            "max_epochs",
+            "early_stopping",
+            "n_iter_no_change",
+            "precision",
+            "compile",
+        }
+    )
+
+    def _checkpoint_key(self, train):
+        """What a checkpoint's weights were trained on and for: the class,
+        the parameters, the input layout, the targets and the training data."""
+        h = hashlib.sha256()
+        params = sorted(
+            (k, repr(v))
+            for k, v in self.get_params(deep=False).items()
+            if k not in self._RUN_PARAMS
         )
-        if not found:
+        h.update(repr((type(self).__name__, params, self.layout_)).encode())
+        h.update(repr(getattr(self, "classes_", None)).encode())
+        h.update(train.fingerprint().encode())
+        return h.hexdigest()
+
+    def _resume_from_checkpoint(self, key):
+        """warm_start with checkpoint_dir: start from the best checkpoint that
+        was trained on the same data for the same estimator, if any."""
+        best = None
+        for meta_file in Path(self.checkpoint_dir).glob("fit-*/meta.json"):
+            try:
+                meta = json.loads(meta_file.read_text())
+            except (OSError, ValueError):
+                warnings.warn(
+                    f"Skipping the unreadable checkpoint record {meta_file}.",
+                    UserWarning,
+                    stacklevel=5,
+                )
+                continue
+            if meta.get("key") == key and (best is None or meta["loss"] < best[0]):
+                best = (meta["loss"], meta_file.with_name("params.pt"))
+        if best is None:
             return
+        path = best[1]
         try:
-            state = torch.load(str(found[-1]), map_location="cpu", weights_only=True)
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
             self.module_.load_state_dict(_strip_compile_prefix(state))
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable file
             raise ValueError(
-                f"The checkpoint {found[-1]} does not fit this network: {str(exc).splitlines()[0]}"
+                f"The checkpoint {path} cannot be loaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'corrupt file'}); "
+                "delete it or pass another checkpoint_dir."
             ) from None
-        self.resumed_from_ = str(found[-1])
+        self.resumed_from_ = str(path)
 
     def _split(self, data, y_enc, seed):
         frac = self.validation_fraction
@@ -421,7 +470,9 @@ class BaseNetEstimator(BaseEstimator):
                 )
             )
         if self.checkpoint_dir is not None:
-            callbacks.append(("checkpoint", _checkpoint(self.checkpoint_dir)))
+            # A folder of its own per fit: parallel search jobs never collide.
+            folder = os.path.join(os.fspath(self.checkpoint_dir), unique_run_name())
+            callbacks.append(("checkpoint", BestCheckpoint(folder, key=None)))
         callbacks.append(("stop_on_interrupt", StopOnInterrupt()))
         callbacks += self._extra_callbacks(module)
         device = self.device_
@@ -657,20 +708,6 @@ def _probe(module, layout):
             f"The network cannot take {layout.describe()}: {str(exc).splitlines()[0]} "
             "Use padding='same', fewer or smaller blocks, or larger images (input_size)."
         ) from None
-
-
-def _checkpoint(checkpoint_dir):
-    """Best-weights checkpoint in a folder of its own for this fit, so parallel
-    search jobs never overwrite each other."""
-    folder = os.path.join(os.fspath(checkpoint_dir), unique_run_name())
-    return Checkpoint(
-        dirname=folder,
-        monitor="valid_loss_best",
-        f_optimizer=None,
-        f_criterion=None,
-        f_history=None,
-        load_best=False,
-    )
 
 
 class NetClassifierMixin(ClassifierMixin):

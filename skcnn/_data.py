@@ -6,6 +6,7 @@ Every estimator and transformer in skcnn goes through :func:`to_channels_first`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -421,6 +422,17 @@ class ImagePaths(torch.utils.data.Dataset):
             return x
         return x, (self.y[i], _weight_at(self.weights, i))
 
+    def fingerprint(self):
+        """A hash of the files (path, size, modification time) and targets."""
+        h = hashlib.sha256()
+        for p in self.paths:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+        for t in (self.y, self.weights):
+            if t is not None:
+                h.update(np.asarray(t).tobytes())
+        return h.hexdigest()
+
     def numpy(self):
         """Decode every image into one uint8 array ``(n, C, H, W)``."""
         return np.stack([_decode(p, self.image_size, self.mode) for p in self.paths])
@@ -462,6 +474,15 @@ class TensorData(torch.utils.data.Dataset):
         if self.y is None:
             return self.X[i]
         return self.X[i], (self.y[i], _weight_at(self.weights, i))
+
+    def fingerprint(self):
+        """A hash of the samples, targets and weights (for checkpoint keys)."""
+        h = hashlib.sha256()
+        for t in (self.X, self.y, self.weights):
+            if t is not None:
+                h.update(str((t.dtype, tuple(t.shape))).encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def numpy(self):
         """All samples as one array ``(n, C, ...)`` (uint8 kept)."""

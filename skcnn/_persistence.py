@@ -235,7 +235,9 @@ def _checked_header(header, cls, path):
     layout = fitted["layout"]
     valid = (
         len(layout) in (2, 3)
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in layout)
+        and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in layout
+        )
         and layout[0] <= _MAX_CHANNELS
         and max(layout[1:]) <= _MAX_SIDE
         and np.prod(layout) <= _MAX_VALUES

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, Checkpoint
 from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
@@ -29,6 +31,7 @@ from ._device import autocast, infer_batches
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
 __all__ = [
+    "BestCheckpoint",
     "DivergedError",
     "NoTrainingBatch",
     "TrainingDivergedError",
@@ -67,6 +70,60 @@ class TrainingDivergedError(ValueError):
     def __init__(self, message, kept_weights):
         super().__init__(message)
         self.kept_weights = kept_weights
+
+
+class BestCheckpoint(Checkpoint):
+    """skorch's Checkpoint, keyed and written safely.
+
+    The best weights go to ``params.pt`` in this fit's own folder, through a
+    temporary file and an atomic rename (a failed write raises instead of
+    leaving a truncated file); ``meta.json`` beside them records ``key`` (what
+    the weights were trained on and for) and the best monitored loss, so that
+    a warm start resumes only from a matching, best checkpoint.
+    """
+
+    def __init__(self, dirname, key, monitor="valid_loss_best"):
+        super().__init__(
+            dirname=dirname,
+            monitor=monitor,
+            f_optimizer=None,
+            f_criterion=None,
+            f_history=None,
+            load_best=False,
+        )
+        self.key = key
+
+    def save_model(self, net):
+        folder = Path(self.dirname)
+        folder.mkdir(parents=True, exist_ok=True)
+        module = getattr(net.module_, "_orig_mod", net.module_)
+        loss_key = self.monitor.removesuffix("_best")
+        meta = {
+            "key": self.key,
+            "epoch": len(net.history),
+            "loss": float(net.history[-1, loss_key]),
+        }
+        _atomic_write(
+            folder / "params.pt", lambda f: torch.save(module.state_dict(), f)
+        )
+        _atomic_write(
+            folder / "meta.json", lambda f: f.write(json.dumps(meta).encode())
+        )
+
+
+def _atomic_write(path, write):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            exc.errno, f"Could not write the checkpoint {path}: {exc.strerror or exc}"
+        ) from None
 
 
 class StopOnInterrupt(Callback):

@@ -364,7 +364,9 @@ def _check_options(*, out, device, weights, image_size):
 
     resolve_device(device)
     if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+        isinstance(image_size, bool)
+        or not isinstance(image_size, int)
+        or image_size < 1
     ):
         raise ValueError(f"image_size must be a positive int; got {image_size!r}.")
     if weights is not None and not Path(weights).is_file():

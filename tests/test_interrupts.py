@@ -125,3 +125,72 @@ def test_same_results_for_n_jobs_1_and_2():
         .cv_results_
     )
     np.testing.assert_allclose(a["mean_test_score"], b["mean_test_score"])
+
+
+def test_checkpoints_never_cross_folds_or_data(tmp_path):
+    """cross_val_score with warm_start must not resume a fold from weights
+    trained on its own test fold: checkpoints are keyed to the data."""
+    from sklearn.model_selection import cross_val_score
+
+    import json
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 2, 60)  # random labels: any leak would show as skill
+    est = CNNClassifier(**TINY, warm_start=True, checkpoint_dir=tmp_path)
+    cross_val_score(est, X, y, cv=3)
+    keys = {json.loads(m.read_text())["key"] for m in tmp_path.glob("fit-*/meta.json")}
+    assert len(keys) == 3  # each fold its own key: no fold resumed another's
+    again = CNNClassifier(**TINY, warm_start=True, checkpoint_dir=tmp_path)
+    again.fit(X[:40], y[:40])
+    assert not hasattr(again, "resumed_from_")  # rows no fold trained on
+    same = CNNClassifier(**TINY, warm_start=True, checkpoint_dir=tmp_path)
+    same.fit(X[:40], y[:40])  # the same rows again: resumes
+    assert hasattr(same, "resumed_from_")
+    different = CNNClassifier(
+        **{**TINY, "dropout": 0.5}, warm_start=True, checkpoint_dir=tmp_path
+    ).fit(X[:40], y[:40])
+    assert not hasattr(different, "resumed_from_")  # another estimator
+
+
+def test_resume_takes_the_best_checkpoint_not_the_newest(tmp_path):
+    import json
+
+    CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)
+    CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)
+    metas = sorted(tmp_path.glob("fit-*/meta.json"))
+    assert len(metas) == 2
+    # Make the older one the best.
+    older = json.loads(metas[0].read_text())
+    older["loss"] = -1.0
+    metas[0].write_text(json.dumps(older))
+    resumed = CNNClassifier(**TINY, checkpoint_dir=tmp_path, warm_start=True).fit(
+        X8, Y8
+    )
+    assert resumed.resumed_from_ == str(metas[0].with_name("params.pt"))
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)
+    (params,) = tmp_path.glob("fit-*/params.pt")
+    params.write_bytes(params.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match=f"checkpoint {params} cannot be loaded"):
+        CNNClassifier(**TINY, checkpoint_dir=tmp_path, warm_start=True).fit(X8, Y8)
+
+
+def test_failed_checkpoint_write_raises(tmp_path, monkeypatch):
+    import errno
+
+    import skcnn._training as training
+
+    def full_disk(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = training._atomic_write
+    monkeypatch.setattr(
+        training, "_atomic_write", lambda path, write: real(path, full_disk)
+    )
+    with pytest.raises(OSError, match="Could not write the checkpoint"):
+        CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)
+    assert not list(tmp_path.glob("fit-*/params.pt"))
+    assert not list(tmp_path.glob("fit-*/.*.tmp"))
