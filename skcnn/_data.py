@@ -361,15 +361,59 @@ def is_path_source(X):
     return False
 
 
+_GRAY_MODES = ("L", "1", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def _decode(path, size, mode):
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        if size is not None and im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        arr = np.array(im, dtype=np.uint8)  # writable: torch warns on read-only arrays
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I"):
+                # 16-bit gray: scale to 8 bits instead of clipping at 255.
+                wide = np.asarray(im, dtype=np.float64) / 257.0
+                im = Image.fromarray(np.clip(np.round(wide), 0, 255).astype(np.uint8))
+            im = im.convert(mode)
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.array(im, dtype=np.uint8)  # writable: torch warns otherwise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"Cannot read the image file {path!r}: {exc}") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _scan(paths, image_size, mode):
+    """Check every file before any work and read what decoding needs: the
+    colour mode (RGB as soon as one image has colour) and, without
+    ``image_size``, the size (the first image's, said aloud when sizes differ)."""
+    from PIL import Image
+
+    modes, sizes = set(), {}
+    for p in paths:
+        if not Path(p).is_file():
+            what = "is a folder" if Path(p).is_dir() else "does not exist"
+            raise ValueError(f"Image file {p!r} {what}.")
+        try:
+            with Image.open(p) as im:
+                modes.add(im.mode)
+                sizes.setdefault((im.size[1], im.size[0]), p)
+                im.verify()  # reads the file: truncated or corrupt data fails here
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ValueError(f"Cannot read the image file {p!r}: {exc}") from None
+    if mode == "auto":
+        mode = "L" if modes <= set(_GRAY_MODES) else "RGB"
+    if image_size is None:
+        image_size = next(iter(sizes))
+        if len(sizes) > 1:
+            warnings.warn(
+                f"The {len(paths)} images have {len(sizes)} different sizes; all are "
+                f"resized to {image_size[0]}x{image_size[1]} (the size of "
+                f"{next(iter(sizes.values()))!r}). Pass image_shape=(H, W) (or "
+                "image_size= to load_image_folder) to choose the size.",
+                UserWarning,
+                stacklevel=4,
+            )
+    return image_size, mode
 
 
 class ImagePaths(torch.utils.data.Dataset):
@@ -379,29 +423,26 @@ class ImagePaths(torch.utils.data.Dataset):
     ----------
     paths : sequence of str or Path
     image_size : (H, W) or None
-        Every image is resized to this; ``None`` takes the first image's size.
+        Every image is resized to this; ``None`` takes the first image's size
+        (with a warning when the images' sizes differ).
     mode : {"auto", "L", "RGB"}
-        PIL mode; "auto" is "L" when the first image is grayscale, else "RGB".
+        PIL mode; "auto" is "L" when every image is grayscale, else "RGB".
+        16-bit gray images are scaled to 8 bits.
+
+    Every file is checked when the object is made (missing files, folders,
+    unreadable or truncated images are named then, not during training).
     """
 
-    def __init__(self, paths, image_size=None, mode="auto", y=None, weights=None):
+    def __init__(
+        self, paths, image_size=None, mode="auto", y=None, weights=None, _scanned=False
+    ):
         self.paths = [
             str(p) for p in (paths.paths if isinstance(paths, ImagePaths) else paths)
         ]
         if not self.paths:
             raise ValueError("Found 0 image paths; expected at least 1.")
-        for p in self.paths[:1]:
-            if not Path(p).is_file():
-                raise ValueError(f"Image file {p!r} does not exist.")
-        if mode == "auto" or image_size is None:
-            from PIL import Image
-
-            with Image.open(self.paths[0]) as im:
-                first_mode, (w, h) = im.mode, im.size
-            if mode == "auto":
-                mode = "L" if first_mode in ("L", "1", "I", "I;16", "F") else "RGB"
-            if image_size is None:
-                image_size = (h, w)
+        if not _scanned:
+            image_size, mode = _scan(self.paths, image_size, mode)
         self.image_size = tuple(int(s) for s in image_size[:2])
         self.mode = mode
         self.y = y
@@ -448,11 +489,17 @@ class ImagePaths(torch.utils.data.Dataset):
             mode=self.mode,
             y=None if self.y is None else self.y[idx],
             weights=None if self.weights is None else self.weights[idx],
+            _scanned=True,
         )
 
     def with_targets(self, y, weights=None):
         return ImagePaths(
-            self.paths, image_size=self.image_size, mode=self.mode, y=y, weights=weights
+            self.paths,
+            image_size=self.image_size,
+            mode=self.mode,
+            y=y,
+            weights=weights,
+            _scanned=True,
         )
 
 

@@ -59,7 +59,9 @@ def load_image_folder(path, image_size=None, lazy=False, mode="auto"):
     paths, labels = [], []
     for folder in classes:
         files = sorted(
-            f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES
+            f
+            for f in folder.rglob("*")
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
         )
         paths += [str(f) for f in files]
         labels += [folder.name] * len(files)

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from skcnn import CNNClassifier
+from skcnn._data import ImagePaths
 from skcnn.datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
 
 
@@ -72,3 +73,75 @@ def test_baselines_take_image_files(image_folder):
         HOGTransformer().fit_transform(paths), HOGTransformer().fit_transform(X)
     )
     assert ImageFlattener().fit(paths).transform(paths[:3]).shape == (3, 64)
+
+
+# -- image files: every problem named up front, with its path ---------------------
+def _save(path, array, mode=None):
+    from PIL import Image
+
+    Image.fromarray(array, mode).save(path)
+    return str(path)
+
+
+def test_one_gray_file_does_not_turn_colour_images_gray(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [_save(tmp_path / "a_gray.png", rng.integers(0, 255, (8, 8), np.uint8))]
+    paths += [
+        _save(tmp_path / f"b{i}.png", rng.integers(0, 255, (8, 8, 3), np.uint8))
+        for i in range(3)
+    ]
+    source = ImagePaths(paths)
+    assert source.layout.shape == (3, 8, 8)
+    colour = source.numpy()[1]
+    from PIL import Image
+
+    np.testing.assert_array_equal(
+        colour.transpose(1, 2, 0), np.array(Image.open(paths[1]))
+    )
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    wide = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(wide).save(path)
+    got = ImagePaths([str(path)]).numpy()[0, 0]
+    np.testing.assert_array_equal(got, np.round(wide / 257.0).astype(np.uint8))
+    assert got.max() > 200  # 63000 / 257: not clipped to 255 for everything above 255
+
+
+def test_different_sizes_are_announced(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [
+        _save(tmp_path / "a.png", rng.integers(0, 255, (8, 8), np.uint8)),
+        _save(tmp_path / "b.png", rng.integers(0, 255, (16, 12), np.uint8)),
+    ]
+    with pytest.warns(UserWarning, match="2 different sizes; all are resized to 8x8"):
+        assert ImagePaths(paths).numpy().shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("problem", ["missing", "folder", "truncated", "not-an-image"])
+def test_bad_files_are_named_before_any_work(tmp_path, problem):
+    rng = np.random.default_rng(0)
+    good = _save(tmp_path / "good.png", rng.integers(0, 255, (8, 8), np.uint8))
+    bad = tmp_path / "bad.png"
+    if problem == "folder":
+        bad.mkdir()
+    elif problem == "truncated":
+        _save(bad, rng.integers(0, 255, (32, 32), np.uint8))
+        bad.write_bytes(bad.read_bytes()[:-40])
+    elif problem == "not-an-image":
+        bad.write_text("hello")
+    with pytest.raises(ValueError, match=str(bad)):
+        ImagePaths([good, str(bad)])
+
+
+def test_load_image_folder_skips_folders_named_like_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        _save(tmp_path / c / "x.png", rng.integers(0, 255, (8, 8), np.uint8))
+        (tmp_path / c / "not_an_image.png").mkdir()
+    X, y = load_image_folder(tmp_path)
+    assert X.shape == (2, 8, 8) and sorted(y) == ["a", "b"]

@@ -130,9 +130,9 @@ def test_same_results_for_n_jobs_1_and_2():
 def test_checkpoints_never_cross_folds_or_data(tmp_path):
     """cross_val_score with warm_start must not resume a fold from weights
     trained on its own test fold: checkpoints are keyed to the data."""
-    from sklearn.model_selection import cross_val_score
-
     import json
+
+    from sklearn.model_selection import cross_val_score
 
     rng = np.random.default_rng(0)
     X = rng.random((60, 8, 8)).astype(np.float32)

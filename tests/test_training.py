@@ -209,3 +209,14 @@ def test_failed_refit_keeps_the_previous_model(small_digits):
     with pytest.raises(ValueError):
         clf.set_params(lr=1e-3, optimizer="adam", dropout=2.0).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X[:20]), before)
+
+
+def test_partial_fit_trains_on_every_row_and_classes_do_not_leak(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(**{**TINY, "batch_size": 10})
+    clf.partial_fit(X[:50], y[:50], classes=np.arange(12))  # two never-seen classes
+    assert clf.history_[-1]["train_batch_count"] == 5  # all 50 rows, no hold-out
+    assert "valid_loss" not in clf.history_[-1]
+    assert len(clf.classes_) == 12
+    clf.fit(X, y)  # a full fit starts over from its own data
+    np.testing.assert_array_equal(clf.classes_, np.arange(10))
