@@ -37,10 +37,12 @@ _PARAMS_DOC = """
     global_pool : {None, "avg", "max"}, default=None
         None flattens the last feature map (as Keras ``Flatten``).
     max_epochs : int, default=40
+        Most epochs to train (early stopping may end sooner).
     batch_size : int or "auto", default="auto"
         "auto" is 64, or ``n_train // 8`` (at least 16) on small training sets,
         so that every epoch has several steps.
     lr : float, default=1e-3
+        Learning rate.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"} or optimizer class, default="adam"
         "sgd" uses momentum 0.9.
     weight_decay : float, default=0.0
@@ -53,6 +55,7 @@ _PARAMS_DOC = """
         Internal validation split (stratified for classifiers), drawn from
         ``random_state``. 0 or None: no split.
     n_iter_no_change : int, default=6
+        Epochs without improvement before early stopping ends training.
     augment : None, bool, dict, Augment or callable, default=None
         Training-batch augmentation on the device, e.g.
         ``{"rotation": 15, "shift": 0.1, "hflip": True}``.

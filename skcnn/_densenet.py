@@ -92,10 +92,12 @@ class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
     stem : {"auto", "small", "imagenet"}, default="auto"
         "auto" is "small" for images <= 64 px trained from scratch.
     max_epochs : int, default=30
+        Most epochs to train (early stopping may end sooner).
     batch_size : int or "auto", default="auto"
         "auto" is 64, or ``n_train // 8`` (at least 16) on small training sets,
         so that every epoch has several steps.
     lr : float, default=1e-3
+        Learning rate (of the head; the backbone's is scaled).
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
 warm_start, checkpoint_dir, num_workers, class_weight

@@ -67,7 +67,9 @@ class PretrainedFeatureExtractor(
         Resize images to this size on the device (small images are enlarged
         to at least 32 px so that the backbone's pooling keeps a map).
     batch_size : int, default=256
+        Images per forward pass.
     device : str, default="auto"
+        "auto" is CUDA when available, else CPU.
     precision : {"auto", "32", "bf16", "fp16"}, default="auto"
         "bf16" is about 2x faster on CPUs with bf16 support.
     memory_format : {"channels_last", "contiguous"}, default="channels_last"

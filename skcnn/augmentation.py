@@ -70,7 +70,18 @@ class Augment:
         )
 
     def seed(self, seed):
-        """Draw this augmenter's randomness from its own seeded generator."""
+        """Draw this augmenter's randomness from its own seeded generator.
+
+        Parameters
+        ----------
+        seed : int
+            Seed of the generator.
+
+        Returns
+        -------
+        self : Augment
+            This augmenter.
+        """
         self.generator = torch.Generator().manual_seed(int(seed))
         return self
 

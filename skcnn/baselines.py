@@ -238,7 +238,7 @@ class HOGTransformer(_ImageTransformer):
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
     n_jobs : int or None, default=None
-        joblib workers over images.
+        Joblib workers over images.
     resize : (h, w) or None
         Deprecated old name of ``input_size`` (removed in 0.3).
 
@@ -333,7 +333,9 @@ class AddNoise(TransformerMixin, BaseEstimator):
         Noise standard deviation, in units of the data (uint8 data is noised
         on the 0-255 scale times ``std * 255`` and clipped back to uint8).
     on_transform : bool, default=False
+        Also add noise in ``transform`` (test-time noise).
     random_state : int, RandomState or None, default=None
+        Seeds the noise.
     """
 
     _parameter_constraints = {

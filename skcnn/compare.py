@@ -271,14 +271,35 @@ def run_comparison(
     Parameters
     ----------
     data : "digits", "lfw" or a folder path
+        The images to compare on.
     external : folder or None
         External test set; None uses a shifted copy of the validation split.
     models : list of names or None
         A subset of :data:`MODEL_NAMES`; None runs them all.
     quick : bool
         Fewer epochs and no search (one candidate per model).
+    device : str, default="auto"
+        Device of the network models.
+    n_jobs : int, default=1
+        Parallel search jobs.
+    cv : int, default=3
+        Cross-validation folds of the searches.
+    weights : path or None
+        DenseNet-121 weights for the pretrained rows; None looks in the
+        torch hub cache.
+    image_size : int or None
+        Size images from a folder are resized to (default 32).
+    random_state : int, default=0
+        Seeds the splits, the models and the external shift.
     out : folder or None
         Write results.csv, results.md and PNG figures there.
+    progress : callable, default=print to stderr
+        Called with one line of progress text at a time.
+
+    Returns
+    -------
+    result : ComparisonResult
+        The table's rows, the fitted models and their predictions.
     """
     start = time.perf_counter()
     _check_options(out=out, device=device, weights=weights, image_size=image_size)

@@ -38,17 +38,21 @@ def load_image_folder(path, image_size=None, lazy=False, mode="auto"):
     Parameters
     ----------
     path : str or Path
+        The folder; each subfolder's name is a class.
     image_size : (H, W), int or None, default=None
         Resize every image; None takes the first image's size.
     lazy : bool, default=False
         Return ``(paths, y)`` (a list of file paths, decoded batch by batch
         when an estimator uses them) instead of ``(X, y)`` arrays.
     mode : {"auto", "L", "RGB"}, default="auto"
+        Colour mode; "auto" is gray when every image is gray.
 
     Returns
     -------
-    X : ndarray (n, H, W) or (n, H, W, 3) uint8, or a list of paths when lazy
-    y : ndarray of str, the subfolder names
+    X : ndarray or list of str
+        uint8 images ``(n, H, W)`` or ``(n, H, W, 3)``; file paths when lazy.
+    y : ndarray of str
+        The subfolder names.
     """
     root = Path(path)
     if not root.is_dir():
@@ -87,6 +91,24 @@ def make_shifted(X, *, rotation=10.0, shift=0.1, noise=0.05, random_state=0):
     translation (up to ``shift`` of its size) and Gaussian noise (std
     ``noise`` on the 0-1 scale), seeded by ``random_state``. The dtype and
     layout of ``X`` are kept.
+
+    Parameters
+    ----------
+    X : array-like
+        Images in any layout skcnn takes.
+    rotation : float, default=10.0
+        Largest rotation in degrees.
+    shift : float, default=0.1
+        Largest translation, as a fraction of the image size.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise on the 0-1 scale.
+    random_state : int, default=0
+        Seed of the transforms.
+
+    Returns
+    -------
+    X_shifted : ndarray
+        The shifted images, in the dtype and layout of ``X``.
     """
     from ._data import to_channels_first
     from .augmentation import Augment

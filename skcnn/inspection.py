@@ -93,6 +93,16 @@ class Summary:
 def summary(estimator):
     """Layers with output shapes and parameter counts, counted as Keras does.
 
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+
+    Returns
+    -------
+    summary : Summary
+        Rows and totals; ``print(summary)`` shows the table.
+
     Examples
     --------
     >>> import numpy as np
@@ -162,7 +172,20 @@ def _find_layer(module, layer):
 
 
 def conv_kernels(estimator, layer=0):
-    """Weights of a conv layer: ``(filters, in_channels, kh, kw)`` (or ``(f, c, k)`` 1-D)."""
+    """Weights of a conv layer.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    layer : int or str, default=0
+        Index among the conv layers (negative from the end) or module name.
+
+    Returns
+    -------
+    kernels : ndarray
+        ``(filters, in_channels, kh, kw)``, or ``(filters, in_channels, k)`` 1-D.
+    """
     _, conv = _find_layer(_module(estimator), layer)
     if not isinstance(conv, _CONV):
         raise ValueError(
@@ -172,7 +195,22 @@ def conv_kernels(estimator, layer=0):
 
 
 def feature_maps(estimator, X, layer=0):
-    """Output of a layer (conv index or module name) for images ``X``: ``(n, filters, H', W')``."""
+    """Output of a layer for images ``X``.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    X : array-like
+        Images with the layout seen at fit.
+    layer : int or str, default=0
+        Index among the conv layers (negative from the end) or module name.
+
+    Returns
+    -------
+    maps : ndarray
+        ``(n, filters, H', W')`` (``(n, filters, L')`` for 1-D signals).
+    """
     module = _module(estimator)
     _, target = _find_layer(module, layer)
     captured = []
@@ -214,12 +252,29 @@ def saliency(
 
     Parameters
     ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    X : array-like
+        Images with the layout seen at fit.
     target : array-like of labels or None, default=None
         The class to explain per image; None uses the predicted class.
     method : {"gradient", "smoothgrad", "integrated_gradients"}, default="gradient"
         Absolute input gradient; its average over noisy copies (SmoothGrad);
         or integrated gradients from a black baseline. Channels are reduced
         by their maximum absolute value.
+    n_samples : int, default=20
+        Noisy copies per image for SmoothGrad.
+    noise : float, default=0.1
+        SmoothGrad's noise, as a fraction of the input's value range.
+    steps : int, default=32
+        Steps of the integrated-gradients path.
+    random_state : int, default=0
+        Seeds SmoothGrad's noise.
+
+    Returns
+    -------
+    maps : ndarray
+        ``(n, H, W)`` attributions (``(n, L)`` for 1-D signals).
     """
     module = _module(estimator)
     x = _inputs(estimator, X)
@@ -286,7 +341,20 @@ def _pyplot():
 
 
 def plot_learning_curves(estimator, ax=None):
-    """Training and validation loss (and accuracy) per epoch, best epoch marked."""
+    """Training and validation loss (and accuracy) per epoch, best epoch marked.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    ax : matplotlib Axes or array of them, default=None
+        Where to draw (one per panel); None makes a new figure.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        The figure drawn on.
+    """
     plt = _pyplot()
     check_is_fitted(estimator, "history_")
     hist = estimator.history_
@@ -332,7 +400,24 @@ def _grid(plt, n, size=1.2):
 
 
 def plot_kernels(estimator, layer=0, in_channel=0, max_filters=64):
-    """Each filter of a conv layer (one input channel) as a small image."""
+    """Each filter of a conv layer (one input channel) as a small image.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    layer : int or str, default=0
+        Index among the conv layers or module name.
+    in_channel : int, default=0
+        Which input channel of the kernels to show.
+    max_filters : int, default=64
+        Most filters shown.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        The figure.
+    """
     plt = _pyplot()
     kernels = conv_kernels(estimator, layer)[:max_filters, in_channel]
     fig, axes = _grid(plt, len(kernels))
@@ -343,7 +428,24 @@ def plot_kernels(estimator, layer=0, in_channel=0, max_filters=64):
 
 
 def plot_feature_maps(estimator, image, layer=0, max_maps=64):
-    """The maps one image produces at a conv layer."""
+    """The maps one image produces at a conv layer.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    image : array-like
+        One image, in the layout seen at fit (without the sample axis).
+    layer : int or str, default=0
+        Index among the conv layers or module name.
+    max_maps : int, default=64
+        Most maps shown.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        The figure.
+    """
     plt = _pyplot()
     image = np.asarray(image)
     maps = feature_maps(estimator, image[None], layer)[0][:max_maps]
@@ -355,7 +457,26 @@ def plot_feature_maps(estimator, image, layer=0, max_maps=64):
 
 
 def plot_saliency(estimator, X, target=None, method="gradient", **kwargs):
-    """Images with their saliency maps overlaid."""
+    """Images with their saliency maps overlaid.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor or DenseNetClassifier
+        The network to look into.
+    X : array-like
+        A few images with the layout seen at fit.
+    target : array-like of labels or None, default=None
+        The class to explain per image; None uses the predicted class.
+    method : {"gradient", "smoothgrad", "integrated_gradients"}, default="gradient"
+        As in :func:`saliency`.
+    **kwargs : dict
+        Passed to :func:`saliency`.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        The figure.
+    """
     plt = _pyplot()
     X = np.asarray(X)
     maps = saliency(estimator, X, target=target, method=method, **kwargs)

@@ -140,7 +140,7 @@ def test_no_import_circle():
 
 def test_compiled_checkpoint_resumes_into_plain_network(small_digits, tmp_path):
     X, y = small_digits
-    compiled = CNNClassifier(**TINY, compile=True, checkpoint_dir=tmp_path).fit(X, y)
+    CNNClassifier(**TINY, compile=True, checkpoint_dir=tmp_path).fit(X, y)
     (saved,) = tmp_path.glob("fit-*/params.pt")
     keys = torch.load(saved, weights_only=True).keys()
     # Written from the unwrapped module: the plain network's names.
