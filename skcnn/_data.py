@@ -318,7 +318,7 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
     arr, found = to_channels_first(
         X,
         image_shape=image_shape,
-        channels=getattr(estimator, "channels", "auto"),
+        channels=estimator.channels,
         layout=layout,
     )
     return TensorData(arr), found, y

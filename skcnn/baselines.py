@@ -101,6 +101,8 @@ class ImageFlattener(_ImageTransformer):
     ----------
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
+    channels : {"auto", "last", "first"}, default="auto"
+        Channel axis of 4-D input (as in CNNClassifier).
 
     Examples
     --------
@@ -109,10 +111,14 @@ class ImageFlattener(_ImageTransformer):
     (2, 192)
     """
 
-    _parameter_constraints = {"image_shape": [tuple, list, None]}
+    _parameter_constraints = {
+        "image_shape": [tuple, list, None],
+        "channels": [StrOptions({"auto", "last", "first"})],
+    }
 
-    def __init__(self, image_shape=None):
+    def __init__(self, image_shape=None, channels="auto"):
         self.image_shape = image_shape
+        self.channels = channels
 
     def _transform_images(self, images):
         return images.reshape(len(images), -1)
@@ -129,6 +135,8 @@ class ImageResizer(_ImageTransformer):
         Smooth before downsampling (scikit-image's ``anti_aliasing``).
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
+    channels : {"auto", "last", "first"}, default="auto"
+        Channel axis of 4-D input (as in CNNClassifier).
     flatten : bool, default=False
         Return ``(n, h*w*C)`` instead, for models that take 2-D input.
     output_shape : (h, w)
@@ -139,6 +147,7 @@ class ImageResizer(_ImageTransformer):
         "input_size": [Int(1), Sizes(1, nonempty=True)],
         "anti_aliasing": ["boolean"],
         "image_shape": [tuple, list, None],
+        "channels": [StrOptions({"auto", "last", "first"})],
         "flatten": ["boolean"],
         "output_shape": deprecated_name([Sizes(1, nonempty=True)]),
     }
@@ -149,11 +158,13 @@ class ImageResizer(_ImageTransformer):
         anti_aliasing=True,
         image_shape=None,
         flatten=False,
+        channels="auto",
         output_shape=DEPRECATED,
     ):
         self.input_size = input_size
         self.anti_aliasing = anti_aliasing
         self.image_shape = image_shape
+        self.channels = channels
         self.flatten = flatten
         self.output_shape = output_shape
 
@@ -191,18 +202,22 @@ class ColorHistogram(_ImageTransformer):
         Normalise each histogram to sum to 1 (independent of image size).
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
+    channels : {"auto", "last", "first"}, default="auto"
+        Channel axis of 4-D input (as in CNNClassifier).
     """
 
     _parameter_constraints = {
         "bins": [Int(1)],
         "density": ["boolean"],
         "image_shape": [tuple, list, None],
+        "channels": [StrOptions({"auto", "last", "first"})],
     }
 
-    def __init__(self, bins=16, density=True, image_shape=None):
+    def __init__(self, bins=16, density=True, image_shape=None, channels="auto"):
         self.bins = bins
         self.density = density
         self.image_shape = image_shape
+        self.channels = channels
 
     def _transform_images(self, images):
         n, h, w, c = images.shape
@@ -237,6 +252,8 @@ class HOGTransformer(_ImageTransformer):
         Resize every image to this size before computing HOG.
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
+    channels : {"auto", "last", "first"}, default="auto"
+        Channel axis of 4-D input (as in CNNClassifier).
     n_jobs : int or None, default=None
         Joblib workers over images.
     resize : (h, w) or None
@@ -256,6 +273,7 @@ class HOGTransformer(_ImageTransformer):
         "block_norm": [StrOptions({"L1", "L1-sqrt", "L2", "L2-Hys"})],
         "input_size": [Int(1), Sizes(1, nonempty=True), None],
         "image_shape": [tuple, list, None],
+        "channels": [StrOptions({"auto", "last", "first"})],
         "n_jobs": [Integral, None],
         "resize": deprecated_name([Sizes(1, nonempty=True), None]),
     }
@@ -269,6 +287,7 @@ class HOGTransformer(_ImageTransformer):
         input_size=None,
         image_shape=None,
         n_jobs=None,
+        channels="auto",
         resize=DEPRECATED,
     ):
         self.orientations = orientations
@@ -278,6 +297,7 @@ class HOGTransformer(_ImageTransformer):
         self.input_size = input_size
         self.image_shape = image_shape
         self.n_jobs = n_jobs
+        self.channels = channels
         self.resize = resize
 
     def _fit_images(self, images):
