@@ -4,6 +4,7 @@ from ._cnn import CNNClassifier, CNNRegressor
 from ._densenet import DenseNetClassifier
 from ._feature_extraction import PretrainedFeatureExtractor
 from ._persistence import load
+from ._pretrained_classifier import PretrainedClassifier
 from .augmentation import Augment
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __all__ = [
     "CNNClassifier",
     "CNNRegressor",
     "DenseNetClassifier",
+    "PretrainedClassifier",
     "PretrainedFeatureExtractor",
     "__version__",
     "load",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from skorch.callbacks import Freezer, Unfreezer
-
 from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMixin
+from ._transfer import TRANSFER_PARAMETER_CONSTRAINTS, TransferMixin
 from ._validation import (
     DEPRECATED,
     Int,
@@ -25,7 +24,8 @@ __all__ = ["DenseNetClassifier"]
 _SMALL_IMAGE = 64
 
 
-class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
+class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
+    _backbone_prefix = "features."
     _parameter_constraints = {
         **NET_PARAMETER_CONSTRAINTS,
         "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
@@ -37,9 +37,7 @@ class DenseNetClassifier(NetClassifierMixin, BaseNetEstimator):
         "drop_rate": deprecated_name([Num(0, 1, closed="left")]),
         "memory_efficient": ["boolean"],
         "weights": [None, str, os.PathLike, dict],
-        "finetune_depth": [StrOptions({"all"}), Int(0)],
-        "head_epochs": [Int(0)],
-        "backbone_lr_scale": [Num(0)],
+        **TRANSFER_PARAMETER_CONSTRAINTS,
         "input_size": [Int(1), Sizes(1, nonempty=True), None],
         "stem": [StrOptions({"auto", "small", "imagenet"})],
         "class_weight": [StrOptions({"balanced"}), dict, None],
@@ -236,33 +234,3 @@ warm_start, checkpoint_dir, num_workers, class_weight
                 f"finetune_depth={self.finetune_depth} is more than the {len(blocks)} "
                 f"dense blocks of this DenseNet; use 'all' or an int in [0, {len(blocks)}]."
             )
-
-    def _extra_callbacks(self, module):
-        if not self.head_epochs or self.finetune_depth == 0:
-            return []
-        # First the head alone on a frozen base, then unfreeze down to
-        # finetune_depth (epochs count from 1; a resumed fit is past both).
-        patterns = _patterns(module.trainable_prefixes(self.finetune_depth))
-        return [
-            ("freeze_base", Freezer(_patterns(["features."]), at=1)),
-            ("unfreeze", Unfreezer(patterns, at=int(self.head_epochs) + 1)),
-        ]
-
-    def _optimizer_kwargs(self):
-        if self.backbone_lr_scale == 1.0:
-            return {}
-        return {
-            "param_groups": [
-                (
-                    pattern,
-                    {"lr": float(self.lr) * float(self.backbone_lr_scale)},
-                )
-                for pattern in _patterns(["features."])
-            ]
-        }
-
-
-def _patterns(prefixes):
-    """Parameter-name patterns for skorch's freezing and parameter groups,
-    matching the module's names with and without torch.compile's wrapper."""
-    return [f"{wrap}{p}*" for p in prefixes for wrap in ("", "_orig_mod.")]

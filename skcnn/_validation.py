@@ -51,9 +51,10 @@ class _NoBoolInterval(Interval):
 
 
 def Int(low, high=None):
-    """An integer in ``[low, high]`` (``high=None``: no upper bound); no booleans."""
+    """An integer in ``[low, high]`` (None: no bound on that side); no booleans."""
+    closed = {(False, False): "both", (True, False): "right", (False, True): "left"}
     return _NoBoolInterval(
-        Integral, low, high, closed="left" if high is None else "both"
+        Integral, low, high, closed=closed.get((low is None, high is None), "neither")
     )
 
 

@@ -10,6 +10,7 @@ from skcnn import (
     CNNClassifier,
     CNNRegressor,
     DenseNetClassifier,
+    PretrainedClassifier,
     PretrainedFeatureExtractor,
 )
 from skcnn.baselines import (
@@ -39,6 +40,8 @@ ESTIMATORS = [
     DenseNetClassifier(
         growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN
     ),
+    # timm's tiny test network (356k parameters), random weights.
+    PretrainedClassifier("test_efficientnet", weights=None, **FAST_DN),
     PretrainedFeatureExtractor("mobilenet_v3_small", weights=None, device="cpu"),
     ImageFlattener(),
     ColorHistogram(bins=4),
@@ -56,6 +59,9 @@ EXPECTED_FAILED = {
     "CNNClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
     "CNNRegressor": {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS},
     "DenseNetClassifier": {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS
+    },
+    "PretrainedClassifier": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS
     },
     "AddNoise": {

@@ -98,11 +98,29 @@ def test_named_layer_and_pooling(weights_file, small_digits):
     ).fit(X[:3])
     assert avg.transform(X[:3]).shape == (3, 128)
     flat = PretrainedFeatureExtractor(
-        weights=weights_file, layer="features.transition1", pooling=None, device="cpu"
+        weights=weights_file,
+        layer="features.transition1",
+        pooling=None,
+        input_size=None,
+        device="cpu",
     ).fit(X[:3])
     assert (
         flat.transform(X[:3]).shape[1] == 128 * 4 * 4
     )  # 32 px -> stem /4 -> transition /2
+    # "auto": 8 px digits with pretrained weights are enlarged to 96 px
+    auto = PretrainedFeatureExtractor(
+        weights=weights_file, layer="features.transition1", pooling=None, device="cpu"
+    ).fit(X[:3])
+    assert auto.transform(X[:3]).shape[1] == 128 * 12 * 12
+    # negative ints count the table's stages from the end
+    by_stage = PretrainedFeatureExtractor(
+        weights=weights_file, layer=-4, pooling=None, input_size=None, device="cpu"
+    ).fit(X[:3])
+    np.testing.assert_array_equal(by_stage.transform(X[:3]), flat.transform(X[:3]))
+    with pytest.raises(ValueError, match="has 4: use -1 ... -4"):
+        PretrainedFeatureExtractor(weights=weights_file, layer=-5, device="cpu").fit(
+            X[:3]
+        )
     with pytest.raises(ValueError, match="not a module"):
         PretrainedFeatureExtractor(
             weights=weights_file, layer="nope", device="cpu"

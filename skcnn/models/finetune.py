@@ -1,0 +1,121 @@
+"""Fine-tuning depth for any network made of a backbone's stages and a head.
+
+A module that mixes in :class:`FinetuneMixin` names its head (``head_prefix``),
+its backbone (``backbone_prefix``) and the parameter-name prefixes where its
+stages start (``stage_starts()``, in forward order). ``finetune_depth`` then
+means the same for every architecture: 0 trains the head alone, ``k`` the
+last ``k`` stages and everything after them (final norms, a 1x1 head conv),
+``"all"`` everything. Frozen batch-norm layers stay in eval mode, so their
+running statistics keep the pretrained values.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["FinetuneMixin", "ParamNames", "PretrainedNet"]
+
+
+class FinetuneMixin:
+    """Freezing by stages; see the module docstring."""
+
+    head_prefix = "classifier."
+    backbone_prefix = "features."
+
+    def stage_starts(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def trainable_names(self, depth):
+        """Names of the parameters that train at fine-tuning ``depth``."""
+        names = [n for n, _ in self.named_parameters()]
+        head = {n for n in names if n.startswith(self.head_prefix)}
+        body = [n for n in names if n.startswith(self.backbone_prefix)]
+        if depth == "all":
+            return head | set(body)
+        starts = self.stage_starts()
+        if not (isinstance(depth, int) and 0 <= depth <= len(starts)):
+            raise ValueError(
+                f"finetune_depth must be 'all' or an int in [0, {len(starts)}] (this "
+                f"backbone has {len(starts)} stages); got {depth!r}."
+            )
+        if depth == 0:
+            return head
+        start = starts[len(starts) - depth]
+        first = next(i for i, n in enumerate(body) if n.startswith(start + "."))
+        return head | set(body[first:])
+
+    def set_finetune_depth(self, depth):
+        trainable = self.trainable_names(depth)
+        for name, p in self.named_parameters():
+            p.requires_grad_(name in trainable)
+        return self
+
+    def train(self, mode=True):
+        super().train(mode)
+        if mode:
+            # Frozen batch norm keeps its running statistics: eval mode.
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    params = list(m.parameters(recurse=False))
+                    if params and not any(p.requires_grad for p in params):
+                        m.eval()
+        return self
+
+
+class PretrainedNet(FinetuneMixin, nn.Module):
+    """Input adapter + a backbone returning pooled features + a new head.
+
+    Parameters
+    ----------
+    backbone : skcnn.backbones.Backbone
+        The built backbone (its head cut).
+    n_classes : int
+        Outputs of the new linear head.
+    adapter : nn.Module or None
+        Channel repeat, resizing and normalisation in front of the backbone.
+    dropout : float, default=0.0
+        Dropout on the features, before the head.
+    """
+
+    backbone_prefix = "body."
+
+    def __init__(self, backbone, n_classes, adapter=None, dropout=0.0):
+        super().__init__()
+        self.adapter = adapter if adapter is not None else nn.Identity()
+        self.body = backbone.model
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.num_features = backbone.feature_dim
+        self.classifier = nn.Linear(self.num_features, n_classes)
+        nn.init.zeros_(self.classifier.bias)
+        self._stage_starts = [self.backbone_prefix + s.start for s in backbone.stages]
+
+    def stage_starts(self):
+        return list(self._stage_starts)
+
+    def forward_features(self, x):
+        return self.body(self.adapter(x))
+
+    def forward_head(self, x, pre_logits=False):
+        return x if pre_logits else self.classifier(self.dropout(x))
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, n_classes):
+        self.classifier = nn.Linear(self.num_features, n_classes)
+
+
+class ParamNames:
+    """A picklable parameter selector for skorch's freezing callbacks:
+    matches names in ``names`` or starting with ``prefix``, with or without
+    the ``_orig_mod.`` that ``torch.compile`` adds."""
+
+    def __init__(self, names=(), prefix=None):
+        self.names = frozenset(names)
+        self.prefix = prefix
+
+    def __call__(self, name):
+        name = name.removeprefix("_orig_mod.")
+        return name in self.names or (
+            self.prefix is not None and name.startswith(self.prefix)
+        )
