@@ -71,7 +71,8 @@ class PretrainedFeatureExtractor(
     input_size : "auto", int, (H, W) or None, default="auto"
         Resize images to this size on the device. "auto": with pretrained
         weights, small images are enlarged about 4x, to at least 96 px and
-        at most the weights' native size; with random weights, as None.
+        at most the native size of the architecture's weights (random
+        weights too).
         None: the images' own size (enlarged to at least 32 px so that the
         backbone's pooling keeps a map).
     batch_size : int, default=256

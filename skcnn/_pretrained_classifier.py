@@ -50,7 +50,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     input_size : "auto", int, (H, W) or None, default="auto"
         Size images are resized to. "auto": with pretrained weights, small
         images are enlarged about 4x, to at least 96 px and at most the
-        weights' native size; with random weights, the images' own size.
+        native size of the architecture's weights (random weights too).
     dropout : float, default=0.0
         Dropout before the new head.
     max_epochs : int, default=15

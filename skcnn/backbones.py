@@ -182,13 +182,12 @@ class Backbone:
 
     def resolve_input_size(self, input_size, spatial):
         """The size images are resized to: ``input_size`` itself, or for
-        ``"auto"`` :func:`auto_input_size` of the weights' native size."""
+        ``"auto"`` :func:`auto_input_size` of the architecture's native size
+        (the same with random weights, so that the two compare fairly)."""
         if self.restored_input_size != "not restored":
             return self.restored_input_size
         if input_size != "auto":
             return input_size
-        if self.weights is None:
-            return None  # random weights: the images' own size (at least 32)
         return auto_input_size(self.input_size, spatial)
 
     def stage(self, index):
@@ -204,8 +203,8 @@ class Backbone:
 
 def auto_input_size(native, spatial):
     """``input_size="auto"``: small images are enlarged about 4x, to at least
-    96 px, and never beyond the weights' native size (224 for ImageNet
-    weights). Measured in ``benchmarks/bench_transfer.py``: enlarging 8x8
+    96 px, and never beyond the native size of the architecture's weights
+    (224 for ImageNet weights; no cap when it is unknown). Measured in ``benchmarks/bench_transfer.py``: enlarging 8x8
     digits to 96 px beat both 32 px and the native 224 px, at a fraction of
     the latter's cost."""
     side = max(spatial) if spatial else 1
