@@ -166,9 +166,10 @@ def _warn_far_from_unit_range(X, name):
     low, high = float(X.min()), float(X.max())
     if max(abs(low), abs(high)) > 5:
         warnings.warn(
-            f"{name} holds floats in [{low:g}, {high:g}], far outside [0, 1]. Networks "
-            "train best on inputs of about unit scale: divide by the maximum, or pass "
-            "uint8 pixels (scaled to [0, 1] automatically).",
+            f"{name} holds floats in [{low:g}, {high:g}], far outside [0, 1]: skcnn "
+            "reads float images as they are (networks train best on about unit scale; "
+            "colour histograms expect [0, 1]). Divide by the maximum, or pass uint8 "
+            "pixels (scaled to [0, 1] automatically).",
             UserWarning,
             stacklevel=5,
         )

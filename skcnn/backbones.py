@@ -204,9 +204,21 @@ class Backbone:
 def auto_input_size(native, spatial):
     """``input_size="auto"``: small images are enlarged about 4x, to at least
     96 px, and never beyond the native size of the architecture's weights
-    (224 for ImageNet weights; no cap when it is unknown). Measured in ``benchmarks/bench_transfer.py``: enlarging 8x8
-    digits to 96 px beat both 32 px and the native 224 px, at a fraction of
-    the latter's cost."""
+    (224 for ImageNet weights; no cap when it is unknown). The choice is
+    measured in ``benchmarks/bench_transfer.py``.
+
+    Parameters
+    ----------
+    native : int or None
+        The native input size of the weights (None: unknown, no cap).
+    spatial : tuple of int
+        The images' own size.
+
+    Returns
+    -------
+    size : int
+        The side images are resized to.
+    """
     side = max(spatial) if spatial else 1
     size = max(96, 4 * side)
     return int(min(native, size)) if native else int(size)
@@ -272,6 +284,7 @@ def _cut_head(model, source):
 def _generic_stages(model, source):
     if source == "timm" and getattr(model, "feature_info", None):
         return _stages(*[f["module"] for f in model.feature_info])
+
     def with_params(module):
         return [
             (n, c)

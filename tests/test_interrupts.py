@@ -15,83 +15,64 @@ X8 = np.random.RandomState(0).rand(40, 8, 8).astype(np.float32)
 Y8 = np.arange(40) % 4
 
 
-def test_ctrl_c_stops_after_the_batch_and_keeps_best_weights():
-    # Background jobs (CI) start with SIGINT ignored; act as a terminal would.
+@pytest.fixture
+def terminal_sigint():
+    """Background jobs (CI) start with SIGINT ignored; act as a terminal would."""
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        _check_ctrl_c()
-    finally:
-        signal.signal(signal.SIGINT, outer)
+    yield
+    signal.signal(signal.SIGINT, outer)
 
 
-def _check_ctrl_c():
-    calls = []
+class CtrlC:
+    """An augmentation that presses Ctrl-C (``presses`` times) at batch ``at``."""
 
-    def interrupting_augment(xb):
-        calls.append(1)
-        if len(calls) == 7:  # during the 4th epoch (2 batches per epoch)
-            os.kill(os.getpid(), signal.SIGINT)
+    def __init__(self, at, presses=1):
+        self.at, self.presses, self.calls = at, presses, 0
+
+    def __call__(self, xb):
+        self.calls += 1
+        if self.calls == self.at:
+            for _ in range(self.presses):
+                os.kill(os.getpid(), signal.SIGINT)
         return xb
 
-    clf = CNNClassifier(
-        **{**TINY, "max_epochs": 50, "batch_size": 18}, augment=interrupting_augment
-    )
+
+def test_ctrl_c_stops_after_the_batch_and_keeps_best_weights(terminal_sigint):
+    ctrl_c = CtrlC(at=7)  # during the 4th epoch (2 batches per epoch)
+    clf = CNNClassifier(**{**TINY, "max_epochs": 50, "batch_size": 18}, augment=ctrl_c)
     # Ctrl-C stops fit (and so any search or comparison around it)...
     with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 4"):
         clf.fit(X8, Y8)
     # ...and the estimator keeps what was trained, marked as cut short.
     assert clf.interrupted_
-    assert len(calls) == 7  # the batch in flight finished, no further batch started
+    assert ctrl_c.calls == 7  # the batch in flight finished, no further batch started
     assert clf.n_iter_ == 4
     assert clf.predict(X8).shape == (40,)
     # the handler is removed after fit: Ctrl-C behaves normally again
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_second_ctrl_c_aborts_the_batch_and_still_marks_the_fit():
-    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
-    calls = []
-
-    def interrupting_augment(xb):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)  # impatient: abort at once
-        return xb
-
-    clf = CNNClassifier(
-        **{**TINY, "max_epochs": 50, "batch_size": 18}, augment=interrupting_augment
-    )
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            clf.fit(X8, Y8)
-    finally:
-        signal.signal(signal.SIGINT, outer)
+def test_second_ctrl_c_aborts_the_batch_and_still_marks_the_fit(terminal_sigint):
+    ctrl_c = CtrlC(at=3, presses=2)  # impatient: abort at once
+    clf = CNNClassifier(**{**TINY, "max_epochs": 50, "batch_size": 18}, augment=ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X8, Y8)
     assert clf.interrupted_
-    assert len(calls) == 3
+    assert ctrl_c.calls == 3
 
 
-def test_ctrl_c_stops_a_grid_search():
-    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
-    calls = []
+def test_ctrl_c_stops_a_grid_search(terminal_sigint):
+    ctrl_c = CtrlC(at=3)
 
-    def interrupting_augment(xb):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return xb
+    def augment(xb):  # a function: clones share it (and ctrl_c's count)
+        return ctrl_c(xb)
 
     search = GridSearchCV(
-        CNNClassifier(**TINY, augment=interrupting_augment),
-        {"dropout": [0.0, 0.5]},
-        cv=2,
+        CNNClassifier(**TINY, augment=augment), {"dropout": [0.0, 0.5]}, cv=2
     )
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            search.fit(X8, Y8)
-    finally:
-        signal.signal(signal.SIGINT, outer)
-    assert len(calls) == 3  # no later fold or candidate trained
+    with pytest.raises(KeyboardInterrupt):
+        search.fit(X8, Y8)
+    assert ctrl_c.calls == 3  # no later fold or candidate trained
     assert not hasattr(search, "best_params_")
 
 
