@@ -86,7 +86,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
     ...     torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
     ...     torch.nn.Flatten(), torch.nn.Linear(8, 5))
     >>> d = load_digits()
-    >>> clf = PretrainedClassifier(net, weights=None, max_epochs=2, random_state=0)
+    >>> clf = PretrainedClassifier(net, weights=None, finetune_depth="all",
+    ...                            max_epochs=2, random_state=0)
     >>> clf.fit(d.images[:60] / 16, d.target[:60]).predict(d.images[:2] / 16).shape
     (2,)
     """

@@ -36,7 +36,7 @@ class FinetuneMixin:
         if not (isinstance(depth, int) and 0 <= depth <= len(starts)):
             raise ValueError(
                 f"finetune_depth must be 'all' or an int in [0, {len(starts)}] (this "
-                f"backbone has {len(starts)} stages); got {depth!r}."
+                f"backbone has {len(starts)} stage(s)); got {depth!r}."
             )
         if depth == 0:
             return head
