@@ -269,11 +269,13 @@ def _lite0_models(*, quick, device, random_state):
             ("logreg", LogisticRegression(C=0.1, max_iter=500)),
         ]
     )
+    # Measured on digits (2 cores): depth 2 at 32 px, 15 epochs, val F1 0.937
+    # in 7 s; 64 px 0.960 in 23 s; everything at 64 px 0.980 in 50 s.
     finetune = PretrainedClassifier(
         "efficientnet_lite0",
-        finetune_depth=1,
-        max_epochs=4 if quick else 8,
-        input_size=64,
+        finetune_depth=2,
+        max_epochs=4 if quick else 15,
+        input_size=32,
         device=device,
         random_state=random_state,
     )
