@@ -147,9 +147,9 @@ def test_transfer_rows_run_offline_with_the_lite0_weights():
         models=["lite0+logreg", "lite0-finetune"], quick=True, progress=lambda m: None
     )
     rows = {r["model"]: r for r in result.rows}
-    for name in ("lite0+logreg", "lite0-finetune"):
+    for name, floor in (("lite0+logreg", 0.95), ("lite0-finetune", 0.8)):
         assert rows[name]["status"] == "ok"
-        assert rows[name]["val_f1"] > 0.9
+        assert rows[name]["val_f1"] > floor  # chance is 0.1; quick: 4 epochs
     assert rows["lite0-finetune"]["cv_f1"] is None  # one fit, no CV search
 
 
