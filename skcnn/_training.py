@@ -415,7 +415,6 @@ class SkcnnNet(NeuralNet):
     def predict_logits(self, data):
         """Raw network outputs for a TensorData / ImagePaths, under inference_mode."""
         batches = self.get_iterator(data, training=False)
-        self._mode = None  # infer_batches leaves eval mode: re-apply train() later
         return infer_batches(
             self.module_, batches, device=self.device, amp_dtype=self.amp_dtype
         )

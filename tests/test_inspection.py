@@ -13,6 +13,8 @@ from skcnn.inspection import (
     summary,
 )
 
+from .conftest import TINY_DN
+
 KERAS = dict(
     padding="valid", batch_norm=False, dropout=0.0, device="cpu", random_state=0
 )
@@ -94,13 +96,7 @@ def test_plots_write_pngs(mnist_like_net, tmp_path):
 
 def test_densenet_summary(small_digits):
     X, y = small_digits
-    clf = DenseNetClassifier(
-        growth_rate=4,
-        block_config=(2, 2),
-        num_init_features=8,
-        max_epochs=1,
-        device="cpu",
-    ).fit(X[:50], y[:50])
+    clf = DenseNetClassifier(**{**TINY_DN, "max_epochs": 1}).fit(X[:50], y[:50])
     s = summary(clf)
     assert s.total_params == sum(p.numel() for p in clf.module_.parameters()) + sum(
         b.numel()

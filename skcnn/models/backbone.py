@@ -5,23 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FeatureBackbone", "last_linear", "replace_submodule"]
-
-
-def last_linear(model):
-    """Name of the last ``nn.Linear`` in ``model`` (its classifier), or None."""
-    name = None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            name = n
-    return name
-
-
-def replace_submodule(model, name, new):
-    """Put ``new`` where the submodule ``name`` (dotted) was."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
+__all__ = ["FeatureBackbone"]
 
 
 class _StopForward(Exception):
