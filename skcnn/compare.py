@@ -68,12 +68,17 @@ COLUMNS = (
     "status",
     "best_params",
     "cv_f1",
+    "cv_f1_std",
     "val_f1",
+    "val_f1_ci",
     "val_acc",
     "ext_f1",
+    "ext_f1_ci",
     "ext_acc",
+    "ext_rank",
     "fit_time_s",
 )
+N_BOOTSTRAP = 1000
 
 
 @dataclass
@@ -103,6 +108,8 @@ class ComparisonResult:
 def _fmt(v):
     if v is None:
         return ""
+    if isinstance(v, tuple):  # a confidence interval
+        return f"{v[0]:.3f}-{v[1]:.3f}"
     if isinstance(v, float):
         return f"{v:.3f}" if not np.isnan(v) else ""
     if isinstance(v, dict):
@@ -419,6 +426,8 @@ def run_comparison(
         f"skcnn compare: data={data} train={len(X_train)} val={len(X_val)} external={len(X_ext)} "
         f"models={len(names)} folds={folds.get_n_splits()}\nexternal set: {result.external}"
     )
+    boot_val = PairedBootstrap(y_val, random_state=random_state)
+    boot_ext = PairedBootstrap(y_ext, random_state=random_state)
     if "shifted" in result.external:
         flattered = [
             n
@@ -445,6 +454,7 @@ def run_comparison(
             result.rows.append({"model": name, "status": grid})
             continue
         t0 = time.perf_counter()
+        cv_std = None
         if grid is None:
             progress(f"[{i}/{len(names)}] {name}: one fit on the training split ...")
             best, best_params, cv_f1 = clone(estimator).fit(X_train, y_train), {}, None
@@ -465,6 +475,7 @@ def run_comparison(
             ).fit(X_train, y_train)
             best, best_params = search.best_estimator_, search.best_params_
             cv_f1 = float(search.best_score_)
+            cv_std = float(search.cv_results_["std_test_score"][search.best_index_])
         fit_time = time.perf_counter() - t0
         pred_val, pred_ext = best.predict(X_val), best.predict(X_ext)
         row = {
@@ -472,9 +483,12 @@ def run_comparison(
             "status": "ok",
             "best_params": best_params,
             "cv_f1": cv_f1,
+            "cv_f1_std": cv_std,
             "val_f1": float(f1_score(y_val, pred_val, average="macro")),
+            "val_f1_ci": boot_val.interval(pred_val),
             "val_acc": float(accuracy_score(y_val, pred_val)),
             "ext_f1": float(f1_score(y_ext, pred_ext, average="macro")),
+            "ext_f1_ci": boot_ext.interval(pred_ext),
             "ext_acc": float(accuracy_score(y_ext, pred_ext)),
             "fit_time_s": float(fit_time),
         }
@@ -486,10 +500,59 @@ def run_comparison(
         progress(
             f"    val F1 {row['val_f1']:.3f}  external F1 {row['ext_f1']:.3f}  ({fit_time:.1f}s)"
         )
+    _rank(result, boot_ext)
     result.wall_time_s = time.perf_counter() - start
     if out is not None:
         write_outputs(result, out, y_val, y_ext)
     return result
+
+
+class PairedBootstrap:
+    """Macro F1 of predictions on the same resamples of one test set, so that
+    intervals and differences between models are paired (the same images)."""
+
+    def __init__(self, y_true, n=N_BOOTSTRAP, random_state=0):
+        self.classes = np.unique(y_true)
+        self.y = np.searchsorted(self.classes, y_true)
+        rng = np.random.default_rng(random_state)
+        self.samples = rng.integers(0, len(self.y), (n, len(self.y)))
+
+    def scores(self, y_pred):
+        """Macro F1 (over the classes present in y_true) on every resample."""
+        k = len(self.classes)
+        pred = np.searchsorted(self.classes, y_pred)
+        pred = np.where(np.isin(y_pred, self.classes), pred, k)  # unknown label: wrong
+        out = np.empty(len(self.samples))
+        for b, idx in enumerate(self.samples):
+            t, p = self.y[idx], pred[idx]
+            tp = np.bincount(t[t == p], minlength=k + 1)[:k]
+            support = np.bincount(t, minlength=k + 1)[:k]
+            predicted = np.bincount(p, minlength=k + 1)[:k]
+            denom = support + predicted
+            f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+            out[b] = f1[support > 0].mean()
+        return out
+
+    def interval(self, y_pred, level=0.95):
+        lo, hi = np.quantile(self.scores(y_pred), [(1 - level) / 2, (1 + level) / 2])
+        return (float(lo), float(hi))
+
+
+def _rank(result, boot):
+    """Mark the best external F1 and the models not significantly different
+    from it: a paired bootstrap of the difference whose 95% interval holds 0."""
+    ok = [r for r in result.rows if r.get("status") == "ok"]
+    if not ok:
+        return
+    best = max(ok, key=lambda r: r["ext_f1"])
+    best_scores = boot.scores(result.predictions[best["model"]][1])
+    for r in ok:
+        if r is best:
+            r["ext_rank"] = "best"
+            continue
+        diff = best_scores - boot.scores(result.predictions[r["model"]][1])
+        lo, hi = np.quantile(diff, [0.025, 0.975])
+        r["ext_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
 
 
 def _check_options(*, out, device, weights, image_size):
@@ -527,7 +590,9 @@ def write_table(result, out):
         for r in result.rows:
             writer.writerow(
                 {
-                    c: _fmt(r.get(c)) if c == "best_params" else r.get(c, "")
+                    c: _fmt(r.get(c))
+                    if c == "best_params" or c.endswith("_ci")
+                    else r.get(c, "")
                     for c in COLUMNS
                 }
             )
@@ -559,13 +624,18 @@ def write_outputs(result, out, y_val, y_ext):
     ok = [r for r in result.rows if r.get("status") == "ok"]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(ok)), 4))
     x = np.arange(len(ok))
-    ax.bar(x - 0.2, [r["val_f1"] for r in ok], 0.4, label="validation")
-    ax.bar(x + 0.2, [r["ext_f1"] for r in ok], 0.4, label="external")
+    for shift, key, label in ((-0.2, "val", "validation"), (0.2, "ext", "external")):
+        f1 = np.array([r[f"{key}_f1"] for r in ok])
+        ci = np.array([r[f"{key}_f1_ci"] for r in ok]).T
+        # 95% paired-bootstrap intervals as error bars
+        ax.bar(
+            x + shift, f1, 0.4, label=label, yerr=[f1 - ci[0], ci[1] - f1], capsize=3
+        )
     ax.set_xticks(x, [r["model"] for r in ok], rotation=30, ha="right")
     ax.set_ylabel("macro F1")
     ax.set_ylim(0, 1.15)
     ax.legend(loc="upper right", ncols=2)
-    ax.set_title(f"{result.data}: validation vs external F1")
+    ax.set_title(f"{result.data}: validation vs external F1 (95% bootstrap intervals)")
     fig.tight_layout()
     fig.savefig(out / "f1_bars.png", dpi=100)
     plt.close(fig)

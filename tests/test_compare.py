@@ -73,7 +73,9 @@ def test_compare_with_external_folder_and_errors(tmp_path, capsys):
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("| pca+svm")
     ][0]
-    ext_f1 = float(row.split("|")[7])
+    from skcnn.compare import COLUMNS
+
+    ext_f1 = float(row.split("|")[1 + COLUMNS.index("ext_f1")])
     assert ext_f1 > 0.9  # these external images are digits from the data set itself
     assert main(["compare", "--models", "nope"]) == 2
     assert "Unknown model" in capsys.readouterr().err
@@ -215,3 +217,36 @@ def test_bundled_external_digits_are_what_the_generator_makes():
         np.testing.assert_array_equal(X2, X)
     else:
         assert np.mean(X2 == X) > 0.9
+
+
+def test_intervals_and_the_best_model_are_marked(tmp_path):
+    result = run_comparison(
+        models=["hist+rf", "pca+svm", "hog+svm"],
+        quick=True,
+        out=tmp_path,
+        progress=lambda m: None,
+    )
+    rows = {r["model"]: r for r in result.rows}
+    for r in rows.values():
+        lo, hi = r["ext_f1_ci"]
+        assert lo <= r["ext_f1"] <= hi and hi - lo < 0.2
+        assert r["cv_f1_std"] >= 0
+    best = max(rows.values(), key=lambda r: r["ext_f1"])
+    assert best["ext_rank"] == "best"
+    # colour histograms are far worse than the best: significantly so
+    assert rows["hist+rf"]["ext_rank"] == ""
+    text = (tmp_path / "results.csv").read_text()
+    assert "ext_f1_ci" in text and "best" in text
+
+
+def test_paired_bootstrap_matches_sklearn_on_the_full_set():
+    from sklearn.metrics import f1_score
+
+    from skcnn.compare import PairedBootstrap
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 300)
+    pred = np.where(rng.random(300) < 0.7, y, rng.integers(0, 5, 300))
+    boot = PairedBootstrap(y, n=50)
+    boot.samples = np.arange(300)[None]  # the set itself as the only "resample"
+    assert boot.scores(pred)[0] == pytest.approx(f1_score(y, pred, average="macro"))
