@@ -41,7 +41,7 @@ def _parser():
         help="comma-separated subset of: " + ", ".join(_model_names()),
     )
     cmp.add_argument(
-        "--quick", action="store_true", help="fewer epochs, 2 folds, no search"
+        "--quick", action="store_true", help="fewer epochs, 2 folds, smaller searches"
     )
     cmp.add_argument(
         "--device",

@@ -375,7 +375,7 @@ def run_comparison(
     models : list of names or None
         A subset of :data:`MODEL_NAMES`; None runs them all.
     quick : bool
-        Fewer epochs and no search (one candidate per model).
+        Fewer epochs, two folds and smaller searches (one candidate for most models).
     device : str, default="auto"
         Device of the network models.
     n_jobs : int, default=1
