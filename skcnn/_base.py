@@ -187,7 +187,9 @@ class BaseNetEstimator(BaseEstimator):
         return self._fit(X, y, sample_weight, epochs=self.max_epochs, reset=not warm)
 
     def _fitted_attributes(self):
-        return {k: v for k, v in self.__dict__.items() if k.endswith("_")}
+        """Everything a fit sets (public ``x_`` and private state alike)."""
+        params = self.get_params(deep=False)
+        return {k: v for k, v in self.__dict__.items() if k not in params}
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on all of ``X``, building the network on the first call.
@@ -284,7 +286,6 @@ class BaseNetEstimator(BaseEstimator):
                 _check_batch_norm_batches(module, self.batch_size_, len(train))
                 self.net_ = self._make_net(module, seed)
                 self.net_.initialize()
-            key = None
             if self.checkpoint_dir is not None:
                 key = self._checkpoint_key(train)
                 dict(self.net_.callbacks_)["checkpoint"].key = key

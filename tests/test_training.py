@@ -220,3 +220,17 @@ def test_partial_fit_trains_on_every_row_and_classes_do_not_leak(small_digits):
     assert len(clf.classes_) == 12
     clf.fit(X, y)  # a full fit starts over from its own data
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
+
+
+def test_failed_refit_keeps_private_fitted_state_too(small_digits):
+    from skcnn import CNNRegressor
+
+    X, y = small_digits
+    Y = np.column_stack([y, -y]).astype(float)
+    reg = CNNRegressor(**TINY).fit(X, Y)
+    assert reg.predict(X[:3]).shape == (3, 2)
+    with pytest.raises(ValueError):
+        # 1-D y (one output) fails after the targets were read: batch norm
+        # cannot train on batches of one sample.
+        reg.set_params(batch_size=1).fit(X, y.astype(float))
+    assert reg.predict(X[:3]).shape == (3, 2)
