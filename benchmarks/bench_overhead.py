@@ -62,7 +62,7 @@ def run_skcnn(Xtr, ytr, Xte, yte, seed):
 
 
 # Each override of skcnn's net, and the skorch method it replaces.
-OVERRIDES = ("notify", "_set_training", "run_single_epoch", "train_step")
+OVERRIDES = ("_set_training", "run_single_epoch")
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, Checkpoint
 from skorch.dataset import unpack_data
-from skorch.utils import TeeGenerator
 
 from ._data import BatchIterator, TensorData, to_float_tensor
 from ._device import autocast, infer_batches
@@ -262,32 +261,10 @@ class SkcnnNet(NeuralNet):
             channels_last=self.channels_last,
         )
 
-    # -- per-batch overhead ----------------------------------------------------
-    _BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
-
-    def notify(self, method_name, **cb_kwargs):
-        # Per-batch events go only to the callbacks that handle them: skorch
-        # otherwise calls every callback's no-op three times per batch.
-        if method_name not in self._BATCH_EVENTS:
-            if method_name == "on_epoch_begin":
-                self._mode = None  # re-apply train(): freezing may have changed
-            return super().notify(method_name, **cb_kwargs)
-        getattr(self, method_name)(self, **cb_kwargs)
-        for cb in self._listeners_of(method_name):
-            getattr(cb, method_name)(self, **cb_kwargs)
-
-    def _listeners_of(self, method_name):
-        """Callbacks that override ``method_name`` (cached per callback list)."""
-        cache = self.__dict__.setdefault("_listeners", {})
-        key = (method_name, id(self.callbacks_))
-        if key not in cache:
-            base = getattr(Callback, method_name)
-            cache[key] = [
-                cb
-                for _, cb in self.callbacks_
-                if getattr(type(cb), method_name, base) is not base
-            ]
-        return cache[key]
+    # -- per-epoch work kept off the per-batch path ---------------------------
+    def on_epoch_begin(self, net, **kwargs):
+        super().on_epoch_begin(net, **kwargs)
+        self._mode = None  # re-apply train(): freezing callbacks may change it
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         # skorch's loop calls loss.item() after every batch, which forces a GPU
@@ -340,7 +317,6 @@ class SkcnnNet(NeuralNet):
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_listeners", None)
         state.pop("_mode", None)
         return state
 
@@ -370,23 +346,6 @@ class SkcnnNet(NeuralNet):
         if not hasattr(self, "grad_scaler_"):
             self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
         return self.grad_scaler_
-
-    def train_step(self, batch, **fit_params):
-        # skorch passes a closure through optimizer.step() for optimizers that
-        # re-evaluate the loss (LBFGS); the others take the plain path.
-        if any(isinstance(o, torch.optim.LBFGS) for o in self._optimizer_objects()):
-            return super().train_step(batch, **fit_params)
-        self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        if self._listeners_of("on_grad_computed"):
-            self.notify(
-                "on_grad_computed",
-                named_parameters=TeeGenerator(self.get_all_learnable_params()),
-                batch=batch,
-                training=True,
-            )
-        self._step_optimizer(None)
-        return step
 
     def _optimizer_objects(self):
         return [getattr(self, name + "_") for name in self._optimizers]

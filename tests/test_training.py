@@ -24,6 +24,7 @@ SKORCH_SIGNATURES = {
     "get_iterator": "(self, dataset, training=False)",
     "notify": "(self, method_name, **cb_kwargs)",
     "run_single_epoch": "(self, iterator, training, prefix, step_fn, **fit_params)",
+    "on_epoch_begin": "(self, net, dataset_train=None, dataset_valid=None, **kwargs)",
     "_set_training": "(self, training=True)",
     "__getstate__": "(self)",
     "infer": "(self, x, **fit_params)",
