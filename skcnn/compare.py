@@ -92,6 +92,7 @@ class ComparisonResult:
     fitted: dict = field(default_factory=dict)
     predictions: dict = field(default_factory=dict)
     external: str = ""
+    searches: dict = field(default_factory=dict)  # model -> its search space
 
     def to_markdown(self):
         head = "| " + " | ".join(COLUMNS) + " |"
@@ -103,6 +104,14 @@ class ComparisonResult:
 
     def __str__(self):
         return self.to_markdown()
+
+
+def _space(grid):
+    if grid is None:
+        return "one fit on the training split, no search"
+    if not grid:
+        return "defaults, no search"
+    return "; ".join(f"{k.split('__')[-1]} in {list(v)}" for k, v in grid.items())
 
 
 def _fmt(v):
@@ -234,7 +243,13 @@ def default_models(
                     ("svm", SVC()),
                 ]
             ),
-            {"pca__n_components": [0.8, 0.95], "svm__C": [10.0]},
+            {
+                "pca__n_components": [0.8, 0.95],
+                "svm__C": [1.0, 10.0],
+                "svm__gamma": ["scale", 0.01],
+            }
+            if not quick
+            else {"pca__n_components": [0.8, 0.95], "svm__C": [10.0]},
         ),
         "cnn": (
             CNNClassifier(max_epochs=epochs, **net),
@@ -494,6 +509,7 @@ def run_comparison(
         }
         result.rows.append(row)
         result.fitted[name] = best
+        result.searches[name] = grid
         result.predictions[name] = (pred_val, pred_ext)
         if out is not None:  # a crash or Ctrl-C later loses no finished row
             write_table(result, out)
@@ -600,7 +616,10 @@ def write_table(result, out):
         f"# skcnn compare: {result.data}\n\ntrain {result.n_train}, validation {result.n_val}, "
         f"external {result.n_ext}; wall time {result.wall_time_s:.0f}s\n\n"
         f"External set: {result.external}.\n\nF1 is macro-averaged; fit time covers the "
-        f"whole search.\n\n{result.to_markdown()}\n"
+        f"whole search.\n\n{result.to_markdown()}\n\n## Search spaces\n\n"
+        + "".join(
+            f"- {name}: {_space(grid)}\n" for name, grid in result.searches.items()
+        )
     )
 
 
