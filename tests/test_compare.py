@@ -198,6 +198,7 @@ def test_a_model_trained_on_the_shift_that_made_the_external_set_is_flagged(tmp_
         )
     report = (tmp_path / "results.md").read_text()
     assert "augmentation-family shift" in report and "macro-averaged" in report
+    assert "## Search spaces" in report and "- cnn+aug: defaults, no search" in report
     assert "augmentation-family" in result.external
 
 
