@@ -208,3 +208,29 @@ def test_load_checks_the_whole_header_before_building(tmp_path, edit, match):
     with pytest.raises(ValueError, match=match):
         skcnn.load(path)
     assert time.perf_counter() - start < 5
+
+
+def test_a_format_1_file_from_skcnn_0_1_still_loads(tmp_path):
+    """skcnn 0.1 wrote fitted attributes flat and scaled by dtype alone."""
+
+    def to_format_1(h):
+        f = h["fitted"]
+        h.update(
+            format="skcnn-model-1",
+            layout=f["layout"],
+            history=f["history"],
+            classes=f["classes"],
+            fitted={
+                "n_features_in_": f["n_features_in"],
+                "n_iter_": f["n_iter"],
+                "best_epoch_": f["best_epoch"],
+                "batch_size_": f["batch_size"],
+                "_task": f["task"],
+            },
+        )
+
+    path = _tampered(tmp_path, to_format_1)
+    old = skcnn.load(path)
+    assert old.layout_.pixels is None  # 0.1 models keep 0.1's reading of values
+    new = CNNClassifier(**TINY).fit(X8, Y8)
+    np.testing.assert_allclose(old.predict_proba(X8), new.predict_proba(X8), atol=1e-6)
