@@ -34,7 +34,6 @@ from ._validation import (
     validate_params,
 )
 from .backbones import build_backbone
-from .models.adapter import InputAdapter
 from .models.backbone import FeatureBackbone
 
 __all__ = ["PretrainedFeatureExtractor"]
@@ -173,17 +172,12 @@ class PretrainedFeatureExtractor(
                     f"layer {layer!r} is not a module of the backbone; its stages are "
                     f"{[s.end for s in backbone.stages]} (or pass a negative int)."
                 )
-        pretrained = backbone.weights is not None
-        adapter = InputAdapter(
-            layout.in_channels,
-            backbone_channels=backbone.in_channels,
-            input_size=backbone.resolve_input_size(self.input_size, layout.spatial),
-            min_size=32,
-            mean=backbone.mean if pretrained else None,
-            std=backbone.std if pretrained else None,
-        )
         module = FeatureBackbone(
-            adapter, backbone.model, layer, self.pooling, channels_last
+            backbone.input_adapter(layout, self.input_size),
+            backbone.model,
+            layer,
+            self.pooling,
+            channels_last,
         )
         return module.eval(), _fingerprint(self, module.state_dict())
 

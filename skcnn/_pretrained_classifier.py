@@ -10,7 +10,6 @@ from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMix
 from ._transfer import TRANSFER_PARAMETER_CONSTRAINTS, TransferMixin
 from ._validation import Int, Num, Sizes, StrOptions
 from .backbones import build_backbone
-from .models.adapter import InputAdapter
 from .models.finetune import PretrainedNet
 from .pretrained import ResolvedWeights
 
@@ -166,18 +165,11 @@ warm_start, checkpoint_dir, num_workers, class_weight
 
     def _build_module(self, layout, n_outputs, pretrained=None):
         backbone = pretrained
-        normalise = backbone.weights is not None
-        size = backbone.resolve_input_size(self.input_size, layout.spatial)
-        adapter = InputAdapter(
-            layout.in_channels,
-            backbone_channels=backbone.in_channels,
-            input_size=size,
-            min_size=32,
-            mean=backbone.mean if normalise else None,
-            std=backbone.std if normalise else None,
-        )
         module = PretrainedNet(
-            backbone, n_outputs, adapter=adapter, dropout=self.dropout
+            backbone,
+            n_outputs,
+            adapter=backbone.input_adapter(layout, self.input_size),
+            dropout=self.dropout,
         )
         return module.set_finetune_depth(self.finetune_depth)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .models.adapter import InputAdapter
 from .pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -189,6 +190,21 @@ class Backbone:
         if input_size != "auto":
             return input_size
         return auto_input_size(self.input_size, spatial)
+
+    def input_adapter(self, layout, input_size):
+        """What runs in front of the backbone, on the device: 1-channel images
+        repeated to its channels, resizing (``input_size``, at least 32 px so
+        the backbone's pooling keeps a map), and the weights' normalisation
+        (none for random weights)."""
+        normalise = self.weights is not None
+        return InputAdapter(
+            layout.in_channels,
+            backbone_channels=self.in_channels,
+            input_size=self.resolve_input_size(input_size, layout.spatial),
+            min_size=32,
+            mean=self.mean if normalise else None,
+            std=self.std if normalise else None,
+        )
 
     def stage(self, index):
         """The stage ``index`` (negative: from the end), with a clear error."""
