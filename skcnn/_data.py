@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "ImageLayout",
     "ImagePaths",
+    "from_channels_first",
     "TensorData",
     "BatchIterator",
     "is_path_source",
@@ -272,6 +273,25 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
             f"(shape {layout.shape})."
         )
     return X, found
+
+
+def from_channels_first(out, like, *, image_shape=None, channels="auto"):
+    """Put images in network layout ``(n, C, H, W)`` back into the layout and
+    dtype of ``like`` (the array :func:`to_channels_first` was given)."""
+    like = np.asarray(like)
+    n = out.shape[0]
+    if like.ndim == 2:  # flattened, described by image_shape
+        if image_shape is not None and len(image_shape) == 3 and channels != "first":
+            out = out.transpose(0, 2, 3, 1)
+        out = out.reshape(n, -1)
+    elif like.ndim == 3:
+        out = out[:, 0]
+    elif like.ndim == 4 and _detect_channels_last(like.shape, channels):
+        out = out.transpose(0, 2, 3, 1)
+    if like.dtype.kind in "iu":
+        info = np.iinfo(like.dtype)
+        out = np.clip(np.round(out), info.min, info.max)
+    return np.ascontiguousarray(out).astype(like.dtype, copy=False)
 
 
 def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):

@@ -217,7 +217,7 @@ def make_shifted(X, *, rotation=10.0, shift=0.1, noise=0.05, random_state=0):
     X_shifted : ndarray
         The shifted images, in the dtype and layout of ``X``.
     """
-    from ._data import to_channels_first
+    from ._data import from_channels_first, to_channels_first
     from .augmentation import Augment
 
     X = np.asarray(X)
@@ -226,15 +226,8 @@ def make_shifted(X, *, rotation=10.0, shift=0.1, noise=0.05, random_state=0):
     x = x.float() / 255 if X.dtype == np.uint8 else x
     aug = Augment(rotation=rotation, shift=shift, noise=noise).seed(random_state)
     out = aug(x).clamp(0, 1) if X.dtype == np.uint8 else aug(x)
-    out = out.numpy()
-    if X.dtype == np.uint8:
-        out = np.round(out * 255).astype(np.uint8)
-    # Back to the caller's layout.
-    if X.ndim == 3:
-        return out[:, 0]
-    if X.ndim == 4 and X.shape[1:] != out.shape[1:]:
-        return out.transpose(0, 2, 3, 1)
-    return out.astype(X.dtype, copy=False)
+    out = out.numpy() * 255 if X.dtype == np.uint8 else out.numpy()
+    return from_channels_first(out, X)
 
 
 if __name__ == "__main__":  # python -m skcnn.datasets: remake the bundled set

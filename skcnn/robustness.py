@@ -1,0 +1,418 @@
+"""How a fitted model's score falls as its test images drift away from its
+training images: the quantitative form of "validation F1 0.9, external F1
+0.3".
+
+:func:`shift_images` makes one controlled shift of an image set (8 kinds, a
+severity scale like ImageNet-C's 1-5); :func:`shift_profile` scores any
+fitted estimator (a network, or a baseline pipeline) on every kind at every
+severity and returns a tidy table; :func:`plot_shift_profile` draws it.
+
+Every image gets the same random direction (sign of the rotation, direction
+of the translation, place of the occlusion, ...) at every severity: only the
+magnitude grows, so the curves are comparable across severities and models.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import check_scoring
+
+from ._data import from_channels_first, to_channels_first
+
+__all__ = [
+    "SHIFT_KINDS",
+    "plot_shift_profile",
+    "shift_images",
+    "shift_profile",
+    "write_profile_csv",
+]
+
+# kind -> (magnitude per severity step, unit): severity s uses s * step.
+SHIFT_KINDS = {
+    "rotation": (10.0, "degrees"),
+    "translation": (0.08, "of the image side"),
+    "scale": (0.12, "zoom in or out"),
+    "blur": (0.05, "Gaussian sigma, of the image side"),
+    "noise": (0.08, "Gaussian std, of the value range"),
+    "contrast": (0.2, "contrast lost"),
+    "stroke": (0.04, "of the image side: grey dilation, bright strokes thicken"),
+    "occlusion": (0.15, "occluded square side, of the image side"),
+}
+MAX_SEVERITY = 5
+
+
+def _affine(x, draws, *, angle=0.0, shift=0.0, scale=1.0):
+    """One affine warp per image; ``draws`` gives each image's direction."""
+    n = x.shape[0]
+    sign, direction = draws["sign"], draws["direction"]
+    a = torch.as_tensor(sign * math.radians(angle), dtype=torch.float32)
+    s = torch.as_tensor(np.where(sign > 0, scale, 1 / scale), dtype=torch.float32)
+    cos, sin = torch.cos(a) / s, torch.sin(a) / s
+    # affine_grid works in [-1, 1] coordinates: a translation t of the side is 2t.
+    tx = torch.as_tensor(2 * shift * np.cos(direction), dtype=torch.float32)
+    ty = torch.as_tensor(2 * shift * np.sin(direction), dtype=torch.float32)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
+    ).reshape(n, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(
+        x, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+def _blur(x, sigma_px):
+    if sigma_px <= 0:
+        return x
+    radius = max(1, math.ceil(3 * sigma_px))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma_px**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def _max_filter(x, k):
+    if k <= 1:
+        return x
+    left, right = (k - 1) // 2, k // 2
+    x = F.pad(x, (left, right, left, right), mode="replicate")
+    return F.max_pool2d(x, k, stride=1)
+
+
+def _dilate(x, px):
+    """Grey dilation by ``px`` pixels; a fraction blends the two neighbouring
+    whole-pixel dilations, so small images get a gradual scale."""
+    whole, frac = int(px), px - int(px)
+    thin = _max_filter(x, 1 + whole)
+    return thin if frac == 0 else (1 - frac) * thin + frac * _max_filter(x, 2 + whole)
+
+
+def _occlude(x, frac, draws):
+    n, _, h, w = x.shape
+    side_h, side_w = max(1, round(frac * h)), max(1, round(frac * w))
+    top = np.floor(draws["u"] * (h - side_h + 1)).astype(int)
+    left = np.floor(draws["v"] * (w - side_w + 1)).astype(int)
+    x = x.clone()
+    fill = x.mean(dim=(1, 2, 3))
+    for i in range(n):
+        x[i, :, top[i] : top[i] + side_h, left[i] : left[i] + side_w] = fill[i]
+    return x
+
+
+def _shift_tensor(x, kind, magnitude, draws, lo, hi):
+    """Apply one shift to float images ``x`` (n, C, H, W) in [lo, hi]."""
+    side = min(x.shape[-2:])
+    if kind == "rotation":
+        return _affine(x, draws, angle=magnitude)
+    if kind == "translation":
+        return _affine(x, draws, shift=magnitude)
+    if kind == "scale":
+        return _affine(x, draws, scale=1 + magnitude)
+    if kind == "blur":
+        return _blur(x, magnitude * side)
+    if kind == "noise":
+        gen = torch.Generator().manual_seed(int(draws["seed"]))
+        noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        return (x + magnitude * (hi - lo) * noise).clamp(lo, hi)
+    if kind == "contrast":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return mean + max(0.0, 1 - magnitude) * (x - mean)
+    if kind == "stroke":
+        return _dilate(x, magnitude * side)
+    if kind == "occlusion":
+        return _occlude(x, magnitude, draws)
+    raise AssertionError(kind)
+
+
+def _check_kinds(kinds):
+    kinds = (
+        list(SHIFT_KINDS)
+        if kinds is None
+        else [kinds]
+        if isinstance(kinds, str)
+        else list(kinds)
+    )
+    unknown = [k for k in kinds if k not in SHIFT_KINDS]
+    if unknown or not kinds:
+        raise ValueError(
+            f"Unknown shift kind(s) {unknown}; choose from {list(SHIFT_KINDS)}."
+        )
+    return kinds
+
+
+def _check_severities(severities):
+    severities = [severities] if np.isscalar(severities) else list(severities)
+    bad = [
+        s
+        for s in severities
+        if isinstance(s, bool)
+        or not isinstance(s, (int, float, np.integer, np.floating))
+        or not 0 <= s <= MAX_SEVERITY
+    ]
+    if bad or not severities:
+        raise ValueError(
+            f"severities must be numbers in [0, {MAX_SEVERITY}]; got {bad or severities!r}."
+        )
+    return [float(s) for s in severities]
+
+
+def _draws(n, random_state, kind):
+    """Per-image directions, the same at every severity of one kind."""
+    seed = np.random.SeedSequence([int(random_state), list(SHIFT_KINDS).index(kind)])
+    rng = np.random.default_rng(seed)
+    return {
+        "sign": rng.choice([-1.0, 1.0], n),
+        "direction": rng.uniform(0, 2 * np.pi, n),
+        "u": rng.uniform(size=n),
+        "v": rng.uniform(size=n),
+        "seed": int(rng.integers(2**31)),
+    }
+
+
+class _Images:
+    """An image set held once in network layout, shifted on demand."""
+
+    def __init__(self, X, image_shape, channels):
+        self.X = X
+        self.image_shape, self.channels = image_shape, channels
+        with warnings.catch_warnings():  # the value range is kept, not learned
+            warnings.simplefilter("ignore", UserWarning)
+            arr, layout = to_channels_first(
+                X, image_shape=image_shape, channels=channels
+            )
+        if layout.ndim != 2:
+            raise ValueError(
+                f"Shifts need images; X holds {layout.describe()}. Pass image_shape= "
+                "for flattened images."
+            )
+        if arr.dtype == np.uint8:
+            self.lo, self.hi = 0.0, 255.0
+        else:
+            self.lo, self.hi = float(arr.min()), float(arr.max())
+        self.x = torch.as_tensor(arr, dtype=torch.float32)
+
+    def shifted(self, kind, severity, random_state):
+        if severity == 0:
+            return self.X
+        step, _ = SHIFT_KINDS[kind]
+        draws = _draws(len(self.x), random_state, kind)
+        out = _shift_tensor(self.x, kind, severity * step, draws, self.lo, self.hi)
+        return from_channels_first(
+            out.clamp(self.lo, self.hi).numpy(),
+            self.X,
+            image_shape=self.image_shape,
+            channels=self.channels,
+        )
+
+
+def shift_images(
+    X, kind, severity, *, image_shape=None, channels="auto", random_state=0
+):
+    """A shifted copy of the images ``X``, in their layout and dtype.
+
+    Parameters
+    ----------
+    X : array-like
+        Images in any layout skcnn takes: ``(n, H, W)``, ``(n, H, W, C)``,
+        ``(n, C, H, W)``, or flattened with ``image_shape``.
+    kind : str
+        One of :data:`SHIFT_KINDS`: "rotation", "translation", "scale",
+        "blur", "noise", "contrast", "stroke" (grey dilation: bright strokes
+        thicken) or "occlusion" (a square filled with the image's mean).
+    severity : float in [0, 5]
+        0 leaves the images as they are; severity ``s`` applies ``s`` times
+        the kind's step (``SHIFT_KINDS[kind][0]``), e.g. 10 degrees of
+        rotation per step.
+    image_shape : tuple or None, default=None
+        Shape of one image when ``X`` is flattened.
+    channels : {"auto", "last", "first"}, default="auto"
+        Where the channel axis of 4-D ``X`` is.
+    random_state : int, default=0
+        Seeds each image's direction (the same at every severity).
+
+    Returns
+    -------
+    X_shifted : ndarray
+        Same shape and dtype as ``X``; values stay in ``X``'s range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.zeros((2, 8, 8), dtype=np.uint8); X[:, 3:5, 2:6] = 255
+    >>> shift_images(X, "rotation", 3).shape
+    (2, 8, 8)
+    """
+    (kind,) = _check_kinds([kind])
+    (severity,) = _check_severities([severity])
+    return _Images(X, image_shape, channels).shifted(kind, severity, random_state)
+
+
+def shift_profile(
+    estimator,
+    X,
+    y,
+    *,
+    kinds=None,
+    severities=(1, 2, 3),
+    scoring=None,
+    image_shape=None,
+    channels="auto",
+    random_state=0,
+):
+    """Score fitted estimators on shifted copies of ``(X, y)``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator, or dict of name -> fitted estimator
+        Anything with ``predict`` that takes ``X`` as given (a skcnn network,
+        a Pipeline of HOG + SVC, ...). A dict scores several models on the
+        very same shifted images.
+    X : array-like
+        Test images, in the layout the estimators take.
+    y : array-like of shape (n_samples,)
+        Their targets.
+    kinds : list of str or None, default=None
+        Kinds of :data:`SHIFT_KINDS`; None means all eight.
+    severities : sequence of float, default=(1, 2, 3)
+        Severities in [0, 5]; each kind's unshifted score (severity 0) is
+        always included.
+    scoring : str, callable or None, default=None
+        An sklearn scorer (e.g. "f1_macro"); None uses ``estimator.score``.
+    image_shape : tuple or None, default=None
+        Shape of one image when ``X`` is flattened.
+    channels : {"auto", "last", "first"}, default="auto"
+        Where the channel axis of 4-D ``X`` is.
+    random_state : int, default=0
+        Seeds the shifts.
+
+    Returns
+    -------
+    profile : dict of lists
+        A tidy table, one entry per (model, kind, severity): columns
+        "model", "kind", "severity", "magnitude" (the kind's parameter,
+        in the units of :data:`SHIFT_KINDS`), "score". ``pandas.DataFrame(profile)``
+        makes it a frame; :func:`write_profile_csv` writes it.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.svm import SVC
+    >>> from skcnn.baselines import HOGTransformer
+    >>> d = load_digits()
+    >>> X = d.images / 16
+    >>> clf = make_pipeline(HOGTransformer(), SVC()).fit(X[:1000], d.target[:1000])
+    >>> p = shift_profile(clf, X[1000:], d.target[1000:], kinds=["rotation"])
+    >>> [round(s, 2) for s in p["score"]]  # severity 0, 1, 2, 3
+    [0.98, 0.94, 0.8, 0.51]
+    """
+    kinds = _check_kinds(kinds)
+    severities = sorted({0.0, *_check_severities(severities)})
+    models = estimator if isinstance(estimator, dict) else {None: estimator}
+    y = np.asarray(y)
+    images = _Images(X, image_shape, channels)
+    if len(y) != len(images.x):
+        raise ValueError(
+            f"X has {len(images.x)} samples but y has {len(y)}; expected the same number."
+        )
+    scorers = {
+        name: check_scoring(est, scoring=scoring) for name, est in models.items()
+    }
+    clean = {name: scorers[name](est, X, y) for name, est in models.items()}
+    table = {"model": [], "kind": [], "severity": [], "magnitude": [], "score": []}
+    for kind in kinds:
+        step, _ = SHIFT_KINDS[kind]
+        for severity in severities:
+            Xs = images.shifted(kind, severity, random_state) if severity else None
+            for name, est in models.items():
+                score = clean[name] if Xs is None else scorers[name](est, Xs, y)
+                table["model"].append(name)
+                table["kind"].append(kind)
+                table["severity"].append(severity)
+                table["magnitude"].append(severity * step)
+                table["score"].append(float(score))
+    if not isinstance(estimator, dict):
+        del table["model"]
+    return table
+
+
+def write_profile_csv(profile, path):
+    """Write a :func:`shift_profile` table as CSV."""
+    columns = list(profile)
+    with open(Path(path), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(zip(*(profile[c] for c in columns)))
+
+
+def plot_shift_profile(profile, *, ylabel="score", title=None):
+    """Score against severity: one panel per kind, one line per model.
+
+    Parameters
+    ----------
+    profile : dict of lists
+        A table returned by :func:`shift_profile`.
+    ylabel : str, default="score"
+        The y-axis label (e.g. "macro F1").
+    title : str or None, default=None
+        The figure's title.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    kinds = list(dict.fromkeys(profile["kind"]))
+    models = list(dict.fromkeys(profile.get("model", [None] * len(profile["kind"]))))
+    ncols = min(4, len(kinds))
+    nrows = math.ceil(len(kinds) / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.2 * ncols, 2.8 * nrows + 0.6),
+        sharey=True,
+        squeeze=False,
+    )
+    rows = list(zip(*(profile[c] for c in profile)))
+    cols = list(profile)
+    for ax, kind in zip(axes.flat, kinds):
+        for model in models:
+            pts = [
+                dict(zip(cols, r))
+                for r in rows
+                if r[cols.index("kind")] == kind
+                and (model is None or r[cols.index("model")] == model)
+            ]
+            ax.plot(
+                [p["severity"] for p in pts],
+                [p["score"] for p in pts],
+                marker="o",
+                label=model,
+            )
+        step, unit = SHIFT_KINDS[kind]
+        ax.set_title(f"{kind} ({step:g} {unit} per step)", fontsize=8)
+        ax.set_xlabel("severity")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(kinds) :]:
+        ax.set_visible(False)
+    if models != [None]:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(
+            handles, labels, loc="lower center", ncols=min(6, len(models)), fontsize=8
+        )
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08 if models != [None] else 0, 1, 1))
+    return fig
