@@ -1,21 +1,31 @@
 """skcnn: convolutional-network estimators for scikit-learn, trained with skorch."""
 
-from ._cnn import CNNClassifier, CNNRegressor
-from ._densenet import DenseNetClassifier
-from ._feature_extraction import PretrainedFeatureExtractor
-from ._persistence import load
-from ._pretrained_classifier import PretrainedClassifier
-from .augmentation import Augment
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Augment",
-    "CNNClassifier",
-    "CNNRegressor",
-    "DenseNetClassifier",
-    "PretrainedClassifier",
-    "PretrainedFeatureExtractor",
-    "__version__",
-    "load",
-]
+# Imported on first use (PEP 562), so that `skcnn --help` and submodules
+# that need no network (skcnn.cli) do not import torch.
+_LAZY = {
+    "Augment": ".augmentation",
+    "CNNClassifier": "._cnn",
+    "CNNRegressor": "._cnn",
+    "DenseNetClassifier": "._densenet",
+    "PretrainedClassifier": "._pretrained_classifier",
+    "PretrainedFeatureExtractor": "._feature_extraction",
+    "load": "._persistence",
+}
+
+__all__ = [*sorted(_LAZY), "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skcnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -35,6 +35,22 @@ def register(cls):
     return cls
 
 
+# The modules whose classes register themselves (``import skcnn`` is lazy).
+_ESTIMATOR_MODULES = (
+    "_cnn",
+    "_densenet",
+    "_feature_extraction",
+    "_pretrained_classifier",
+)
+
+
+def _import_estimators():
+    import importlib
+
+    for module in _ESTIMATOR_MODULES:
+        importlib.import_module(f"skcnn.{module}")
+
+
 def _encode_param(name, value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -161,6 +177,7 @@ def load(path, device=None):
             f"Unsupported skcnn model format {header.get('format')!r} in {str(path)!r}; "
             f"this version of skcnn reads {_FORMAT!r}."
         )
+    _import_estimators()
     cls = _CLASSES.get(header.get("class"))
     if cls is None:
         raise ValueError(
@@ -232,6 +249,20 @@ def _checked_header(header, cls, path):
             f"The model file {where} has an invalid task {task!r} (or lacks its "
             f"{_TASKS.get(task, 'outputs')}); expected one of {sorted(_TASKS)}."
         )
+    if task == "regression":
+        n = fitted["n_outputs"]
+        for key in ("target_mean", "target_scale"):
+            value = fitted.get(key, [0.0] * n if isinstance(n, int) else None)
+            if not (
+                isinstance(value, list)
+                and len(value) == n
+                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in value)
+                and (key == "target_mean" or all(v > 0 for v in value))
+            ):
+                raise ValueError(
+                    f"The model file {where} has an invalid fitted field {key}={value!r}; "
+                    f"expected {n} finite numbers."
+                )
     layout = fitted["layout"]
     valid = (
         len(layout) in (2, 3)

@@ -34,6 +34,25 @@ def test_safe_save_and_load_round_trip(tmp_path):
     )
 
 
+def test_a_fresh_process_loads_with_the_lazy_package(tmp_path):
+    import subprocess
+    import sys
+
+    clf = CNNClassifier(**TINY).fit(X8, Y8)
+    path = clf.save(tmp_path / "m.safetensors")
+    np.save(tmp_path / "x.npy", X8)
+    code = (
+        "import sys, numpy as np, skcnn\n"
+        "assert 'torch' not in sys.modules  # import skcnn is lazy\n"
+        f"m = skcnn.load({str(path)!r})\n"
+        f"print(m.predict(np.load({str(tmp_path / 'x.npy')!r})).tolist())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == str(clf.predict(X8).tolist())
+
+
 def test_save_load_pretrained_densenet(tmp_path):
     from torchvision.models import densenet121
 
