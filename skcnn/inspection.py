@@ -340,8 +340,12 @@ def _pyplot():
     return plt
 
 
-def plot_learning_curves(estimator, ax=None):
-    """Training and validation loss (and accuracy) per epoch, best epoch marked.
+def plot_learning_curves(estimator, ax=None, title=None):
+    """Training and internal-validation loss (and accuracy) per epoch, best
+    epoch marked.
+
+    The "validation" curve is the estimator's internal early-stopping split
+    (``validation_fraction`` of the rows it was fitted on), not a test set.
 
     Parameters
     ----------
@@ -349,6 +353,8 @@ def plot_learning_curves(estimator, ax=None):
         The network to look into.
     ax : matplotlib Axes or array of them, default=None
         Where to draw (one per panel); None makes a new figure.
+    title : str or None, default=None
+        The figure's title; None names the estimator class.
 
     Returns
     -------
@@ -373,7 +379,11 @@ def plot_learning_curves(estimator, ax=None):
     for a, (label, train_key, valid_key) in zip(axes, panels):
         a.plot(epochs, [h.get(train_key, np.nan) for h in hist], label="training")
         if any(valid_key in h for h in hist):
-            a.plot(epochs, [h.get(valid_key, np.nan) for h in hist], label="validation")
+            a.plot(
+                epochs,
+                [h.get(valid_key, np.nan) for h in hist],
+                label="early-stopping split",
+            )
         a.axvline(
             estimator.best_epoch_,
             color="gray",
@@ -383,7 +393,7 @@ def plot_learning_curves(estimator, ax=None):
         a.set_xlabel("epoch")
         a.set_ylabel(label)
         a.legend()
-    fig.suptitle(f"{type(estimator).__name__} learning curves")
+    fig.suptitle(title or f"{type(estimator).__name__} learning curves")
     fig.tight_layout()
     return fig
 
@@ -421,9 +431,12 @@ def plot_kernels(estimator, layer=0, in_channel=0, max_filters=64):
     plt = _pyplot()
     kernels = conv_kernels(estimator, layer)[:max_filters, in_channel]
     fig, axes = _grid(plt, len(kernels))
-    for a, k in zip(axes, kernels):
-        a.imshow(k if k.ndim == 2 else k[None], cmap="gray")
-    fig.suptitle(f"conv layer {layer} kernels")
+    lim = float(np.abs(kernels).max()) or 1.0  # one symmetric scale for all
+    for i, (a, k) in enumerate(zip(axes, kernels)):
+        im = a.imshow(k if k.ndim == 2 else k[None], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        a.set_title(f"filter {i}", fontsize=7)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="weight")
+    fig.suptitle(f"conv layer {layer} kernels (input channel {in_channel})")
     return fig
 
 
@@ -450,9 +463,12 @@ def plot_feature_maps(estimator, image, layer=0, max_maps=64):
     image = np.asarray(image)
     maps = feature_maps(estimator, image[None], layer)[0][:max_maps]
     fig, axes = _grid(plt, len(maps))
-    for a, m in zip(axes, maps):
-        a.imshow(m if m.ndim == 2 else m[None], cmap="viridis")
-    fig.suptitle(f"feature maps at layer {layer}")
+    lo, hi = float(maps.min()), float(maps.max())  # one scale for all maps
+    for i, (a, m) in enumerate(zip(axes, maps)):
+        im = a.imshow(m if m.ndim == 2 else m[None], cmap="viridis", vmin=lo, vmax=hi)
+        a.set_title(f"map {i}", fontsize=7)
+    fig.colorbar(im, ax=list(axes), shrink=0.7, label="activation")
+    fig.suptitle(f"feature maps at conv layer {layer}")
     return fig
 
 
@@ -481,11 +497,21 @@ def plot_saliency(estimator, X, target=None, method="gradient", **kwargs):
     X = np.asarray(X)
     maps = saliency(estimator, X, target=target, method=method, **kwargs)
     images = _inputs(estimator, X).cpu().numpy()
-    fig, axes = plt.subplots(1, len(X), figsize=(2.2 * len(X), 2.4), squeeze=False)
-    for a, img, sal in zip(axes[0], images, maps):
+    if target is not None:
+        labels = [f"target {t}" for t in np.asarray(target).ravel()]
+    elif hasattr(estimator, "classes_"):
+        labels = [f"predicted {p}" for p in estimator.predict(X)]
+    else:
+        labels = [f"image {i}" for i in range(len(X))]
+    fig, axes = plt.subplots(
+        1, len(X), figsize=(2.4 * len(X) + 0.8, 2.6), squeeze=False
+    )
+    for a, img, sal, label in zip(axes[0], images, maps, labels):
         shown = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
         a.imshow(shown if shown.ndim >= 2 else shown[None], cmap="gray")
-        a.imshow(sal if sal.ndim == 2 else sal[None], cmap="jet", alpha=0.5)
+        im = a.imshow(sal if sal.ndim == 2 else sal[None], cmap="jet", alpha=0.5)
+        a.set_title(label, fontsize=8)
         a.axis("off")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="saliency")
     fig.suptitle(f"saliency ({method})")
     return fig

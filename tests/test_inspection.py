@@ -94,6 +94,24 @@ def test_plots_write_pngs(mnist_like_net, tmp_path):
         assert path.stat().st_size > 1000
 
 
+def test_image_plots_label_each_panel_and_have_a_colour_bar(mnist_like_net):
+    clf, X = mnist_like_net
+    expected = {
+        "weight": (plot_kernels(clf), "filter 0"),
+        "activation": (plot_feature_maps(clf, X[0]), "map 0"),
+        "saliency": (plot_saliency(clf, X[:3]), f"predicted {clf.predict(X[:1])[0]}"),
+    }
+    for bar_label, (fig, first_title) in expected.items():
+        bars = [a for a in fig.axes if a.get_ylabel() == bar_label]
+        assert len(bars) == 1, bar_label
+        titles = [a.get_title() for a in fig.axes if a.get_title()]
+        assert titles[0] == first_title
+    fig = plot_learning_curves(clf, title="cnn: learning curves")
+    assert fig._suptitle.get_text() == "cnn: learning curves"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "early-stopping split" in legend
+
+
 def test_densenet_summary(small_digits):
     X, y = small_digits
     clf = DenseNetClassifier(**{**TINY_DN, "max_epochs": 1}).fit(X[:50], y[:50])
