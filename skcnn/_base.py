@@ -867,11 +867,16 @@ class NetRegressorMixin(RegressorMixin):
             self.task_ = "regression"
             self._single_output = single
             self.n_outputs_ = y.shape[1]
+            mean, scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
+            if getattr(self, "scale_target", False):
+                mean, scale = y.mean(0, dtype=np.float64), y.std(0, dtype=np.float64)
+                scale[scale == 0] = 1.0
+            self.target_mean_, self.target_scale_ = mean, scale
         elif y.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"y has {y.shape[1]} outputs; the estimator was fitted on {self.n_outputs_}."
             )
-        return y
+        return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
 
     def _n_outputs(self):
         return self.n_outputs_
@@ -883,12 +888,21 @@ class NetRegressorMixin(RegressorMixin):
         state = super()._fitted_state()
         state["n_outputs"] = int(self.n_outputs_)
         state["single_output"] = bool(self._single_output)
+        state["target_mean"] = [float(v) for v in self.target_mean_]
+        state["target_scale"] = [float(v) for v in self.target_scale_]
         return state
 
     def _set_fitted_state(self, state):
         super()._set_fitted_state(state)
         self.n_outputs_ = state["n_outputs"]
         self._single_output = state["single_output"]
+        # Files from before target scaling: no standardisation.
+        self.target_mean_ = np.asarray(
+            state.get("target_mean", [0.0] * self.n_outputs_), dtype=np.float64
+        )
+        self.target_scale_ = np.asarray(
+            state.get("target_scale", [1.0] * self.n_outputs_), dtype=np.float64
+        )
 
     def predict(self, X):
         """Predicted targets.
@@ -903,7 +917,9 @@ class NetRegressorMixin(RegressorMixin):
         y : ndarray of shape (n,) or (n, n_outputs)
             1-D when the targets were 1-D at fit.
         """
-        out = self._logits(X).astype(np.float64)
+        out = (
+            self._logits(X).astype(np.float64) * self.target_scale_ + self.target_mean_
+        )
         return out[:, 0] if self._single_output else out
 
     def __sklearn_tags__(self):

@@ -229,16 +229,27 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
 
 
 class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
-    _parameter_constraints = _CNN_PARAMETER_CONSTRAINTS
+    _parameter_constraints = {
+        **_CNN_PARAMETER_CONSTRAINTS,
+        "scale_target": ["boolean"],
+    }
 
     __doc__ = (
         """Convolutional network regressor (linear output, mean squared error).
     """
         + _PARAMS_DOC
         + """
+    scale_target : bool, default=True
+        Standardise the targets (per output: minus the mean, over the
+        standard deviation of the training targets) for training and undo
+        it in ``predict``, so targets of any scale train well. The losses in
+        ``history_`` are then in standardised units.
+
     Attributes
     ----------
     n_outputs_ : int
+    target_mean_, target_scale_ : ndarray of shape (n_outputs,)
+        The standardisation of the targets (0 and 1 with ``scale_target=False``).
     n_features_in_ : int
     layout_ : ImageLayout
     net_ : skorch.NeuralNet
@@ -276,6 +287,7 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        scale_target=True,
     ):
         self.conv_filters = conv_filters
         self.kernel_size = kernel_size
@@ -305,3 +317,4 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.scale_target = scale_target

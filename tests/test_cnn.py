@@ -118,6 +118,34 @@ def test_regression_single_and_multi_output(small_digits):
     assert reg2.predict(X).shape == (len(X), 2)
 
 
+def test_regressor_standardises_targets(small_digits, heldout_digits, tmp_path):
+    import skcnn
+
+    X, y = small_digits
+    Xt, yt = heldout_digits
+    big = 1000.0 * y + 5000.0  # unscaled targets: mean 9500, std ~2900
+    params = {**TINY, "max_epochs": 15, "random_state": 0}
+    scaled = CNNRegressor(**params).fit(X, big)
+    raw = CNNRegressor(**params, scale_target=False).fit(X, big)
+    np.testing.assert_allclose(scaled.target_mean_, [big.mean()], rtol=1e-6)
+    np.testing.assert_allclose(scaled.target_scale_, [big.std()], rtol=1e-5)
+    assert raw.target_mean_.tolist() == [0.0] and raw.target_scale_.tolist() == [1.0]
+    r2_scaled = scaled.score(Xt, 1000.0 * yt + 5000.0)
+    r2_raw = raw.score(Xt, 1000.0 * yt + 5000.0)
+    assert r2_scaled > 0.5 and r2_scaled > r2_raw + 0.3
+    # predictions are in the units of y, also after a save / load
+    restored = skcnn.load(scaled.save(tmp_path / "reg.safetensors"))
+    np.testing.assert_allclose(restored.predict(Xt), scaled.predict(Xt), rtol=1e-6)
+    # partial_fit keeps the standardisation of the first fit
+    before = scaled.target_mean_.copy()
+    scaled.partial_fit(X[:50], big[:50] * 2)
+    np.testing.assert_array_equal(scaled.target_mean_, before)
+    # multi-output: one mean and scale per output
+    Y = np.column_stack([y, 100.0 * y]).astype(float)
+    multi = CNNRegressor(**TINY).fit(X, Y)
+    np.testing.assert_allclose(multi.target_scale_, Y.std(0), rtol=1e-5)
+
+
 def test_class_and_sample_weight_change_the_model(small_digits, heldout_digits):
     X, y = small_digits
     base = CNNClassifier(**TINY).fit(X, y).predict_proba(X)
