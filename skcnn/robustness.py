@@ -34,16 +34,17 @@ __all__ = [
     "write_profile_csv",
 ]
 
-# kind -> (magnitude per severity step, unit): severity s uses s * step.
+# kind -> (magnitude per severity step, what one step is): severity s
+# applies s * step.
 SHIFT_KINDS = {
-    "rotation": (10.0, "degrees"),
-    "translation": (0.08, "of the image side"),
-    "scale": (0.12, "zoom in or out"),
-    "blur": (0.05, "Gaussian sigma, of the image side"),
-    "noise": (0.08, "Gaussian std, of the value range"),
-    "contrast": (0.2, "contrast lost"),
-    "stroke": (0.04, "of the image side: grey dilation, bright strokes thicken"),
-    "occlusion": (0.15, "occluded square side, of the image side"),
+    "rotation": (10.0, "10 degrees"),
+    "translation": (0.08, "8% of the side"),
+    "scale": (0.12, "12% zoom in or out"),
+    "blur": (0.05, "sigma 5% of the side"),
+    "noise": (0.08, "std 8% of the range"),
+    "contrast": (0.2, "20% contrast lost"),
+    "stroke": (0.04, "dilation 4% of the side"),
+    "occlusion": (0.15, "square 15% of the side"),
 }
 MAX_SEVERITY = 5
 
@@ -230,8 +231,8 @@ def shift_images(
         thicken) or "occlusion" (a square filled with the image's mean).
     severity : float in [0, 5]
         0 leaves the images as they are; severity ``s`` applies ``s`` times
-        the kind's step (``SHIFT_KINDS[kind][0]``), e.g. 10 degrees of
-        rotation per step.
+        the kind's step (``SHIFT_KINDS[kind]``: the step and what it is),
+        e.g. 10 degrees of rotation per step.
     image_shape : tuple or None, default=None
         Shape of one image when ``X`` is flattened.
     channels : {"auto", "last", "first"}, default="auto"
@@ -298,8 +299,8 @@ def shift_profile(
     -------
     profile : dict of lists
         A tidy table, one entry per (model, kind, severity): columns
-        "model", "kind", "severity", "magnitude" (the kind's parameter,
-        in the units of :data:`SHIFT_KINDS`), "score". ``pandas.DataFrame(profile)``
+        "model", "kind", "severity", "magnitude" (severity times the
+        kind's step of :data:`SHIFT_KINDS`), "score". ``pandas.DataFrame(profile)``
         makes it a frame; :func:`write_profile_csv` writes it.
 
     Examples
@@ -385,8 +386,9 @@ def plot_shift_profile(profile, *, ylabel="score", title=None):
     )
     rows = list(zip(*(profile[c] for c in profile)))
     cols = list(profile)
+    colours = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
     for ax, kind in zip(axes.flat, kinds):
-        for model in models:
+        for m, model in enumerate(models):
             pts = [
                 dict(zip(cols, r))
                 for r in rows
@@ -396,11 +398,13 @@ def plot_shift_profile(profile, *, ylabel="score", title=None):
             ax.plot(
                 [p["severity"] for p in pts],
                 [p["score"] for p in pts],
-                marker="o",
+                marker="osD^v"[m % 5],
+                markersize=4,
+                linestyle=("-", "--")[m // 10 % 2],
+                color=colours(m % colours.N),
                 label=model,
             )
-        step, unit = SHIFT_KINDS[kind]
-        ax.set_title(f"{kind} ({step:g} {unit} per step)", fontsize=8)
+        ax.set_title(f"{kind}: {SHIFT_KINDS[kind][1]} per step", fontsize=8)
         ax.set_xlabel("severity")
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:

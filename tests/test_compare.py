@@ -5,7 +5,7 @@ from skcnn.cli import main
 from skcnn.compare import run_comparison
 
 
-def test_compare_cli_writes_table_and_figures(tmp_path, capsys):
+def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(
         [
@@ -18,20 +18,95 @@ def test_compare_cli_writes_table_and_figures(tmp_path, capsys):
         ]
     )
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     for name in ["pca+svm", "hog+svm", "cnn", "densenet"]:
         assert f"| {name} | ok |" in printed
     assert "val_f1" in printed and "ext_f1" in printed
-    for f in [
-        "results.csv",
-        "results.md",
-        "f1_bars.png",
-        "confusion_cnn.png",
-        "learning_curves_cnn.png",
-    ]:
+    # progress: per-fit lines inside a row, elapsed time and an estimate of the rest
+    assert "fit 2/2: fold F1" in captured.err
+    assert "s elapsed, about" in captured.err and "s left" in captured.err
+    for f in ["results.csv", "results.md", "report.md", "f1_bars.png"]:
+        assert (out / f).stat().st_size > 0, f
+    for f in ["robustness.csv", "robustness.png"]:
         assert (out / f).stat().st_size > 0, f
     lines = (out / "results.csv").read_text().splitlines()
     assert len(lines) == 5
+    profile = (out / "robustness.csv").read_text().splitlines()
+    assert profile[0] == "model,kind,severity,magnitude,score"
+    assert len(profile) == 1 + 4 * 8 * 4  # models x kinds x severities 0-3
+    report = (out / "report.md").read_text()
+    for section in [
+        "## Verdict",
+        "## Results",
+        "## Robustness profile",
+        "## Search spaces",
+    ]:
+        assert section in report
+    assert "![robustness profile](robustness.png)" in report
+    assert "Best on the external set: **" in report
+
+
+def test_full_run_figures_per_model(tmp_path):
+    from skcnn._report import write_outputs
+    from skcnn.compare import load_comparison_data
+
+    result = run_comparison(
+        models=["cnn", "pca+svm"], quick=True, robustness=False, progress=lambda m: None
+    )
+    _, _, _, y_val, _, y_ext = load_comparison_data()
+    write_outputs(result, tmp_path, y_val, y_ext)
+    for f in ["confusion_cnn.png", "learning_curves_cnn.png", "confusion_pca_svm.png"]:
+        assert (tmp_path / f).stat().st_size > 0, f
+    assert not (tmp_path / "robustness.csv").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "![confusion_cnn](confusion_cnn.png)" in report
+    assert "Robustness" not in report
+
+
+def test_models_accept_groups():
+    from skcnn.compare import GROUPS, MODEL_NAMES, resolve_models
+
+    assert resolve_models("classic") == list(GROUPS["classic"])
+    assert resolve_models(["noise", "cnn"]) == ["pca+svm+noise", "cnn", "cnn+noise"]
+    assert resolve_models("all") == list(MODEL_NAMES) == resolve_models(None)
+    with pytest.raises(ValueError, match="Unknown model or group 'cnns'"):
+        resolve_models("cnns")
+    with pytest.raises(ValueError, match="empty"):
+        resolve_models("")
+
+
+def test_verdict_is_computed_from_the_numbers():
+    from skcnn._report import verdict
+    from skcnn.compare import ComparisonResult
+
+    def row(name, val, ext, rank=""):
+        return {
+            "model": name,
+            "status": "ok",
+            "val_f1": val,
+            "ext_f1": ext,
+            "ext_f1_ci": (ext - 0.03, ext + 0.03),
+            "ext_rank": rank,
+        }
+
+    result = ComparisonResult(
+        [
+            row("a", 0.99, 0.60),
+            row("b", 0.95, 0.85, "best"),
+            row("c", 0.97, 0.83, "not significantly worse"),
+        ],
+        "digits",
+        10,
+        10,
+        10,
+        1.0,
+    )
+    text = "\n".join(verdict(result))
+    assert "**b**, macro F1 0.850" in text
+    assert "not significantly better than c" in text
+    assert "Largest validation-to-external drop: **a**, 0.990 -> 0.600" in text
+    assert "best validation F1 (a, 0.990) does not pick" in text
 
 
 def test_pretrained_rows_skip_without_weights(tmp_path, monkeypatch):
@@ -140,7 +215,8 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
             progress=lambda m: None,
         )
     text = (tmp_path / "results.csv").read_text()
-    assert "pca+svm" in text and "hog+svm" not in text
+    # rows run in table order: hog+svm finished, pca+svm was interrupted
+    assert "hog+svm" in text and "pca+svm" not in text
 
 
 @pytest.mark.slow
@@ -188,7 +264,10 @@ def test_the_default_external_set_for_digits_is_another_population():
 
 
 def test_a_model_trained_on_the_shift_that_made_the_external_set_is_flagged(tmp_path):
-    with pytest.warns(UserWarning, match="cnn\\+aug train with rotations/shifts"):
+    with pytest.warns(
+        UserWarning,
+        match=r"cnn\+aug \(rotation, shift\) train with transforms that made",
+    ):
         result = run_comparison(
             models=["pca+svm", "cnn+aug"],
             external="shifted",
@@ -251,3 +330,37 @@ def test_paired_bootstrap_matches_sklearn_on_the_full_set():
     boot = PairedBootstrap(y, n=50)
     boot.samples = np.arange(300)[None]  # the set itself as the only "resample"
     assert boot.scores(pred)[0] == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+@pytest.mark.timeout(300)
+def test_searches_run_on_a_dask_cluster(capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        code = main(
+            [
+                "compare",
+                "--quick",
+                "--no-robustness",
+                "--models",
+                "pca+svm,hog+svm",
+                "--dask",
+                cluster.scheduler_address,
+            ]
+        )
+        assert code == 0
+        # the cluster ran the searches' fits
+        assert any("fit_and_score" in p for p in cluster.scheduler.task_prefixes)
+    captured = capsys.readouterr()
+    assert "| pca+svm | ok |" in captured.out and "| hog+svm | ok |" in captured.out
+    assert "searches on the Dask cluster" in captured.err
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error(capsys):
+    pytest.importorskip("distributed")
+    code = main(
+        ["compare", "--quick", "--models", "pca+svm", "--dask", "tcp://127.0.0.1:9"]
+    )
+    assert code == 2
+    assert "Cannot reach the Dask scheduler" in capsys.readouterr().err
