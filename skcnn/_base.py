@@ -40,6 +40,7 @@ from ._device import (
     resolve_device,
     resolve_precision,
 )
+from ._logging import EpochProgress, EpochTable, fit_label, user_callbacks
 from ._training import (
     BestCheckpoint,
     DivergedError,
@@ -118,6 +119,8 @@ NET_PARAMETER_CONSTRAINTS = {
     "warm_start": ["boolean"],
     "checkpoint_dir": [str, os.PathLike, None],
     "num_workers": [Int(0)],
+    "callbacks": [list, tuple, None],
+    "progress": ["boolean"],
 }
 
 
@@ -360,6 +363,8 @@ class BaseNetEstimator(BaseEstimator):
             "n_iter_no_change",
             "precision",
             "compile",
+            "callbacks",
+            "progress",
         }
     )
 
@@ -476,6 +481,10 @@ class BaseNetEstimator(BaseEstimator):
             callbacks.append(("checkpoint", BestCheckpoint(folder, key=None)))
         callbacks.append(("stop_on_interrupt", StopOnInterrupt()))
         callbacks += self._extra_callbacks(module)
+        label = fit_label(self, width=200)
+        if self.progress:
+            callbacks.append(("progress", EpochProgress(fit_label(self, width=60))))
+        callbacks += user_callbacks(self.callbacks)
         device = self.device_
         amp = resolve_precision(self.precision, device, strict=strict_precision)
         channels_last = len(self.layout_.shape) == 3
@@ -498,7 +507,7 @@ class BaseNetEstimator(BaseEstimator):
             compile=bool(self.compile),
             verbose=int(bool(self.verbose)),
             # skorch builds its epoch table even when silent; drop it then.
-            **({} if self.verbose else {"callbacks__print_log": None}),
+            callbacks__print_log=EpochTable(label) if self.verbose else None,
             amp_dtype=amp,
             augment=self._augment(seed),
             shuffle_seed=seed,

@@ -84,6 +84,14 @@ _PARAMS_DOC = """
         ``warm_start=True``, a new fit starts from the newest checkpoint there.
     num_workers : int, default=0
         DataLoader workers when X is a list of image files.
+    callbacks : list or None, default=None
+        More skorch callbacks (instances, or ``(name, callback)`` pairs) run
+        after skcnn's own: LR schedulers, ``TensorBoard``, MLflow / W&B
+        loggers, your own hooks. Searchable like any parameter; not written
+        to safe model files.
+    progress : bool, default=False
+        Show one progress bar per fit (epochs, losses, time left): a tqdm
+        bar on a terminal or in a notebook, one line per epoch in a log file.
 """
 
 
@@ -195,6 +203,8 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        callbacks=None,
+        progress=False,
         class_weight=None,
     ):
         self.conv_filters = conv_filters
@@ -225,6 +235,8 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.callbacks = callbacks
+        self.progress = progress
         self.class_weight = class_weight
 
 
@@ -287,6 +299,8 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        callbacks=None,
+        progress=False,
         scale_target=True,
     ):
         self.conv_filters = conv_filters
@@ -317,4 +331,6 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.callbacks = callbacks
+        self.progress = progress
         self.scale_target = scale_target

@@ -98,7 +98,7 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         Learning rate (of the head; the backbone's is scaled).
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, class_weight
+warm_start, checkpoint_dir, num_workers, callbacks, progress, class_weight
         As in :class:`~skcnn.CNNClassifier`.
 
     Examples
@@ -145,6 +145,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        callbacks=None,
+        progress=False,
         class_weight=None,
         drop_rate=DEPRECATED,
     ):
@@ -180,6 +182,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.callbacks = callbacks
+        self.progress = progress
         self.class_weight = class_weight
         self.drop_rate = drop_rate
 

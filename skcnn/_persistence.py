@@ -104,7 +104,9 @@ def save(estimator, path):
 
     fitted = estimator._fitted_state()
     params = {
-        k: _encode_param(k, v) for k, v in estimator.get_params(deep=False).items()
+        # callbacks are code (user objects): a safe file never holds them.
+        k: None if k == "callbacks" else _encode_param(k, v)
+        for k, v in estimator.get_params(deep=False).items()
     }
     header = {
         "format": _FORMAT,

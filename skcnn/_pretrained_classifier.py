@@ -60,7 +60,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         Learning rate of the head.
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, class_weight
+warm_start, checkpoint_dir, num_workers, callbacks, progress, class_weight
         As in :class:`~skcnn.CNNClassifier`.
 
     Attributes
@@ -130,6 +130,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        callbacks=None,
+        progress=False,
         class_weight=None,
     ):
         self.backbone = backbone
@@ -158,6 +160,8 @@ warm_start, checkpoint_dir, num_workers, class_weight
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.callbacks = callbacks
+        self.progress = progress
         self.class_weight = class_weight
 
     def _resolve_pretrained(self):

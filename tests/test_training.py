@@ -74,6 +74,30 @@ def test_every_override_is_guarded():
     assert overridden <= set(SKORCH_SIGNATURES), overridden - set(SKORCH_SIGNATURES)
 
 
+# What skcnn._logging.EpochTable relies on in skorch's PrintLog.
+PRINTLOG_SIGNATURES = {
+    "__init__": "(self, keys_ignored=None, sink=<built-in function print>, "
+    "tablefmt='simple', floatfmt='.4f', stralign='right')",
+    "_sink": "(self, text, verbose)",
+    "initialize": "(self)",
+    "on_epoch_end": "(self, net, **kwargs)",
+}
+
+
+def test_printlog_contract():
+    from skorch.callbacks import PrintLog
+
+    from skcnn._logging import EpochTable
+
+    for name, signature in PRINTLOG_SIGNATURES.items():
+        assert str(inspect.signature(getattr(PrintLog, name))) == signature, name
+    assert "first_iteration_" in inspect.getsource(PrintLog.on_epoch_end)
+    overridden = {
+        n for n, v in vars(EpochTable).items() if callable(v) and hasattr(PrintLog, n)
+    }
+    assert overridden <= set(PRINTLOG_SIGNATURES) | {"on_train_begin", "on_train_end"}
+
+
 def test_skorch_init_arguments_and_private_state():
     params = inspect.signature(NeuralNet.__init__).parameters
     assert SKORCH_INIT_ARGS <= set(params)
@@ -188,7 +212,9 @@ def test_divergence_stops_with_a_clear_error(small_digits, case):
     if case == "huge_lr":
         est, Xf, yf = CNNClassifier(**{**TINY, "lr": 1e6}, optimizer="sgd"), X, y
     elif case == "huge_targets":
-        est, Xf, yf = CNNRegressor(**TINY), X, y * 1e30
+        # (with the default scale_target=True these targets train fine)
+        assert np.isfinite(CNNRegressor(**TINY).fit(X, y * 1e30).predict(X[:5])).all()
+        est, Xf, yf = CNNRegressor(**TINY, scale_target=False), X, y * 1e30
     else:
         est, Xf, yf = CNNClassifier(**TINY), X.astype(np.float32) * 1e30, y
     with pytest.raises(ValueError, match="diverged") as info:
