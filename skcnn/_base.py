@@ -645,6 +645,27 @@ class BaseNetEstimator(BaseEstimator):
             return None
         return ResolvedWeights({}, source=self.weights_source_)
 
+    def to_onnx(self, path, **kwargs):
+        """Write the fitted network as ONNX, preprocessing and output included.
+
+        See :func:`skcnn.export.to_onnx` for the options.
+
+        Parameters
+        ----------
+        path : str or Path
+            Where to write the ``.onnx`` file.
+        **kwargs : dict
+            ``input_layout``, ``input_dtype``, ``opset``.
+
+        Returns
+        -------
+        path : Path
+            The written file.
+        """
+        from .export import to_onnx
+
+        return to_onnx(self, path, **kwargs)
+
     @property
     def module_(self):
         """The trained ``torch.nn.Module`` (unwrapped when ``compile=True``)."""

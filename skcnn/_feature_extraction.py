@@ -218,6 +218,27 @@ class PretrainedFeatureExtractor(
         self.n_features_out_ = int(self._run(probe, strict=True).shape[1])
         return self
 
+    def to_onnx(self, path, **kwargs):
+        """Write the fitted extractor as ONNX: images in, features out.
+
+        See :func:`skcnn.export.to_onnx` for the options.
+
+        Parameters
+        ----------
+        path : str or Path
+            Where to write the ``.onnx`` file.
+        **kwargs : dict
+            ``input_layout``, ``input_dtype``, ``opset``.
+
+        Returns
+        -------
+        path : Path
+            The written file.
+        """
+        from .export import to_onnx
+
+        return to_onnx(self, path, **kwargs)
+
     def _run(self, data, strict=False):
         # strict at fit; an fp16 extractor unpickled without its GPU runs in float32
         batches = BatchIterator(

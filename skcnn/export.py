@@ -1,0 +1,242 @@
+"""ONNX export with skcnn's preprocessing inside the graph.
+
+The exported graph takes the images as the user passes them to ``predict``
+(uint8 pixels or floats, in the layout seen at fit), and does everything
+skcnn does on the way: the 0-255 scaling, the layout conversion, a
+backbone's resizing and normalisation, and the softmax / sigmoid (or the
+regression target scaling). Class labels and the task are in the model's
+metadata. Needs ``pip install 'skcnn[onnx]'`` (onnx; onnxruntime to run it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+__all__ = ["INPUT_LAYOUTS", "to_onnx"]
+
+INPUT_LAYOUTS = ("auto", "flat", "gray", "channels_last", "channels_first", "signal")
+
+
+class _Graph(nn.Module):
+    """User input -> skcnn's network input -> the estimator's output."""
+
+    def __init__(self, module, shape, input_layout, scale, task, target=None):
+        super().__init__()
+        self.module = module
+        self.shape, self.input_layout, self.scale, self.task = (
+            tuple(shape),
+            input_layout,
+            scale,
+            task,
+        )
+        mean, std = target if target is not None else (None, None)
+        self.register_buffer("target_mean", _buffer(mean))
+        self.register_buffer("target_scale", _buffer(std))
+
+    def forward(self, x):
+        x = x.to(torch.float32)
+        if self.scale:
+            x = x / 255.0
+        c = self.shape[0]
+        if self.input_layout == "flat":
+            x = x.reshape(-1, *self.shape)
+        elif self.input_layout == "flat_last":
+            x = x.reshape(-1, *self.shape[1:], c).permute(0, 3, 1, 2)
+        elif self.input_layout in ("gray", "signal"):
+            x = x.unsqueeze(1)
+        elif self.input_layout == "channels_last":
+            x = x.permute(0, 3, 1, 2)
+        out = self.module(x)
+        if self.task == "multiclass":
+            return torch.softmax(out, 1)
+        if self.task == "binary":
+            p = torch.sigmoid(out)
+            return torch.cat([1 - p, p], 1)
+        if self.task == "multilabel":
+            return torch.sigmoid(out)
+        if self.task == "regression":
+            return out * self.target_scale + self.target_mean
+        return out.to(torch.float32)  # features
+
+
+def _buffer(values):
+    return torch.tensor(
+        np.asarray(values if values is not None else [0.0]), dtype=torch.float32
+    )
+
+
+def _input_layout(estimator, layout, requested):
+    """How the user passes images, from the fit's parameters unless given."""
+    if requested not in INPUT_LAYOUTS:
+        raise ValueError(
+            f"input_layout must be one of {list(INPUT_LAYOUTS)}; got {requested!r}."
+        )
+    image_shape = getattr(estimator, "image_shape", None)
+    channels = getattr(estimator, "channels", "auto")
+    if requested == "auto":
+        if len(layout) == 2:
+            requested = "signal"
+        elif image_shape is not None:
+            requested = "flat"
+        elif layout[0] == 1:
+            requested = "gray"
+        else:
+            requested = "channels_first" if channels == "first" else "channels_last"
+    if requested == "signal" and (len(layout) != 2 or layout[0] != 1):
+        raise ValueError(
+            f"input_layout='signal' needs 1-channel 1-D signals; the model takes {layout}."
+        )
+    if requested == "gray" and layout[0] != 1:
+        raise ValueError(
+            f"input_layout='gray' needs 1-channel images; the model takes {layout[0]} "
+            "channels."
+        )
+    if requested == "flat" and len(layout) == 3 and layout[0] > 1:
+        # flattened colour images are channels-last unless channels="first"
+        if not (image_shape is not None and channels == "first"):
+            return "flat_last"
+    return requested
+
+
+def _sample_shape(layout, input_layout):
+    c, *spatial = layout
+    return {
+        "flat": (int(np.prod(layout)),),
+        "flat_last": (int(np.prod(layout)),),
+        "gray": tuple(spatial),
+        "signal": tuple(spatial),
+        "channels_last": (*spatial, c),
+        "channels_first": tuple(layout),
+    }[input_layout]
+
+
+def to_onnx(estimator, path, *, input_layout="auto", input_dtype="auto", opset=17):
+    """Write a fitted skcnn network or feature extractor as an ONNX model.
+
+    Parameters
+    ----------
+    estimator : fitted CNNClassifier, CNNRegressor, DenseNetClassifier, \
+PretrainedClassifier or PretrainedFeatureExtractor
+        The model to export.
+    path : str or Path
+        Where to write the ``.onnx`` file.
+    input_layout : {"auto", "flat", "gray", "channels_last", "channels_first", \
+"signal"}, default="auto"
+        How the graph's input holds the images: "auto" follows the fit
+        (flattened with ``image_shape``; ``(n, H, W)`` for gray images;
+        ``(n, H, W, C)`` for colour, ``(n, C, H, W)`` with ``channels="first"``;
+        ``(n, L)`` for 1-D signals).
+    input_dtype : {"auto", "uint8", "float32"}, default="auto"
+        "auto" is uint8 for a model fitted on 0-255 pixels (scaled to [0, 1]
+        in the graph), float32 otherwise. A pixel model exported with
+        "float32" takes floats already scaled to [0, 1].
+    opset : int, default=17
+        ONNX opset.
+
+    Returns
+    -------
+    path : Path
+        The written file. Its input is "images" (any batch size); its output
+        is "probabilities" (classifiers), "predictions" (regressors) or
+        "features". The metadata holds "classes" (JSON), "task",
+        "input_layout" and "skcnn_version".
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            "ONNX export needs onnx: pip install 'skcnn[onnx]'."
+        ) from None
+    from . import __version__
+
+    check_is_fitted(estimator, "layout_")
+    layout = tuple(estimator.layout_.shape)
+    in_layout = _input_layout(estimator, layout, input_layout)
+    pixels = bool(estimator.layout_.pixels)
+    if input_dtype == "auto":
+        input_dtype = "uint8" if pixels else "float32"
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(
+            f"input_dtype must be 'auto', 'uint8' or 'float32'; got {input_dtype!r}."
+        )
+    if input_dtype == "uint8" and not pixels:
+        raise ValueError(
+            "input_dtype='uint8' needs a model fitted on 0-255 pixels; this one was "
+            "fitted on floats, read as they are."
+        )
+    task = getattr(estimator, "task_", "features")
+    target = None
+    if task == "regression":
+        target = (estimator.target_mean_, estimator.target_scale_)
+    module = estimator.module_
+    graph = _Graph(module, layout, in_layout, input_dtype == "uint8", task, target)
+    graph = graph.to("cpu").eval()
+    dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
+    example = torch.zeros((2, *_sample_shape(layout, in_layout)), dtype=dtype)
+    output = {"features": "features", "regression": "predictions"}.get(
+        task, "probabilities"
+    )
+    path = Path(path)
+    memory_format = _contiguous(module)
+    try:
+        # The TorchScript exporter: FeatureBackbone stops a backbone at a
+        # layer with a hook that raises, which tracing records and
+        # torch.export cannot. Sizes are fixed per model, so the tracer's
+        # constant-shape warnings hold.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(path),
+                input_names=["images"],
+                output_names=[output],
+                dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
+                opset_version=int(opset),
+                dynamo=False,
+            )
+    finally:
+        memory_format()
+        graph.module = None
+    model = onnx.load(str(path))
+    classes = getattr(estimator, "classes_", None)
+    meta = {
+        "task": task,
+        "input_layout": in_layout,
+        "input_dtype": input_dtype,
+        "skcnn_version": __version__,
+        "estimator": type(estimator).__name__,
+    }
+    if classes is not None:
+        meta["classes"] = json.dumps(_plain(classes))
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(model, str(path))
+    return path
+
+
+def _contiguous(module):
+    """Put the weights in the default memory format for tracing; return a
+    function that restores the previous device/format (a no-op on CPU)."""
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    module.to("cpu")
+    return lambda: module.to(device)
+
+
+def _plain(classes):
+    out = []
+    for c in np.asarray(classes).tolist():
+        if isinstance(c, float) and math.isnan(c):
+            raise ValueError("Class labels with NaN cannot be exported.")
+        out.append(c)
+    return out

@@ -1,0 +1,125 @@
+"""ONNX export: the graph does skcnn's preprocessing; onnxruntime agrees."""
+
+import json
+
+import numpy as np
+import pytest
+
+from skcnn import (
+    CNNClassifier,
+    CNNRegressor,
+    DenseNetClassifier,
+    PretrainedClassifier,
+    PretrainedFeatureExtractor,
+)
+from skcnn.export import to_onnx
+
+from .conftest import TINY, TINY_DN
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+def _run(path, X):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: X})
+    return out, session.get_modelmeta().custom_metadata_map
+
+
+def _check_classifier(clf, X, path):
+    assert clf.to_onnx(path) == path  # the method and the function are one
+    # any batch size: 7 here, 2 at export
+    proba, meta = _run(path, X[:7])
+    np.testing.assert_allclose(proba, clf.predict_proba(X[:7]), atol=1e-5)
+    classes = np.asarray(json.loads(meta["classes"]))
+    np.testing.assert_array_equal(classes[proba.argmax(1)], clf.predict(X[:7]))
+    return meta
+
+
+def test_cnn_uint8_gray_with_string_labels(small_digits, tmp_path):
+    X, y = small_digits
+    names = np.array(list("abcdefghij"))[y]
+    clf = CNNClassifier(**TINY).fit(X, names)
+    meta = _check_classifier(clf, X, tmp_path / "cnn.onnx")
+    assert meta["task"] == "multiclass" and meta["input_dtype"] == "uint8"
+    assert meta["input_layout"] == "gray"
+    assert json.loads(meta["classes"]) == list("abcdefghij")
+
+
+def test_densenet_colour_channels_last(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 12, 12, 3), dtype=np.uint8)
+    y = (X[..., 0].mean((1, 2)) > 127).astype(int)  # binary: one sigmoid
+    clf = DenseNetClassifier(**TINY_DN).fit(X, y)
+    meta = _check_classifier(clf, X, tmp_path / "dn.onnx")
+    assert meta["task"] == "binary" and meta["input_layout"] == "channels_last"
+
+
+def test_flattened_floats_and_multilabel(small_digits, tmp_path):
+    X, y = small_digits
+    Xf = X.reshape(len(X), -1).astype(np.float32) / 255
+    Y = np.column_stack([y % 2 == 0, y > 4]).astype(int)
+    clf = CNNClassifier(**TINY, image_shape=(8, 8)).fit(Xf, Y)
+    to_onnx(clf, tmp_path / "ml.onnx")
+    proba, meta = _run(tmp_path / "ml.onnx", Xf[:9])
+    np.testing.assert_allclose(proba, clf.predict_proba(Xf[:9]), atol=1e-5)
+    assert meta["input_layout"] == "flat" and meta["input_dtype"] == "float32"
+
+
+def test_regressor_undoes_target_scaling(small_digits, tmp_path):
+    X, y = small_digits
+    reg = CNNRegressor(**TINY).fit(X, 100.0 * y + 7)
+    to_onnx(reg, tmp_path / "reg.onnx")
+    pred, meta = _run(tmp_path / "reg.onnx", X[:5])
+    np.testing.assert_allclose(pred[:, 0], reg.predict(X[:5]), rtol=1e-5)
+    assert meta["task"] == "regression" and "classes" not in meta
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_resizes_and_normalises_inside(small_digits, tmp_path):
+    pytest.importorskip("timm")
+    X, y = small_digits
+    clf = PretrainedClassifier(
+        "test_efficientnet",
+        weights=None,
+        input_size=32,
+        max_epochs=1,
+        head_epochs=0,
+        random_state=0,
+    ).fit(X[:80], y[:80])
+    _check_classifier(clf, X, tmp_path / "pre.onnx")
+
+
+def test_feature_extractor_features(small_digits, tmp_path):
+    X, _ = small_digits
+    torch = pytest.importorskip("torch")
+    from torchvision.models import resnet18
+
+    weights = tmp_path / "r18.pth"
+    torch.manual_seed(0)
+    torch.save(resnet18().state_dict(), weights)
+    fe = PretrainedFeatureExtractor(
+        "resnet18", weights=str(weights), layer=-2, input_size=32
+    ).fit(X)
+    fe.to_onnx(tmp_path / "fe.onnx")
+    feats, meta = _run(tmp_path / "fe.onnx", X[:6])
+    np.testing.assert_allclose(feats, fe.transform(X[:6]), rtol=1e-4, atol=1e-5)
+    assert meta["task"] == "features"
+
+
+def test_export_errors(small_digits, tmp_path):
+    X, y = small_digits
+    with pytest.raises(Exception, match="not fitted"):
+        to_onnx(CNNClassifier(), tmp_path / "x.onnx")
+    clf = CNNClassifier(**TINY).fit(X.astype(np.float32) / 255, y)
+    with pytest.raises(ValueError, match="fitted on floats"):
+        to_onnx(clf, tmp_path / "x.onnx", input_dtype="uint8")
+    with pytest.raises(ValueError, match="input_layout must be"):
+        to_onnx(clf, tmp_path / "x.onnx", input_layout="nhwc")
+    with pytest.raises(ValueError, match="1-channel"):
+        to_onnx(clf, tmp_path / "x.onnx", input_layout="signal")
+    # a pixel model can take [0, 1] floats instead of uint8
+    pix = CNNClassifier(**TINY).fit(X, y)
+    to_onnx(pix, tmp_path / "f.onnx", input_dtype="float32")
+    proba, _ = _run(tmp_path / "f.onnx", X[:4].astype(np.float32) / 255)
+    np.testing.assert_allclose(proba, pix.predict_proba(X[:4]), atol=1e-5)
