@@ -14,6 +14,7 @@ _LAZY = {
     "PretrainedClassifier": "._pretrained_classifier",
     "PretrainedFeatureExtractor": "._feature_extraction",
     "load": "._persistence",
+    "save": "._persistence",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]
@@ -21,7 +22,8 @@ __all__ = [*sorted(_LAZY), "__version__"]
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = getattr(module, "save_any" if name == "save" else name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'skcnn' has no attribute {name!r}")

@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._data import BatchIterator, TensorData, prepare_images
+from . import _persistence
+from ._data import BatchIterator, ImageLayout, TensorData, prepare_images
 from ._device import (
     PRECISIONS,
     gpu_missing,
@@ -159,9 +160,11 @@ class PretrainedFeatureExtractor(
         data, layout, _ = prepare_images(self, X, reset=reset)
         return data, layout
 
-    def _build(self, layout, channels_last):
+    def _build(self, layout, channels_last, weights="param"):
         """The truncated backbone and the fingerprint of what it computes."""
-        backbone = build_backbone(self.backbone, self.weights)
+        backbone = build_backbone(
+            self.backbone, self.weights if weights == "param" else weights
+        )
         layer = self.layer
         if isinstance(layer, int):
             layer = backbone.stage(layer).end
@@ -257,6 +260,66 @@ class PretrainedFeatureExtractor(
             ),
         )
 
+    # What a safe model file holds besides parameters and weights.
+    _FITTED_KEYS = {"task": str, "layout": list, "pixels": (bool, type(None))}
+
+    def save(self, path):
+        """Write the fitted extractor to a safe file (see :func:`skcnn.load`).
+
+        Parameters
+        ----------
+        path : str or Path
+            The file to write (``.safetensors``).
+
+        Returns
+        -------
+        path : Path
+            The file written.
+        """
+        check_is_fitted(self, "module_")
+        return _persistence.save(self, path)
+
+    def _fitted_state(self):
+        return {
+            "task": "features",
+            "layout": list(self.layout_.shape),
+            "pixels": self.layout_.pixels,
+            "n_features_out": int(self.n_features_out_),
+        }
+
+    @classmethod
+    def _from_fitted_state(cls, params, state, weights):
+        """Rebuild a fitted extractor: the architecture without downloading
+        weights, then the file's tensors."""
+        extractor = cls(**params)
+        validate_params(extractor)
+        if not isinstance(extractor.backbone, str):
+            raise ValueError("Only extractors of a named backbone can be loaded.")
+        extractor.layout_ = ImageLayout(tuple(state["layout"]), pixels=state["pixels"])
+        extractor.device_ = resolve_device(extractor.device)
+        channels_last = extractor.memory_format == "channels_last"
+        module, _ = extractor._build(extractor.layout_, channels_last, weights=None)
+        # Built without pretrained weights, the adapter has no normalisation;
+        # the file's is the one the features were computed with.
+        adapter = module.adapter
+        if "adapter.mean" in weights and adapter.mean is None:
+            for name in ("mean", "std"):
+                delattr(adapter, name)
+                adapter.register_buffer(name, weights[f"adapter.{name}"].clone())
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        if expected != {k: tuple(v.shape) for k, v in weights.items()}:
+            raise ValueError(
+                "The weights in the model file do not match its header (backbone, "
+                "layer, layout): the file was changed after it was saved."
+            )
+        module.load_state_dict(weights)
+        extractor._fingerprint = _fingerprint(extractor, module.state_dict())
+        extractor.module_ = module.to(extractor.device_)
+        if channels_last:
+            extractor.module_ = extractor.module_.to(memory_format=torch.channels_last)
+        extractor.n_features_out_ = int(state["n_features_out"])
+        return extractor
+
     def _transform_uncached(self, X):
         data, _ = self._prepare(X, reset=False)
         return self._run(data)
@@ -330,3 +393,6 @@ def _fingerprint(extractor, state):
         h.update(str(tensor.dtype).encode())
         h.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+_persistence.register(PretrainedFeatureExtractor)

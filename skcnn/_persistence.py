@@ -22,7 +22,7 @@ import numpy as np
 from ._device import gpu_missing
 from .augmentation import Augment
 
-__all__ = ["load", "register", "save"]
+__all__ = ["load", "register", "save", "save_any"]
 
 _FORMAT = "skcnn-model-2"
 _CLASSES = {}
@@ -49,6 +49,12 @@ def _import_estimators():
 
     for module in _ESTIMATOR_MODULES:
         importlib.import_module(f"skcnn.{module}")
+
+
+def _held_elsewhere(name, value):
+    """Parameters a safe file does not write: callbacks are code (user
+    objects); weights given as a state dict are in the file's tensors."""
+    return name == "callbacks" or (name == "weights" and isinstance(value, dict))
 
 
 def _encode_param(name, value):
@@ -104,8 +110,7 @@ def save(estimator, path):
 
     fitted = estimator._fitted_state()
     params = {
-        # callbacks are code (user objects): a safe file never holds them.
-        k: None if k == "callbacks" else _encode_param(k, v)
+        k: None if _held_elsewhere(k, v) else _encode_param(k, v)
         for k, v in estimator.get_params(deep=False).items()
     }
     header = {
@@ -145,28 +150,62 @@ def _from_format_1(header):
     return {**header, "format": _FORMAT, "fitted": fitted}
 
 
-def load(path, device=None):
-    """Rebuild an estimator saved with ``estimator.save(path)``.
+def save_any(obj, path):
+    """Write a fitted skcnn estimator, or a Pipeline / meta-estimator holding
+    skcnn estimators, to a safe file; :func:`load` reads both.
+
+    Parameters
+    ----------
+    obj : fitted estimator
+        A skcnn network or feature extractor (one ``.safetensors`` file), or
+        any estimator tree: Pipelines, searches, stacking, with skcnn models
+        and scikit-learn parts (a zip bundle; needs ``skops``).
+    path : str or Path
+        The file to write.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    """
+    from ._bundle import save_bundle
+
+    _import_estimators()
+    if isinstance(obj, tuple(_CLASSES.values())):
+        return obj.save(path)
+    return save_bundle(obj, path)
+
+
+def load(path, device=None, trusted=None):
+    """Rebuild an estimator saved with ``skcnn.save`` or ``estimator.save``.
 
     Parameters
     ----------
     path : str or Path
         The model file.
     device : str or None, default=None
-        Where to put the network; None uses the saved ``device`` parameter,
+        Where to put the networks; None uses each saved ``device`` parameter,
         falling back to the CPU when it asks for CUDA and there is none.
+    trusted : list of str or None, default=None
+        For a Pipeline bundle: types besides skcnn's own (and those skops
+        trusts by default) that you have checked and allow, as skops names
+        them (``skops.io.get_untrusted_types``).
 
     Returns
     -------
-    estimator : fitted skcnn estimator
-        The estimator as it was saved.
+    estimator : fitted estimator
+        The estimator (or Pipeline) as it was saved.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from ._bundle import is_bundle, load_bundle
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Model file {str(path)!r} does not exist.")
+    if is_bundle(path):
+        return load_bundle(path, device=device, trusted=trusted)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if "skcnn" not in meta:
@@ -203,6 +242,7 @@ _TASKS = {
     "multiclass": "classes",
     "multilabel": "classes",
     "regression": "n_outputs",
+    "features": "n_features_out",
 }
 _FITTED_KEYS = {
     "task": str,
@@ -237,7 +277,7 @@ def _checked_header(header, cls, path):
         )
     params = {k: _decode_param(v) for k, v in header["params"].items()}
     fitted = header["fitted"]
-    for key, kind in _FITTED_KEYS.items():
+    for key, kind in getattr(cls, "_FITTED_KEYS", _FITTED_KEYS).items():
         if key not in fitted:
             raise ValueError(f"The model file {where} lacks the fitted field {key!r}.")
         value = fitted[key]
