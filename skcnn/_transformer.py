@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
 
-__all__ = ["ImageTransformerMixin"]
+__all__ = ["ImageTransformerMixin", "flat_for_frames"]
+
+
+def flat_for_frames(estimator, out):
+    """Images for a data-frame output (``set_output(transform="pandas")``):
+    one column per value, in the order of ``get_feature_names_out``."""
+    from sklearn.utils._set_output import _get_output_config
+
+    if (
+        out.ndim > 2
+        and _get_output_config("transform", estimator)["dense"] != "default"
+    ):
+        return out.reshape(len(out), -1)
+    return out
 
 
 class ImageTransformerMixin(ClassNamePrefixFeaturesOutMixin):

@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._data import prepare_images
-from ._transformer import ImageTransformerMixin
+from ._transformer import ImageTransformerMixin, flat_for_frames
 from ._validation import (
     DEPRECATED,
     Int,
@@ -183,7 +183,7 @@ class ImageResizer(_ImageTransformer):
             preserve_range=True,
         )
         out = out.astype(np.float32)
-        return out.reshape(n, -1) if self.flatten else out
+        return out.reshape(n, -1) if self.flatten else flat_for_frames(self, out)
 
     def fit(self, X, y=None):
         super().fit(X, y)
@@ -401,7 +401,8 @@ class AddNoise(TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         validate_params(self)
-        validate_data(self, X, allow_nd=True, dtype="numeric")
+        X = validate_data(self, X, allow_nd=True, dtype="numeric")
+        self._values_per_sample = int(np.prod(X.shape[1:]))
         return self
 
     def _noisy(self, X):
@@ -416,18 +417,22 @@ class AddNoise(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None):
         self.fit(X, y)
-        return self._noisy(
-            validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
-        )
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
+        return flat_for_frames(self, self._noisy(X))
 
     def transform(self, X):
         check_is_fitted(self, "n_features_in_")
         X = validate_data(self, X, reset=False, allow_nd=True, dtype="numeric")
-        return self._noisy(X) if self.on_transform else X
+        return flat_for_frames(self, self._noisy(X) if self.on_transform else X)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_in_")
-        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        from sklearn.utils.validation import _check_feature_names_in
+
+        n = getattr(self, "_values_per_sample", self.n_features_in_)
+        if n == self.n_features_in_:  # 2-D input: its names pass through
+            return _check_feature_names_in(self, input_features)
+        return np.asarray([f"x{i}" for i in range(n)], dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
