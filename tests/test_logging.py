@@ -41,6 +41,40 @@ def test_user_callbacks_run_and_lr_schedulers_work(small_digits):
     )
 
 
+class JsonLogger(Callback):
+    """A user logger: one JSON line per epoch, appended to a file."""
+
+    def __init__(self, path=None):
+        self.path = path
+
+    def on_epoch_end(self, net, **kwargs):
+        import json
+
+        row = net.history[-1]
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"lr": net.lr, "train_loss": row["train_loss"]}) + "\n")
+
+
+def test_a_logger_and_a_scheduler_inside_a_search(small_digits, tmp_path):
+    import json
+
+    X, y = small_digits
+    log = tmp_path / "log.jsonl"
+    search = GridSearchCV(
+        CNNClassifier(
+            **{**TINY, "max_epochs": 3, "early_stopping": False},
+            callbacks=[JsonLogger(str(log)), LRScheduler(policy="StepLR", step_size=1)],
+        ),
+        {"lr": [1e-3, 1e-2]},
+        cv=2,
+    ).fit(X, y)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    # 2 candidates x 2 folds + the refit, 3 epochs each
+    assert len(rows) == 5 * 3
+    assert {r["lr"] for r in rows} == {1e-3, 1e-2}
+    assert search.best_estimator_.history_[-1]["event_lr"] < search.best_params_["lr"]
+
+
 def test_callbacks_are_searchable_in_a_grid(small_digits):
     X, y = small_digits
     schedule = LRScheduler(policy="StepLR", step_size=1, gamma=0.5)
