@@ -13,8 +13,8 @@ _LAZY = {
     "DenseNetClassifier": "._densenet",
     "PretrainedClassifier": "._pretrained_classifier",
     "PretrainedFeatureExtractor": "._feature_extraction",
-    "load": "._persistence",
-    "save": "._persistence",
+    "load": "._bundle",
+    "save": "._bundle",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]
@@ -23,7 +23,9 @@ __all__ = [*sorted(_LAZY), "__version__"]
 def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name], __name__)
-        value = getattr(module, "save_any" if name == "save" else name)
+        value = getattr(
+            module, {"save": "save_any", "load": "load_any"}.get(name, name)
+        )
         globals()[name] = value
         return value
     raise AttributeError(f"module 'skcnn' has no attribute {name!r}")

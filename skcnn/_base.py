@@ -41,6 +41,7 @@ from ._device import (
     resolve_precision,
 )
 from ._logging import EpochProgress, EpochTable, fit_label, user_callbacks
+from ._recipe import LR_SCHEDULES, MixBatch, make_lr_scheduler, tta_views
 from ._training import (
     BestCheckpoint,
     DivergedError,
@@ -121,6 +122,11 @@ NET_PARAMETER_CONSTRAINTS = {
     "num_workers": [Int(0)],
     "callbacks": [list, tuple, None],
     "progress": ["boolean"],
+    "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
+    "warmup_epochs": [Int(0)],
+    "mixup": [Num(0)],
+    "cutmix": [Num(0)],
+    "tta": [Int(0), list],
 }
 
 
@@ -365,6 +371,7 @@ class BaseNetEstimator(BaseEstimator):
             "compile",
             "callbacks",
             "progress",
+            "tta",
         }
     )
 
@@ -481,6 +488,18 @@ class BaseNetEstimator(BaseEstimator):
             callbacks.append(("checkpoint", BestCheckpoint(folder, key=None)))
         callbacks.append(("stop_on_interrupt", StopOnInterrupt()))
         callbacks += self._extra_callbacks(module)
+        if self.lr_schedule is not None:
+            callbacks.append(
+                (
+                    "lr_schedule",
+                    make_lr_scheduler(
+                        self.lr_schedule,
+                        self.max_epochs,
+                        self.warmup_epochs,
+                        "valid_loss",
+                    ),
+                )
+            )
         label = fit_label(self, width=200)
         if self.progress:
             callbacks.append(("progress", EpochProgress(fit_label(self, width=60))))
@@ -513,8 +532,20 @@ class BaseNetEstimator(BaseEstimator):
             shuffle_seed=seed,
             channels_last=channels_last,
             num_workers=self.num_workers,
+            mix=MixBatch(self.mixup, self.cutmix, seed + 2)
+            if self.mixup or self.cutmix
+            else None,
+            **self._loss_kwargs(),
             **{f"optimizer__{k}": v for k, v in opt_kwargs.items()},
         )
+
+    def _loss_kwargs(self):
+        smoothing = float(getattr(self, "label_smoothing", 0.0))
+        if not smoothing:
+            return {}
+        if self.task_ == "multiclass":
+            return {"criterion__label_smoothing": smoothing}
+        return {"label_smoothing": smoothing}
 
     def _augment(self, seed):
         augment = make_augment(self.augment)
@@ -525,6 +556,8 @@ class BaseNetEstimator(BaseEstimator):
     def _set_monitor(self, has_valid):
         """Monitor validation loss when there is a validation set, else training loss."""
         for name, cb in self.net_.callbacks_:
+            if name == "lr_schedule" and cb.monitor is not None:
+                cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "early_stopping":
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "checkpoint":
@@ -556,6 +589,16 @@ class BaseNetEstimator(BaseEstimator):
         check_is_fitted(self, "net_")
         data, _ = self._prepare_X(X, reset=False)
         return self.net_.predict_logits(data)
+
+    def _views(self, X, combine):
+        """``combine(logits)`` of X, averaged over the test-time views."""
+        check_is_fitted(self, "net_")
+        data, _ = self._prepare_X(X, reset=False)
+        out = combine(self.net_.predict_logits(data))
+        views = tta_views(self.tta, self.augment, self.random_state)
+        for view in views:
+            out = out + combine(self.net_.predict_logits(data, transform=view))
+        return out / (1 + len(views))
 
     # -- persistence -------------------------------------------------------------
     def save(self, path):
@@ -831,7 +874,10 @@ class NetClassifierMixin(ClassifierMixin):
         proba : ndarray of shape (n, n_classes)
             ``(n, n_labels)`` for multilabel targets.
         """
-        logits = torch.as_tensor(self._logits(X), dtype=torch.float64)
+        return self._views(X, self._proba)
+
+    def _proba(self, logits):
+        logits = torch.as_tensor(logits, dtype=torch.float64)
         if self.task_ == "multiclass":
             return torch.softmax(logits, 1).numpy()
         p = torch.sigmoid(logits).numpy()
@@ -948,7 +994,8 @@ class NetRegressorMixin(RegressorMixin):
             1-D when the targets were 1-D at fit.
         """
         out = (
-            self._logits(X).astype(np.float64) * self.target_scale_ + self.target_mean_
+            self._views(X, lambda out: out.astype(np.float64)) * self.target_scale_
+            + self.target_mean_
         )
         return out[:, 0] if self._single_output else out
 

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-__all__ = ["SavedNetwork", "is_bundle", "load_bundle", "save_bundle"]
+__all__ = ["SavedNetwork", "load_any", "load_bundle", "save_any", "save_bundle"]
 
 _FORMAT = "skcnn-bundle-1"
 _MANIFEST = "skcnn-bundle.json"
@@ -87,8 +87,57 @@ def save_bundle(obj, path):
     return path
 
 
-def is_bundle(path):
-    return zipfile.is_zipfile(path)
+def save_any(obj, path):
+    """Write a fitted skcnn estimator, or a Pipeline / meta-estimator holding
+    skcnn estimators, to a safe file; :func:`load` reads both.
+
+    Parameters
+    ----------
+    obj : fitted estimator
+        A skcnn network or feature extractor (one ``.safetensors`` file), or
+        any estimator tree: Pipelines, searches, stacking, with skcnn models
+        and scikit-learn parts (a zip bundle; needs ``skops``).
+    path : str or Path
+        The file to write.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    """
+    from ._persistence import _CLASSES, _import_estimators
+
+    _import_estimators()
+    if isinstance(obj, tuple(_CLASSES.values())):
+        return obj.save(path)
+    return save_bundle(obj, path)
+
+
+def load_any(path, device=None, trusted=None):
+    """Rebuild an estimator saved with ``skcnn.save`` or ``estimator.save``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file: a skcnn safe file or a Pipeline bundle.
+    device : str or None, default=None
+        Where to put the networks; None uses each saved ``device`` parameter,
+        falling back to the CPU when it asks for CUDA and there is none.
+    trusted : list of str or None, default=None
+        For a bundle: types besides skcnn's own (and those skops trusts by
+        default) that you have checked and allow, as skops names them
+        (``skops.io.get_untrusted_types``).
+
+    Returns
+    -------
+    estimator : fitted estimator
+        The estimator (or Pipeline) as it was saved.
+    """
+    from ._persistence import load
+
+    if Path(path).is_file() and zipfile.is_zipfile(path):
+        return load_bundle(path, device=device, trusted=trusted)
+    return load(path, device=device)
 
 
 def _substitute(obj, networks, seen):

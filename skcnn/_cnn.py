@@ -92,6 +92,24 @@ _PARAMS_DOC = """
     progress : bool, default=False
         Show one progress bar per fit (epochs, losses, time left): a tqdm
         bar on a terminal or in a notebook, one line per epoch in a log file.
+    lr_schedule : {"onecycle", "cosine", "plateau"} or None, default=None
+        Learning-rate schedule over ``max_epochs`` (skorch's LRScheduler):
+        "onecycle" rises from lr/25 to lr over the warm-up (30% of the epochs
+        unless ``warmup_epochs``) then anneals; "cosine" warms up linearly for
+        ``warmup_epochs`` then anneals to lr/100; "plateau" halves the lr when
+        the validation loss stalls for 2 epochs. Warm starts and partial_fit
+        continue the schedule, starting a new cycle after ``max_epochs``.
+    warmup_epochs : int, default=0
+        Warm-up epochs of "cosine" and "onecycle".
+    mixup, cutmix : float, default=0.0
+        Beta(alpha, alpha) parameter of mixup / CutMix on training batches
+        (0 = off; with both, each batch uses one at random). Works with
+        sample and class weights and with every target type.
+    tta : int or list, default=0
+        Test-time augmentation: ``predict`` / ``predict_proba`` average the
+        probabilities (regression: predictions) of the images and ``tta``
+        augmented views (with the ``augment`` transforms, or small shifts
+        when ``augment`` is None), or of one view per augment spec in a list.
 """
 
 
@@ -136,6 +154,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
     _parameter_constraints = {
         **_CNN_PARAMETER_CONSTRAINTS,
         "class_weight": [StrOptions({"balanced"}), dict, None],
+        "label_smoothing": [Num(0, 1, closed="left")],
     }
 
     __doc__ = (
@@ -148,6 +167,9 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         + _PARAMS_DOC
         + """    class_weight : "balanced", dict or None, default=None
         Weights of the classes in the loss.
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing of the loss (softmax: CrossEntropyLoss's; sigmoid
+        outputs: targets pulled towards 0.5).
 
     Attributes
     ----------
@@ -205,7 +227,13 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         num_workers=0,
         callbacks=None,
         progress=False,
+        lr_schedule=None,
+        warmup_epochs=0,
+        mixup=0.0,
+        cutmix=0.0,
+        tta=0,
         class_weight=None,
+        label_smoothing=0.0,
     ):
         self.conv_filters = conv_filters
         self.kernel_size = kernel_size
@@ -237,7 +265,13 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         self.num_workers = num_workers
         self.callbacks = callbacks
         self.progress = progress
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.mixup = mixup
+        self.cutmix = cutmix
+        self.tta = tta
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
 
 class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
@@ -301,6 +335,11 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         num_workers=0,
         callbacks=None,
         progress=False,
+        lr_schedule=None,
+        warmup_epochs=0,
+        mixup=0.0,
+        cutmix=0.0,
+        tta=0,
         scale_target=True,
     ):
         self.conv_filters = conv_filters
@@ -333,4 +372,9 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         self.num_workers = num_workers
         self.callbacks = callbacks
         self.progress = progress
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.mixup = mixup
+        self.cutmix = cutmix
+        self.tta = tta
         self.scale_target = scale_target

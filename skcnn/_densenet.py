@@ -41,6 +41,7 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         "input_size": [Int(1), Sizes(1, nonempty=True), None],
         "stem": [StrOptions({"auto", "small", "imagenet"})],
         "class_weight": [StrOptions({"balanced"}), dict, None],
+        "label_smoothing": [Num(0, 1, closed="left")],
     }
 
     """DenseNet classifier with fine-tuning depth as a hyperparameter.
@@ -98,7 +99,8 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         Learning rate (of the head; the backbone's is scaled).
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, callbacks, progress, class_weight
+warm_start, checkpoint_dir, num_workers, callbacks, progress, lr_schedule, \
+warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         As in :class:`~skcnn.CNNClassifier`.
 
     Examples
@@ -147,7 +149,13 @@ warm_start, checkpoint_dir, num_workers, callbacks, progress, class_weight
         num_workers=0,
         callbacks=None,
         progress=False,
+        lr_schedule=None,
+        warmup_epochs=0,
+        mixup=0.0,
+        cutmix=0.0,
+        tta=0,
         class_weight=None,
+        label_smoothing=0.0,
         drop_rate=DEPRECATED,
     ):
         self.arch = arch
@@ -184,7 +192,13 @@ warm_start, checkpoint_dir, num_workers, callbacks, progress, class_weight
         self.num_workers = num_workers
         self.callbacks = callbacks
         self.progress = progress
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.mixup = mixup
+        self.cutmix = cutmix
+        self.tta = tta
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
         self.drop_rate = drop_rate
 
     def _resolve_pretrained(self):

@@ -22,7 +22,7 @@ import numpy as np
 from ._device import gpu_missing
 from .augmentation import Augment
 
-__all__ = ["load", "register", "save", "save_any"]
+__all__ = ["load", "register", "save"]
 
 _FORMAT = "skcnn-model-2"
 _CLASSES = {}
@@ -150,34 +150,8 @@ def _from_format_1(header):
     return {**header, "format": _FORMAT, "fitted": fitted}
 
 
-def save_any(obj, path):
-    """Write a fitted skcnn estimator, or a Pipeline / meta-estimator holding
-    skcnn estimators, to a safe file; :func:`load` reads both.
-
-    Parameters
-    ----------
-    obj : fitted estimator
-        A skcnn network or feature extractor (one ``.safetensors`` file), or
-        any estimator tree: Pipelines, searches, stacking, with skcnn models
-        and scikit-learn parts (a zip bundle; needs ``skops``).
-    path : str or Path
-        The file to write.
-
-    Returns
-    -------
-    path : Path
-        The file written.
-    """
-    from ._bundle import save_bundle
-
-    _import_estimators()
-    if isinstance(obj, tuple(_CLASSES.values())):
-        return obj.save(path)
-    return save_bundle(obj, path)
-
-
-def load(path, device=None, trusted=None):
-    """Rebuild an estimator saved with ``skcnn.save`` or ``estimator.save``.
+def load(path, device=None):
+    """Rebuild an estimator saved with ``estimator.save(path)``.
 
     Parameters
     ----------
@@ -186,26 +160,18 @@ def load(path, device=None, trusted=None):
     device : str or None, default=None
         Where to put the networks; None uses each saved ``device`` parameter,
         falling back to the CPU when it asks for CUDA and there is none.
-    trusted : list of str or None, default=None
-        For a Pipeline bundle: types besides skcnn's own (and those skops
-        trusts by default) that you have checked and allow, as skops names
-        them (``skops.io.get_untrusted_types``).
 
     Returns
     -------
-    estimator : fitted estimator
-        The estimator (or Pipeline) as it was saved.
+    estimator : fitted skcnn estimator
+        The estimator as it was saved.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from ._bundle import is_bundle, load_bundle
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Model file {str(path)!r} does not exist.")
-    if is_bundle(path):
-        return load_bundle(path, device=device, trusted=trusted)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if "skcnn" not in meta:

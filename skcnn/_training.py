@@ -220,9 +220,13 @@ class SkcnnNet(NeuralNet):
         shuffle_seed=0,
         channels_last=False,
         num_workers=0,
+        mix=None,
+        label_smoothing=0.0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.mix = mix
+        self.label_smoothing = label_smoothing
         self.amp_dtype = amp_dtype
         self.augment = augment
         self.shuffle_seed = shuffle_seed
@@ -328,6 +332,12 @@ class SkcnnNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y, weights = y_true if isinstance(y_true, (tuple, list)) else (y_true, None)
         y_pred = y_pred.float()
+        if self.label_smoothing and isinstance(
+            self.criterion_, torch.nn.BCEWithLogitsLoss
+        ):
+            # binary / multilabel: targets pulled towards 0.5 (the softmax
+            # case is CrossEntropyLoss's own label_smoothing)
+            y = y * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
         if weights is None:
             # The criterion's own fused mean: nothing extra per batch.
             return self.criterion_(y_pred, y)
@@ -353,8 +363,21 @@ class SkcnnNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        y_pred = self.infer(Xi, **fit_params)
-        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        if self.mix is None:
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        else:
+            # mixup / CutMix: the loss against both sides' targets (and weights)
+            Xi, perm, lam = self.mix(Xi)
+            y_pred = self.infer(Xi, **fit_params)
+            other = (
+                tuple(None if t is None else t[perm] for t in yi)
+                if isinstance(yi, (tuple, list))
+                else yi[perm]
+            )
+            loss = lam * self.get_loss(y_pred, yi, X=Xi, training=True) + (
+                1 - lam
+            ) * self.get_loss(y_pred, other, X=Xi, training=True)
         scaler = self._scaler()
         (scaler.scale(loss) if scaler is not None else loss).backward()
         # Detached so scoring callbacks that cache predictions hold no graph.
@@ -371,9 +394,11 @@ class SkcnnNet(NeuralNet):
         scaler.update()
 
     # -- prediction ----------------------------------------------------------
-    def predict_logits(self, data):
-        """Raw network outputs for a TensorData / ImagePaths, under inference_mode."""
+    def predict_logits(self, data, transform=None):
+        """Raw network outputs for a TensorData / ImagePaths, under
+        inference_mode; ``transform`` augments each batch (test-time views)."""
         batches = self.get_iterator(data, training=False)
+        batches.transform = transform
         return infer_batches(
             self.module_, batches, device=self.device, amp_dtype=self.amp_dtype
         )
