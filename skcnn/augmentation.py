@@ -2,8 +2,13 @@
 
 One random affine transform per image (rotation, shift, zoom, shear, flips)
 is applied to a whole batch with a single ``affine_grid`` / ``grid_sample``
-call, plus optional Gaussian input noise. It is used on training batches
-only; validation and prediction never see it.
+call, optionally an elastic distortion, then the photometric transforms
+(blur, stroke width, brightness, contrast, random erasing) and Gaussian
+input noise, all batched. It is used on training batches only (and on the
+views of test-time augmentation); validation never sees it.
+
+The batched filters here (:func:`gaussian_blur`, :func:`grey_morphology`)
+are also what :mod:`skcnn.robustness` shifts images with.
 """
 
 from __future__ import annotations
@@ -14,7 +19,61 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Augment", "make_augment"]
+__all__ = ["Augment", "gaussian_blur", "grey_morphology", "make_augment"]
+
+
+def gaussian_blur(x, sigma):
+    """Blur images ``x`` (n, C, H, W) with a Gaussian of ``sigma`` pixels:
+    a number, or one per image (a tensor of shape (n,)); separable and
+    batched in one grouped convolution per axis."""
+    n, c = x.shape[:2]
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+    sigma = sigma.expand(n) if sigma.numel() == 1 else sigma
+    top = float(sigma.max())
+    if top <= 0:
+        return x
+    radius = max(1, math.ceil(3 * top))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*C, taps)
+    out = F.pad(x, (radius,) * 4, mode="replicate")
+    out = out.reshape(1, n * c, *out.shape[2:])
+    out = F.conv2d(out, k[:, None, None, :], groups=n * c)
+    out = F.conv2d(out, k[:, None, :, None], groups=n * c)
+    blurred = out.reshape(n, c, *x.shape[2:4])
+    keep = (sigma <= 0).view(n, 1, 1, 1)
+    return torch.where(keep, x, blurred)
+
+
+def _max_filter(x, k):
+    if k <= 1:
+        return x
+    left, right = (k - 1) // 2, k // 2
+    return F.max_pool2d(F.pad(x, (left, right, left, right), mode="replicate"), k, 1)
+
+
+def grey_morphology(x, px):
+    """Grey dilation (``px`` > 0: bright strokes thicken) or erosion
+    (``px`` < 0) by ``|px|`` pixels, a number or one per image; fractions
+    blend the two neighbouring whole-pixel results."""
+    n = x.shape[0]
+    px = torch.as_tensor(px, dtype=x.dtype, device=x.device).reshape(-1)
+    px = px.expand(n) if px.numel() == 1 else px
+    levels = int(math.ceil(float(px.abs().max())))
+    if levels == 0:
+        return x
+    # level j: dilation / erosion with a (j + 1)-wide window
+    grow = [x] + [_max_filter(x, j + 1) for j in range(1, levels + 1)]
+    shrink = [x] + [-_max_filter(-x, j + 1) for j in range(1, levels + 1)]
+    out = torch.zeros_like(x)
+    size = px.abs()
+    whole, frac = size.floor().long(), (size - size.floor()).view(n, 1, 1, 1)
+    for i in range(n):
+        stack = grow if px[i] >= 0 else shrink
+        j = int(whole[i])
+        upper = stack[min(j + 1, levels)][i]
+        out[i] = (1 - frac[i]) * stack[j][i] + frac[i] * upper
+    return out
 
 
 @dataclass
@@ -35,6 +94,22 @@ class Augment:
         Flip horizontally / vertically with probability 0.5.
     noise : float, default=0
         Standard deviation of Gaussian noise added to the (0-1 scaled) input.
+    elastic : float, default=0
+        Elastic distortion: a smooth random displacement field of up to
+        about this many pixels.
+    blur : float, default=0
+        Gaussian blur with sigma uniform in ``[0, blur]`` pixels.
+    stroke : float, default=0
+        Stroke width change for gray images: grey dilation or erosion by up
+        to this many pixels (uniform in ``[-stroke, stroke]``).
+    brightness : float, default=0
+        Brightness shift uniform in ``[-brightness, brightness]`` (0-1 scale).
+    contrast : float, default=0
+        Contrast factor uniform in ``[1 - contrast, 1 + contrast]`` around
+        each image's mean.
+    erasing : float, default=0
+        Probability of random erasing: a rectangle of 2-25% of the image
+        filled with noise.
 
     Examples
     --------
@@ -51,9 +126,27 @@ class Augment:
     hflip: bool = False
     vflip: bool = False
     noise: float = 0.0
+    elastic: float = 0.0
+    blur: float = 0.0
+    stroke: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    erasing: float = 0.0
 
     def __post_init__(self):
-        for name in ("rotation", "shift", "zoom", "shear", "noise"):
+        for name in (
+            "rotation",
+            "shift",
+            "zoom",
+            "shear",
+            "noise",
+            "elastic",
+            "blur",
+            "stroke",
+            "brightness",
+            "contrast",
+            "erasing",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(
@@ -61,6 +154,11 @@ class Augment:
                 )
         if self.zoom >= 1:
             raise ValueError(f"Augment zoom must be < 1; got {self.zoom!r}.")
+        if self.erasing > 1 or self.contrast > 1:
+            raise ValueError(
+                "Augment erasing (a probability) and contrast must be <= 1; got "
+                f"erasing={self.erasing!r}, contrast={self.contrast!r}."
+            )
         self.generator = None
 
     @property
@@ -114,10 +212,59 @@ class Augment:
         )
         return a
 
+    def _rand(self, *shape):
+        return torch.rand(shape, generator=self.generator)
+
+    def _elastic_grid(self, grid, x):
+        n, _, h, w = x.shape
+        field = self._rand(n, 2, h, w) * 2 - 1
+        field = gaussian_blur(field, max(1.0, min(h, w) / 8)).to(x.device, x.dtype)
+        field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        # pixels -> grid units ([-1, 1] spans the side)
+        scale = torch.tensor([2 / w, 2 / h], device=x.device, dtype=x.dtype)
+        return grid + self.elastic * field.permute(0, 2, 3, 1) * scale
+
+    def _photometric(self, x):
+        n = x.shape[0]
+        if self.blur:
+            x = gaussian_blur(x, (self._rand(n) * self.blur).to(x.device, x.dtype))
+        if self.stroke:
+            px = (self._rand(n) * 2 - 1) * self.stroke
+            x = grey_morphology(x, px.to(x.device, x.dtype))
+        if self.brightness:
+            shift = (self._rand(n) * 2 - 1) * self.brightness
+            x = x + shift.to(x.device, x.dtype).view(n, 1, 1, 1)
+        if self.contrast:
+            factor = 1 + (self._rand(n) * 2 - 1) * self.contrast
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = mean + factor.to(x.device, x.dtype).view(n, 1, 1, 1) * (x - mean)
+        if self.erasing:
+            h, w = x.shape[2:]
+            area = 0.02 + self._rand(n) * 0.23
+            aspect = torch.exp((self._rand(n) * 2 - 1) * math.log(3))
+            eh = (area * aspect).sqrt().mul(h).clamp(1, h)
+            ew = (area / aspect).sqrt().mul(w).clamp(1, w)
+            top = self._rand(n) * (h - eh)
+            left = self._rand(n) * (w - ew)
+            rows = torch.arange(h).view(1, h, 1)
+            cols = torch.arange(w).view(1, 1, w)
+            box = (
+                (rows >= top.view(n, 1, 1))
+                & (rows < (top + eh).view(n, 1, 1))
+                & (cols >= left.view(n, 1, 1))
+                & (cols < (left + ew).view(n, 1, 1))
+                & (self._rand(n) < self.erasing).view(n, 1, 1)
+            )
+            fill = self._rand(*x.shape).to(x.device, x.dtype)
+            x = torch.where(box.unsqueeze(1).to(x.device), fill, x)
+        return x
+
     def __call__(self, x):
-        if x.ndim == 4 and self.is_geometric:
+        if x.ndim == 4 and (self.is_geometric or self.elastic):
             theta = self._matrices(x.shape[0]).to(x.device, x.dtype)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            if self.elastic:
+                grid = self._elastic_grid(grid, x)
             x = F.grid_sample(
                 x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
             )
@@ -128,6 +275,8 @@ class Augment:
                 (self._uniform(x.shape[0], self.shift * length)).round().long().tolist()
             )
             x = torch.stack([torch.roll(xi, s, dims=-1) for xi, s in zip(x, shifts)])
+        if x.ndim == 4:
+            x = self._photometric(x)
         if self.noise:
             noise = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
             x = x + self.noise * noise

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from sklearn.metrics import check_scoring
 
 from ._data import from_channels_first, to_channels_first
+from .augmentation import gaussian_blur, grey_morphology
 
 __all__ = [
     "SHIFT_KINDS",
@@ -68,35 +69,6 @@ def _affine(x, draws, *, angle=0.0, shift=0.0, scale=1.0):
     )
 
 
-def _blur(x, sigma_px):
-    if sigma_px <= 0:
-        return x
-    radius = max(1, math.ceil(3 * sigma_px))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma_px**2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def _max_filter(x, k):
-    if k <= 1:
-        return x
-    left, right = (k - 1) // 2, k // 2
-    x = F.pad(x, (left, right, left, right), mode="replicate")
-    return F.max_pool2d(x, k, stride=1)
-
-
-def _dilate(x, px):
-    """Grey dilation by ``px`` pixels; a fraction blends the two neighbouring
-    whole-pixel dilations, so small images get a gradual scale."""
-    whole, frac = int(px), px - int(px)
-    thin = _max_filter(x, 1 + whole)
-    return thin if frac == 0 else (1 - frac) * thin + frac * _max_filter(x, 2 + whole)
-
-
 def _occlude(x, frac, draws):
     n, _, h, w = x.shape
     side_h, side_w = max(1, round(frac * h)), max(1, round(frac * w))
@@ -119,7 +91,7 @@ def _shift_tensor(x, kind, magnitude, draws, lo, hi):
     if kind == "scale":
         return _affine(x, draws, scale=1 + magnitude)
     if kind == "blur":
-        return _blur(x, magnitude * side)
+        return gaussian_blur(x, magnitude * side)
     if kind == "noise":
         gen = torch.Generator().manual_seed(int(draws["seed"]))
         noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
@@ -128,7 +100,7 @@ def _shift_tensor(x, kind, magnitude, draws, lo, hi):
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         return mean + max(0.0, 1 - magnitude) * (x - mean)
     if kind == "stroke":
-        return _dilate(x, magnitude * side)
+        return grey_morphology(x, magnitude * side)
     if kind == "occlusion":
         return _occlude(x, magnitude, draws)
     raise AssertionError(kind)

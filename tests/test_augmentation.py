@@ -48,3 +48,64 @@ def test_make_augment_specs():
     f = lambda x: x  # noqa: E731
     assert make_augment(f) is f
     assert np.isfinite(make_augment(True)(torch.rand(2, 1, 8, 8)).numpy()).all()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("elastic", 1.5),
+        ("blur", 1.0),
+        ("stroke", 1.0),
+        ("brightness", 0.2),
+        ("contrast", 0.5),
+        ("erasing", 1.0),
+    ],
+)
+def test_each_new_transform_changes_images_reproducibly(field, value):
+    x = torch.zeros(6, 1, 16, 16)
+    x[:, :, 6:10, 4:12] = 1.0  # a bright bar
+    a = Augment(**{field: value}).seed(1)(x)
+    assert a.shape == x.shape
+    changed = (a - x).abs().amax(dim=(1, 2, 3)) > 1e-3
+    assert changed.float().mean() >= 0.5  # draws near 0 leave a few as they were
+    torch.testing.assert_close(a, Augment(**{field: value}).seed(1)(x))
+    assert not torch.equal(a, Augment(**{field: value}).seed(2)(x))
+
+
+def test_blur_and_morphology_filters():
+    from skcnn.augmentation import gaussian_blur, grey_morphology
+
+    x = torch.zeros(3, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    blurred = gaussian_blur(x, torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(blurred[0], x[0])  # sigma 0: unchanged
+    assert blurred[1].max() > blurred[2].max() > 0  # wider spreads further
+    # mass kept while the kernel fits inside the image
+    torch.testing.assert_close(blurred[:2].sum(dim=(1, 2, 3)), torch.ones(2))
+    grown = grey_morphology(x, torch.tensor([0.0, 1.0, -1.0]))
+    assert grown[0].sum() == 1 and grown[1].sum() == 4 and grown[2].sum() == 0
+    half = grey_morphology(x, 0.5)
+    torch.testing.assert_close(half, 0.5 * x + 0.5 * grey_morphology(x, 1.0))
+
+
+def test_stroke_thickens_and_thins():
+    x = torch.zeros(200, 1, 12, 12)
+    x[:, :, 3:9, 5:7] = 1.0
+    out = Augment(stroke=1.0).seed(0)(x)
+    ink = out.sum(dim=(1, 2, 3))
+    assert ink.max() > x[0].sum() > ink.min()  # some thicker, some thinner
+
+
+def test_erasing_probability_and_bounds():
+    x = torch.full((400, 1, 10, 10), 0.5)
+    out = Augment(erasing=0.5).seed(0)(x)
+    erased = (out != 0.5).flatten(1).any(1).float().mean()
+    assert 0.4 < erased < 0.6
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_new_fields_are_checked():
+    with pytest.raises(ValueError, match="erasing"):
+        Augment(erasing=1.5)
+    with pytest.raises(ValueError, match="blur must be a number >= 0"):
+        Augment(blur=-1)
