@@ -37,6 +37,7 @@ from ._device import (
     cudnn_benchmark,
     eval_mode,
     gpu_missing,
+    intra_op_threads,
     resolve_device,
     resolve_precision,
 )
@@ -120,6 +121,7 @@ NET_PARAMETER_CONSTRAINTS = {
     "warm_start": ["boolean"],
     "checkpoint_dir": [str, os.PathLike, None],
     "num_workers": [Int(0)],
+    "num_threads": [StrOptions({"auto"}), Int(1), None],
     "callbacks": [list, tuple, None],
     "progress": ["boolean"],
     "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
@@ -283,7 +285,11 @@ class BaseNetEstimator(BaseEstimator):
             gc.collect()
             torch.cuda.empty_cache()
         devices = [torch.device(self.device_).index or 0] if on_cuda else []
-        with torch.random.fork_rng(devices=devices), cudnn_benchmark(self.device_):
+        with (
+            torch.random.fork_rng(devices=devices),
+            cudnn_benchmark(self.device_),
+            intra_op_threads(self._threads()),
+        ):
             torch.manual_seed(seed)
             train, valid = self._split(data, y_enc, seed) if split else (data, None)
             if reset:
@@ -372,6 +378,7 @@ class BaseNetEstimator(BaseEstimator):
             "callbacks",
             "progress",
             "tta",
+            "num_threads",
         }
     )
 
@@ -585,19 +592,26 @@ class BaseNetEstimator(BaseEstimator):
         return weights.astype(np.float32)
 
     # -- prediction ----------------------------------------------------------------
+    def _threads(self):
+        # models from files or pickles of older versions lack the parameter
+        cpu = str(self.device_).startswith("cpu")
+        return getattr(self, "num_threads", "auto") if cpu else None
+
     def _logits(self, X):
         check_is_fitted(self, "net_")
         data, _ = self._prepare_X(X, reset=False)
-        return self.net_.predict_logits(data)
+        with intra_op_threads(self._threads()):
+            return self.net_.predict_logits(data)
 
     def _views(self, X, combine):
         """``combine(logits)`` of X, averaged over the test-time views."""
         check_is_fitted(self, "net_")
         data, _ = self._prepare_X(X, reset=False)
-        out = combine(self.net_.predict_logits(data))
         views = tta_views(self.tta, self.augment, self.random_state)
-        for view in views:
-            out = out + combine(self.net_.predict_logits(data, transform=view))
+        with intra_op_threads(self._threads()):
+            out = combine(self.net_.predict_logits(data))
+            for view in views:
+                out = out + combine(self.net_.predict_logits(data, transform=view))
         return out / (1 + len(views))
 
     # -- persistence -------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Where and how tensors run: device, precision, the CPU fallback, inference.
 
 One home for everything that depends on the hardware: choosing the device
-(``"auto"`` spreads parallel search workers over GPUs), mapping the
+(``"auto"`` spreads parallel search workers over GPUs), the CPU threads of a
+fit (``"auto"`` leaves out the cores other processes keep busy), mapping the
 ``precision`` parameter to an autocast dtype, what happens when a model made
 on a GPU meets a machine without one, eval mode, and batched inference.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ __all__ = [
     "eval_mode",
     "gpu_missing",
     "infer_batches",
+    "intra_op_threads",
     "resolve_device",
     "resolve_precision",
 ]
@@ -163,6 +166,75 @@ def autocast(device, amp_dtype):
         return contextlib.nullcontext()
     device_type = "cuda" if str(device).startswith("cuda") else "cpu"
     return torch.autocast(device_type=device_type, dtype=amp_dtype)
+
+
+_PROBE_S = 0.02  # how long the idle cores are watched
+_PROBE_KEEP_S = 2.0  # a reading is reused this long (loops of small fits)
+_last_probe = [0.0, None]
+
+
+def _cpu_ticks():
+    """(busy, total) jiffies of all CPUs from /proc/stat (Linux)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _cores_busy_elsewhere():
+    """Cores other processes keep busy, watched for ``_PROBE_S`` while this
+    process waits (its own CPU time in that window is subtracted)."""
+    now = time.monotonic()
+    if now - _last_probe[0] < _PROBE_KEEP_S:
+        return _last_probe[1]
+    try:
+        busy0, total0 = _cpu_ticks()
+        own0 = time.process_time()
+        time.sleep(_PROBE_S)
+        busy1, total1 = _cpu_ticks()
+        own = time.process_time() - own0
+    except (OSError, ValueError, IndexError):
+        busy = None
+    else:
+        ticks = max(1, total1 - total0)
+        cores = os.cpu_count() or 1
+        busy = max(0.0, (busy1 - busy0) / ticks * cores - own / _PROBE_S)
+    _last_probe[:] = [now, busy]
+    return busy
+
+
+def fit_threads(num_threads):
+    """The intra-op thread count of a fit: an int as given; "auto": the
+    process's limit (``torch.get_num_threads()``, which joblib / loky
+    workers and OMP_NUM_THREADS lower) minus the cores other processes
+    keep busy, at least 1; None: leave torch as it is."""
+    if num_threads is None:
+        return None
+    if num_threads != "auto":
+        return int(num_threads)
+    limit = torch.get_num_threads()
+    busy = _cores_busy_elsewhere() if limit > 1 else None
+    if busy is None:
+        return limit
+    free = (os.cpu_count() or limit) - busy
+    return max(1, min(limit, int(free + 0.5)))
+
+
+@contextlib.contextmanager
+def intra_op_threads(num_threads):
+    """torch's intra-op threads set for a fit (or a prediction), restored
+    afterwards. With two threads on a 2-core machine where another process
+    keeps one core busy, a digits fit took 3-4x as long as with one."""
+    n = fit_threads(num_threads)
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cudnn_benchmark(device):

@@ -60,7 +60,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         Learning rate of the head.
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, callbacks, progress, lr_schedule, \
+warm_start, checkpoint_dir, num_workers, num_threads, callbacks, progress, lr_schedule, \
 warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         As in :class:`~skcnn.CNNClassifier`.
 
@@ -132,6 +132,7 @@ warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         warm_start=False,
         checkpoint_dir=None,
         num_workers=0,
+        num_threads="auto",
         callbacks=None,
         progress=False,
         lr_schedule=None,
@@ -168,6 +169,7 @@ warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         self.warm_start = warm_start
         self.checkpoint_dir = checkpoint_dir
         self.num_workers = num_workers
+        self.num_threads = num_threads
         self.callbacks = callbacks
         self.progress = progress
         self.lr_schedule = lr_schedule

@@ -68,3 +68,50 @@ def test_no_nvml_module(four_gpus, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     assert _gpu_free_memory(4) is None
     assert resolve_device("auto").startswith("cuda:")
+
+
+def test_auto_threads_leave_out_busy_cores(monkeypatch, small_digits):
+    import os
+
+    import torch
+    from skorch.callbacks import Callback
+
+    from skcnn import CNNClassifier, _device
+
+    from .conftest import TINY
+
+    class Threads(Callback):
+        def __init__(self, seen=None):
+            self.seen = seen
+
+        def on_epoch_begin(self, net, **kwargs):
+            self.seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    cores = os.cpu_count()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    monkeypatch.setattr(_device, "_cores_busy_elsewhere", lambda: cores - 1.2)
+    assert _device.fit_threads("auto") == 1
+    monkeypatch.setattr(_device, "_cores_busy_elsewhere", lambda: 0.0)
+    assert _device.fit_threads("auto") == cores
+    monkeypatch.setattr(_device, "_cores_busy_elsewhere", lambda: None)  # no /proc
+    assert _device.fit_threads("auto") == cores
+    assert _device.fit_threads(3) == 3 and _device.fit_threads(None) is None
+    monkeypatch.undo()
+
+    X, y = small_digits
+    seen = []
+    CNNClassifier(**TINY, num_threads=1, callbacks=[Threads(seen)]).fit(X, y)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before  # restored after the fit
+
+
+def test_busy_core_probe_reads_proc_stat():
+    from skcnn import _device
+
+    _device._last_probe[:] = [0.0, None]
+    busy = _device._cores_busy_elsewhere()
+    if busy is not None:  # Linux
+        import os
+
+        assert 0 <= busy <= os.cpu_count()
