@@ -162,10 +162,14 @@ def write_table(result, out):
 
 
 def _header(result):
+    not_run = "".join(
+        f"\n\nNot run: {name} ({reason.removeprefix('skipped: ')})."
+        for name, reason in result.not_run.items()
+    )
     return (
         f"Data: {result.data_description}. Train {result.n_train}, validation "
         f"{result.n_val}, external {result.n_ext}; wall time {result.wall_time_s:.0f}s.\n\n"
-        f"External set: {result.external}.\n\n{GLOSSARY}"
+        f"External set: {result.external}.\n\n{GLOSSARY}{not_run}"
     )
 
 

@@ -74,6 +74,7 @@ class ComparisonResult:
     data_description: str = ""
     robustness: dict = None  # the shift_profile table, when computed
     robustness_n: int = 0  # validation images it was computed on
+    not_run: dict = field(default_factory=dict)  # default rows unavailable here
 
     def to_markdown(self):
         from ._report import table_markdown
@@ -543,6 +544,15 @@ def run_comparison(
     result = ComparisonResult([], str(data), len(X_train), len(X_val), len(X_ext), 0.0)
     result.external = describe_external(data, external)
     result.data_description = describe_data(data)
+    if models is None:
+        # The default run has the rows that can run here; the others are
+        # named (with what they need), not listed as failed rows.
+        result.not_run = {
+            n: candidates[n][1] for n in names if candidates[n][0] is None
+        }
+        names = [n for n in names if n not in result.not_run]
+        for name, reason in result.not_run.items():
+            progress(f"not run: {name} ({reason.removeprefix('skipped: ')})")
     progress(
         f"skcnn compare: {result.data_description}\n"
         f"  train {len(X_train)}, validation {len(X_val)}, external {len(X_ext)}; "

@@ -120,6 +120,24 @@ def test_pretrained_rows_skip_without_weights(tmp_path, monkeypatch):
     assert "DenseNet-121 weights" in rows["densenet-finetune"]["status"]
 
 
+def test_the_default_run_lists_only_rows_that_can_run(tmp_path, monkeypatch):
+    from skcnn import compare
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(
+        compare, "resolve_models", lambda models: ["pca+svm", "pretrained+logreg"]
+    )
+    lines = []
+    result = compare.run_comparison(
+        quick=True, robustness=False, out=tmp_path / "out", progress=lines.append
+    )
+    assert [r["model"] for r in result.rows] == ["pca+svm"]
+    assert all(r["status"] == "ok" for r in result.rows)
+    assert "DenseNet-121 weights" in result.not_run["pretrained+logreg"]
+    assert any(line.startswith("not run: pretrained+logreg") for line in lines)
+    assert "Not run: pretrained+logreg" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_compare_with_external_folder_and_errors(tmp_path, capsys):
     from PIL import Image
 

@@ -1,0 +1,321 @@
+"""The training recipe, early stopping, busy machines and epoch-budget searches.
+
+Sections (``--section``, default all):
+
+- ``defaults``: ``CNNClassifier(random_state=s)`` on digits (uint8 images,
+  10 stratified 75/25 splits, s = 0..9), and the same with one recipe
+  element at a time: mean test accuracy and median fit time.
+- ``external``: recipes by parameters alone on the external set of
+  ``skcnn compare`` (500 printed digits), trained on its training split
+  (1,347 images), validation F1 on its validation split; 3 seeds.
+- ``patience``: early stopping (``n_iter_no_change``) with and without
+  augmentation: epochs run, fit time, test accuracy and external F1.
+- ``busy``: a default 20-epoch digits fit on a quiet machine and with one
+  core kept busy by another process, ``num_threads="auto"`` and 2 threads;
+  interleaved repeats.
+- ``search``: GridSearchCV against EpochHalvingSearchCV on a 16-candidate
+  grid (lr x dropout x augmentation), 3-fold CV: time, best CV score, the
+  chosen parameters and their test accuracy.
+
+    python benchmarks/bench_recipe.py [--section defaults] [--splits 10]
+
+Results: ``results/bench_recipe_<section>.{csv,md}``. Run it alone: two
+PyTorch processes on 2 cores slow each other down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+from _common import write_results
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GridSearchCV, train_test_split
+
+from skcnn import CNNClassifier
+from skcnn.compare import load_comparison_data
+from skcnn.datasets import load_digits_images
+from skcnn.model_selection import EpochHalvingSearchCV
+
+warnings.simplefilter("ignore")
+
+AUG = {"rotation": 10, "shift": 0.1}
+STRONG_AUG = {
+    "rotation": 15,
+    "shift": 0.15,
+    "zoom": 0.15,
+    "shear": 10,
+    "elastic": 1.0,
+    "blur": 0.6,
+    "stroke": 0.6,
+    "contrast": 0.3,
+}
+RECIPES = {
+    "defaults": {},
+    "onecycle": {"lr_schedule": "onecycle"},
+    "cosine": {"lr_schedule": "cosine", "warmup_epochs": 2},
+    "label_smoothing 0.1": {"label_smoothing": 0.1},
+    "mixup 0.2": {"mixup": 0.2},
+    "cutmix 1.0": {"cutmix": 1.0},
+    "augment (rotation, shift)": {"augment": AUG},
+    "augment + tta 4": {"augment": AUG, "tta": 4},
+}
+
+
+def _split(X, y, s):
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=s)
+
+
+def section_defaults(splits):
+    X, y = load_digits_images()
+    rows = []
+    for name, params in RECIPES.items():
+        accs, times, epochs = [], [], []
+        for s in range(splits):
+            Xtr, Xte, ytr, yte = _split(X, y, s)
+            t0 = time.perf_counter()
+            clf = CNNClassifier(random_state=s, **params).fit(Xtr, ytr)
+            times.append(time.perf_counter() - t0)
+            accs.append(clf.score(Xte, yte))
+            epochs.append(clf.n_iter_)
+        rows.append(
+            {
+                "recipe": name,
+                "test_acc_mean": float(np.mean(accs)),
+                "test_acc_std": float(np.std(accs)),
+                "epochs_median": float(statistics.median(epochs)),
+                "fit_s_median": float(statistics.median(times)),
+            }
+        )
+        print(rows[-1], flush=True)
+    write_results(
+        "bench_recipe_defaults",
+        rows,
+        f"digits uint8, {splits} stratified 75/25 splits, CNNClassifier(random_state=s, ...).",
+    )
+
+
+def _external_rows(recipes, seeds):
+    Xtr, ytr, Xv, yv, Xe, ye = load_comparison_data("digits")
+    rows = []
+    for name, params in recipes.items():
+        val, ext, times, epochs = [], [], [], []
+        for s in seeds:
+            t0 = time.perf_counter()
+            clf = CNNClassifier(random_state=s, **params).fit(Xtr, ytr)
+            times.append(time.perf_counter() - t0)
+            val.append(f1_score(yv, clf.predict(Xv), average="macro"))
+            ext.append(f1_score(ye, clf.predict(Xe), average="macro"))
+            epochs.append(clf.n_iter_)
+        rows.append(
+            {
+                "recipe": name,
+                "val_f1": float(np.mean(val)),
+                "ext_f1": float(np.mean(ext)),
+                "ext_f1_std": float(np.std(ext)),
+                "epochs_median": float(statistics.median(epochs)),
+                "fit_s_median": float(statistics.median(times)),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def section_external(seeds):
+    recipes = {
+        "defaults": {},
+        "augment (rotation, shift)": {"augment": AUG},
+        "strong augment, 60 epochs, patience 15": {
+            "augment": STRONG_AUG,
+            "max_epochs": 60,
+            "n_iter_no_change": 15,
+        },
+        "strong augment + onecycle": {
+            "augment": STRONG_AUG,
+            "max_epochs": 60,
+            "early_stopping": False,
+            "lr_schedule": "onecycle",
+            "lr": 3e-3,
+        },
+        "strong augment + onecycle + smoothing + mixup": {
+            "augment": STRONG_AUG,
+            "max_epochs": 60,
+            "early_stopping": False,
+            "lr_schedule": "onecycle",
+            "lr": 3e-3,
+            "label_smoothing": 0.1,
+            "mixup": 0.2,
+        },
+        "... + tta 8": {
+            "augment": STRONG_AUG,
+            "max_epochs": 60,
+            "early_stopping": False,
+            "lr_schedule": "onecycle",
+            "lr": 3e-3,
+            "label_smoothing": 0.1,
+            "mixup": 0.2,
+            "tta": 8,
+        },
+    }
+    rows = _external_rows(recipes, seeds)
+    write_results(
+        "bench_recipe_external",
+        rows,
+        "Trained on the compare training split (1,347 digits); val_f1 on its "
+        "validation split (450), ext_f1 on the 500 printed digits; macro F1, "
+        f"mean over seeds {list(seeds)}. Best classic baseline in skcnn compare: "
+        "HOG + PCA + SVM, external F1 0.857.",
+    )
+
+
+def section_patience(seeds):
+    recipes = {}
+    for aug in (None, AUG):
+        for patience in (6, 10, 15, None):
+            name = f"{'augment' if aug else 'plain'}, patience {patience or 'off'}"
+            params = {"augment": aug, "max_epochs": 60}
+            if patience is None:
+                params["early_stopping"] = False
+            else:
+                params["n_iter_no_change"] = patience
+            recipes[name] = params
+    rows = _external_rows(recipes, seeds)
+    write_results(
+        "bench_recipe_patience",
+        rows,
+        "Early stopping with and without augmentation (max_epochs 60); trained on "
+        f"the compare training split, seeds {list(seeds)}.",
+    )
+
+
+_FIT = """
+import time, warnings, numpy as np
+warnings.simplefilter("ignore")
+from skcnn import CNNClassifier
+from skcnn.datasets import load_digits_images
+X, y = load_digits_images()
+threads = {threads!r}
+CNNClassifier(max_epochs=1, random_state=0, num_threads=threads).fit(X[:200], y[:200])
+t0 = time.perf_counter()
+CNNClassifier(max_epochs=20, early_stopping=False, random_state=0,
+              num_threads=threads).fit(X, y)
+print(time.perf_counter() - t0)
+"""
+
+
+def _fit_seconds(threads):
+    out = subprocess.run(
+        [sys.executable, "-c", _FIT.format(threads=threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def section_busy(repeats):
+    times = {}
+    for _ in range(repeats):
+        for busy in (False, True):
+            spinner = (
+                subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                if busy
+                else None
+            )
+            try:
+                time.sleep(0.5)
+                for threads in ("auto", 2):
+                    times.setdefault((busy, threads), []).append(_fit_seconds(threads))
+            finally:
+                if spinner is not None:
+                    spinner.kill()
+                    spinner.wait()
+    quiet = statistics.median(times[False, "auto"])
+    rows = [
+        {
+            "machine": "one core busy" if busy else "quiet",
+            "num_threads": str(threads),
+            "fit_s_median": float(statistics.median(t)),
+            "fit_s_all": " ".join(f"{v:.2f}" for v in t),
+            "vs_quiet_auto": float(statistics.median(t) / quiet),
+        }
+        for (busy, threads), t in times.items()
+    ]
+    write_results(
+        "bench_recipe_busy",
+        rows,
+        "A default 20-epoch digits fit (1,797 images), in a fresh process per fit; "
+        f"{repeats} interleaved repeats; 'busy': another process spins on one core.",
+    )
+
+
+def section_search(splits):
+    X, y = load_digits_images()
+    grid = {
+        "lr": [3e-4, 1e-3, 3e-3, 1e-2],
+        "dropout": [0.25, 0.5],
+        "augment": [None, AUG],
+    }
+    rows = []
+    for s in range(splits):
+        Xtr, Xte, ytr, yte = _split(X, y, s)
+        est = CNNClassifier(random_state=s)
+        for name, search in (
+            ("GridSearchCV", GridSearchCV(est, grid, cv=3)),
+            ("EpochHalvingSearchCV", EpochHalvingSearchCV(est, grid, cv=3)),
+        ):
+            t0 = time.perf_counter()
+            search.fit(Xtr, ytr)
+            seconds = time.perf_counter() - t0
+            rows.append(
+                {
+                    "split": s,
+                    "search": name,
+                    "time_s": seconds,
+                    "best_cv_score": float(search.best_score_),
+                    "best_params": str(search.best_params_),
+                    "test_acc": float(search.score(Xte, yte)),
+                }
+            )
+            print(rows[-1], flush=True)
+    write_results(
+        "bench_recipe_search",
+        rows,
+        "16 candidates (lr x dropout x augmentation), 3-fold CV on 1,347 digits, "
+        "refit included; CNNClassifier defaults otherwise (max_epochs 40, early "
+        "stopping in the grid search; the epoch budget in the halving search).",
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--section",
+        choices=["defaults", "external", "patience", "busy", "search", "all"],
+        default="all",
+    )
+    parser.add_argument("--splits", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--search-splits", type=int, default=2)
+    args = parser.parse_args()
+    run = args.section
+    if run in ("defaults", "all"):
+        section_defaults(args.splits)
+    if run in ("external", "all"):
+        section_external(range(args.seeds))
+    if run in ("patience", "all"):
+        section_patience(range(args.seeds))
+    if run in ("busy", "all"):
+        section_busy(args.repeats)
+    if run in ("search", "all"):
+        section_search(args.search_splits)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Searches that spend epochs wisely.
+
+:class:`EpochHalvingSearchCV` is successive halving over epochs with warm
+starts: every candidate trains a few epochs on each CV fold, the best
+``1/factor`` continue training (the same networks, not from scratch) for
+``factor`` times as many epochs in total, and so on until the epoch budget
+``max_epochs`` is reached. Weak candidates stop early; strong ones never
+restart. The interface is scikit-learn's: ``cv_results_``, ``best_params_``,
+``best_score_``, ``best_estimator_`` (refitted), ``predict`` and friends.
+
+scikit-learn's own ``HalvingGridSearchCV(resource="max_epochs")`` also works
+with skcnn estimators, but retrains every candidate from scratch at each rung
+and needs ``max_resources`` set by hand (e.g. the estimator's
+``max_epochs``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone, is_classifier
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
+from sklearn.model_selection._search import BaseSearchCV
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import indexable
+
+__all__ = ["EpochHalvingSearchCV"]
+
+
+def _continue(estimator, X, y, train, test, epochs, scorer):
+    """Train ``estimator`` ``epochs`` more epochs on ``train``; score on ``test``."""
+    t0 = time.perf_counter()
+    estimator.set_params(max_epochs=int(epochs))
+    estimator.fit(_safe_indexing(X, train), _safe_indexing(y, train))
+    fit_time = time.perf_counter() - t0
+    score = scorer(estimator, _safe_indexing(X, test), _safe_indexing(y, test))
+    return estimator, float(score), fit_time
+
+
+class EpochHalvingSearchCV(BaseSearchCV):
+    """Successive halving over epochs, continuing the survivors' training.
+
+    Parameters
+    ----------
+    estimator : skcnn network estimator
+        CNNClassifier, CNNRegressor, DenseNetClassifier or
+        PretrainedClassifier (anything with ``warm_start`` and
+        ``max_epochs``).
+    param_grid : dict or list of dicts
+        The candidates: a grid (as for GridSearchCV), or distributions (as
+        for RandomizedSearchCV) when ``n_candidates`` is an int.
+    n_candidates : "all" or int, default="all"
+        "all" takes every grid point; an int samples that many candidates.
+    factor : float > 1, default=3
+        Each rung keeps the best ``1/factor`` of the candidates and trains
+        them to ``factor`` times as many epochs.
+    min_epochs : int or None, default=None
+        Epochs of the first rung; None chooses it so that the last rung
+        reaches ``max_epochs`` as one or a few candidates remain.
+    max_epochs : int or None, default=None
+        The epoch budget of a surviving candidate; None takes the
+        estimator's ``max_epochs``.
+    scoring : str, callable or None, default=None
+        Scorer of the candidates on each fold's held-out part.
+    cv : int, cross-validation generator or iterable, default=3
+        The folds.
+    refit : bool, default=True
+        Refit the best candidate on all the data, for as many epochs as it
+        trained in the search.
+    n_jobs : int or None, default=None
+        Parallel (candidate, fold) fits within a rung.
+    random_state : int, RandomState or None, default=None
+        Seeds the sampling of candidates.
+    verbose : int, default=0
+        Print each rung.
+
+    Attributes
+    ----------
+    cv_results_ : dict of arrays
+        One entry per candidate: "params", "param_<name>", "mean_test_score",
+        "std_test_score", "split<i>_test_score" (at the last rung it
+        reached), "rank_test_score", "n_epochs" and "iter" (its last rung),
+        "mean_fit_time".
+    best_params_, best_score_, best_index_, best_estimator_
+    n_epochs_ : list of int
+        Epochs reached at each rung.
+    n_candidates_ : list of int
+        Candidates trained at each rung.
+    refit_time_ : float
+
+    Notes
+    -----
+    Candidates train with ``early_stopping=False`` and
+    ``validation_fraction=0`` (the budget is the stopping rule; every row of
+    a fold's training part is used), continued by ``warm_start``. Epoch
+    schedules (``lr_schedule``) start a new cycle at each rung.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skcnn import CNNClassifier
+    >>> d = load_digits()
+    >>> search = EpochHalvingSearchCV(
+    ...     CNNClassifier(conv_filters=(8,), dense_units=(16,), random_state=0),
+    ...     {"lr": [1e-3, 1e-2], "dropout": [0.0, 0.3]},
+    ...     max_epochs=6,
+    ...     cv=2,
+    ... ).fit(d.images[:300] / 16, d.target[:300])
+    >>> search.n_candidates_, search.n_epochs_
+    ([4, 2], [2, 6])
+    """
+
+    _parameter_constraints = {
+        **BaseSearchCV._parameter_constraints,
+        "param_grid": [dict, list],
+        "n_candidates": [
+            StrOptions({"all"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "factor": [Interval(Real, 1, None, closed="neither")],
+        "min_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        param_grid,
+        *,
+        n_candidates="all",
+        factor=3,
+        min_epochs=None,
+        max_epochs=None,
+        scoring=None,
+        cv=3,
+        refit=True,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            estimator=estimator,
+            scoring=scoring,
+            n_jobs=n_jobs,
+            refit=refit,
+            cv=cv,
+            verbose=verbose,
+        )
+        self.param_grid = param_grid
+        self.n_candidates = n_candidates
+        self.factor = factor
+        self.min_epochs = min_epochs
+        self.max_epochs = max_epochs
+        self.random_state = random_state
+
+    def _candidates(self):
+        if self.n_candidates == "all":
+            return list(ParameterGrid(self.param_grid))
+        return list(
+            ParameterSampler(
+                self.param_grid,
+                self.n_candidates,
+                random_state=check_random_state(self.random_state),
+            )
+        )
+
+    def _rungs(self, n_candidates, budget):
+        """Epochs and candidate counts per rung."""
+        # as many rungs as halvings down to one candidate
+        n_rungs = 1 + math.floor(math.log(n_candidates, self.factor) + 1e-9)
+        first = self.min_epochs or max(1.0, budget / self.factor ** (n_rungs - 1))
+        epochs, counts, n = [], [], n_candidates
+        e = first
+        while True:
+            epochs.append(min(budget, max(1, int(round(e)))))
+            counts.append(n)
+            if epochs[-1] >= budget or n == 1:
+                break
+            n = max(1, math.ceil(n / self.factor))
+            e *= self.factor
+        return epochs, counts
+
+    def fit(self, X, y=None, **params):
+        """Run the search; refit the best candidate on all of X, y.
+
+        Parameters
+        ----------
+        X : array-like
+            Images, in any layout the estimator takes.
+        y : array-like
+            Targets.
+        **params : dict
+            Not supported; raises if given.
+
+        Returns
+        -------
+        self : object
+            The fitted search.
+        """
+        self._validate_params()
+        if params:
+            raise TypeError(f"fit parameters are not supported; got {sorted(params)}.")
+        if not hasattr(self.estimator, "warm_start") or "max_epochs" not in (
+            self.estimator.get_params()
+        ):
+            raise ValueError(
+                "EpochHalvingSearchCV needs a network estimator with warm_start and "
+                f"max_epochs; got {type(self.estimator).__name__}."
+            )
+        X, y = indexable(X, y)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        folds = list(cv.split(X, y))
+        scorer = check_scoring(self.estimator, scoring=self.scoring)
+        candidates = self._candidates()
+        budget = self.max_epochs or int(self.estimator.get_params()["max_epochs"])
+        epochs, counts = self._rungs(len(candidates), budget)
+        base = clone(self.estimator).set_params(
+            warm_start=True, early_stopping=False, validation_fraction=0.0
+        )
+        models = {
+            (c, f): clone(base).set_params(**params)
+            for c, params in enumerate(candidates)
+            for f in range(len(folds))
+        }
+        scores = np.full((len(candidates), len(folds)), np.nan)
+        reached = np.zeros(len(candidates), dtype=int)
+        last_rung = np.zeros(len(candidates), dtype=int)
+        fit_time = np.zeros(len(candidates))
+        alive = list(range(len(candidates)))
+        done = 0
+        parallel = Parallel(n_jobs=self.n_jobs)
+        for rung, (target, _) in enumerate(zip(epochs, counts)):
+            if self.verbose:
+                print(
+                    f"rung {rung}: {len(alive)} candidate(s) x {len(folds)} folds, "
+                    f"epochs {done} -> {target}"
+                )
+            jobs = [(c, f) for c in alive for f in range(len(folds))]
+            out = parallel(
+                delayed(_continue)(models[c, f], X, y, *folds[f], target - done, scorer)
+                for c, f in jobs
+            )
+            for (c, f), (model, score, seconds) in zip(jobs, out):
+                models[c, f] = model
+                scores[c, f] = score
+                fit_time[c] += seconds
+            for c in alive:
+                reached[c], last_rung[c] = target, rung
+            done = target
+            if rung + 1 < len(epochs):
+                keep = max(1, math.ceil(len(alive) / self.factor))
+                order = sorted(alive, key=lambda c: -np.mean(scores[c]))
+                for c in order[keep:]:  # stopped here: free their networks
+                    for f in range(len(folds)):
+                        models.pop((c, f), None)
+                alive = sorted(order[:keep])
+        self.n_epochs_, self.n_candidates_ = epochs, counts
+        self._store_results(candidates, scores, reached, last_rung, fit_time)
+        self.scorer_ = scorer
+        self.multimetric_ = False
+        self.n_splits_ = len(folds)
+        if self.refit:
+            best = clone(self.estimator).set_params(
+                **self.best_params_,
+                max_epochs=int(reached[self.best_index_]),
+                early_stopping=False,
+                validation_fraction=0.0,
+            )
+            t0 = time.perf_counter()
+            self.best_estimator_ = best.fit(X, y)
+            self.refit_time_ = time.perf_counter() - t0
+        return self
+
+    def _store_results(self, candidates, scores, reached, last_rung, fit_time):
+        mean = scores.mean(1)
+        # rank: later rungs first (they survived), then the score
+        key = np.lexsort((-mean, -last_rung))
+        rank = np.empty(len(candidates), dtype=int)
+        rank[key] = np.arange(1, len(candidates) + 1)
+        results = {
+            "params": candidates,
+            "mean_test_score": mean,
+            "std_test_score": scores.std(1),
+            "rank_test_score": rank,
+            "n_epochs": reached,
+            "iter": last_rung,
+            "mean_fit_time": fit_time / scores.shape[1],
+        }
+        for f in range(scores.shape[1]):
+            results[f"split{f}_test_score"] = scores[:, f]
+        for name in sorted({k for p in candidates for k in p}):
+            values = np.ma.masked_all(len(candidates), dtype=object)
+            for i, p in enumerate(candidates):
+                if name in p:
+                    values[i] = p[name]
+            results[f"param_{name}"] = values
+        self.cv_results_ = results
+        self.best_index_ = int(key[0])
+        self.best_params_ = candidates[self.best_index_]
+        self.best_score_ = float(mean[self.best_index_])

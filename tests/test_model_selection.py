@@ -1,0 +1,99 @@
+"""EpochHalvingSearchCV: successive halving over epochs with warm starts."""
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform
+from sklearn.svm import SVC
+
+from skcnn import CNNClassifier, CNNRegressor
+from skcnn.model_selection import EpochHalvingSearchCV
+
+from .conftest import TINY
+
+
+def test_rungs_continue_the_survivors(small_digits, heldout_digits, monkeypatch):
+    from skcnn import model_selection
+
+    X, y = small_digits
+    calls = []
+    real = model_selection._continue
+
+    def spy(estimator, *args):
+        calls.append((id(estimator), args[-2]))  # which network, how many epochs
+        return real(estimator, *args)
+
+    monkeypatch.setattr(model_selection, "_continue", spy)
+    grid = {"lr": [1e-3, 5e-3, 2e-2], "dropout": [0.0, 0.3, 0.5]}  # 9 candidates
+    search = EpochHalvingSearchCV(
+        CNNClassifier(**{**TINY, "random_state": 0}), grid, max_epochs=9, cv=2
+    ).fit(X, y)
+    assert search.n_candidates_ == [9, 3, 1]
+    assert search.n_epochs_ == [1, 3, 9]
+    # rung 0: 9 x 2 fits of 1 epoch; then 3 x 2 of 2 more; then 1 x 2 of 6 more
+    assert [e for _, e in calls] == [1] * 18 + [2] * 6 + [6] * 2
+    # the later rungs trained networks of the earlier ones (warm continuation)
+    first = {i for i, _ in calls[:18]}
+    assert {i for i, _ in calls[18:]} <= first
+    res = search.cv_results_
+    assert res["n_epochs"].tolist().count(9) == 1 and res["n_epochs"].min() == 1
+    best = search.best_index_
+    assert res["rank_test_score"][best] == 1 and res["n_epochs"][best] == 9
+    assert search.best_estimator_.n_iter_ == 9  # refit for the epochs it earned
+    assert search.best_estimator_.early_stopping is False
+    Xt, yt = heldout_digits
+    assert search.score(Xt, yt) > 0.8
+    assert search.predict_proba(Xt[:3]).shape == (3, 10)
+
+
+def test_every_survivor_beat_those_it_replaced(small_digits):
+    X, y = small_digits
+    search = EpochHalvingSearchCV(
+        CNNClassifier(**{**TINY, "random_state": 0}),
+        {"lr": [1e-4, 3e-3, 1e-2, 3e-2]},
+        max_epochs=4,
+        factor=2,
+        cv=2,
+    ).fit(X, y)
+    res = search.cv_results_
+    first = res["iter"] == 0
+    later = res["iter"] > 0
+    # the survivors' scores at rung 0 are not shown (overwritten by later rungs),
+    # but each stopped candidate ranks below every survivor
+    assert res["rank_test_score"][later].max() < res["rank_test_score"][first].min()
+    assert search.n_candidates_ == [4, 2, 1]
+
+
+def test_sampled_candidates_and_a_regressor(small_digits):
+    X, y = small_digits
+    search = EpochHalvingSearchCV(
+        CNNRegressor(**TINY),
+        {"lr": loguniform(1e-4, 1e-2)},
+        n_candidates=4,
+        max_epochs=4,
+        cv=2,
+        random_state=0,
+    ).fit(X, y.astype(float))
+    assert len(search.cv_results_["params"]) == 4
+    assert search.predict(X[:5]).shape == (5,)
+
+
+def test_not_a_network(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="network estimator with warm_start"):
+        EpochHalvingSearchCV(SVC(), {"C": [1, 10]}).fit(X.reshape(len(X), -1), y)
+    with pytest.raises(ValueError, match="factor"):
+        EpochHalvingSearchCV(CNNClassifier(), {"lr": [1e-3]}, factor=1).fit(X, y)
+
+
+def test_param_columns(small_digits):
+    X, y = small_digits
+    search = EpochHalvingSearchCV(
+        CNNClassifier(**TINY),
+        [{"lr": [1e-3]}, {"dropout": [0.1]}],
+        max_epochs=2,
+        cv=2,
+    ).fit(X, y)
+    res = search.cv_results_
+    assert res["param_lr"].mask.tolist() == [False, True]
+    assert res["param_dropout"].mask.tolist() == [True, False]
+    assert np.isfinite(res["mean_test_score"]).all()
