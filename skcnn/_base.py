@@ -63,6 +63,7 @@ from ._validation import (
     validate_params,
 )
 from .augmentation import Augment, make_augment
+from .export import OnnxExportMixin
 from .pretrained import ResolvedWeights
 
 __all__ = [
@@ -132,7 +133,7 @@ NET_PARAMETER_CONSTRAINTS = {
 }
 
 
-class BaseNetEstimator(BaseEstimator):
+class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     """Shared machinery; not for direct use.
 
     Subclasses store their parameters in ``__init__``, declare them in
@@ -701,27 +702,6 @@ class BaseNetEstimator(BaseEstimator):
         if self.weights_source_ is None:
             return None
         return ResolvedWeights({}, source=self.weights_source_)
-
-    def to_onnx(self, path, **kwargs):
-        """Write the fitted network as ONNX, preprocessing and output included.
-
-        See :func:`skcnn.export.to_onnx` for the options.
-
-        Parameters
-        ----------
-        path : str or Path
-            Where to write the ``.onnx`` file.
-        **kwargs : dict
-            ``input_layout``, ``input_dtype``, ``opset``.
-
-        Returns
-        -------
-        path : Path
-            The written file.
-        """
-        from .export import to_onnx
-
-        return to_onnx(self, path, **kwargs)
 
     @property
     def module_(self):

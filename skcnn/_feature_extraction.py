@@ -35,6 +35,7 @@ from ._validation import (
     validate_params,
 )
 from .backbones import build_backbone
+from .export import OnnxExportMixin
 from .models.backbone import FeatureBackbone
 
 __all__ = ["PretrainedFeatureExtractor"]
@@ -45,7 +46,7 @@ def _extract(extractor, fingerprint, X):
 
 
 class PretrainedFeatureExtractor(
-    ImageTransformerMixin, TransformerMixin, BaseEstimator
+    OnnxExportMixin, ImageTransformerMixin, TransformerMixin, BaseEstimator
 ):
     """Activations of a pretrained backbone as a sklearn transformer.
 
@@ -220,27 +221,6 @@ class PretrainedFeatureExtractor(
         probe = TensorData(np.zeros((1, *layout.shape), dtype=np.float32))
         self.n_features_out_ = int(self._run(probe, strict=True).shape[1])
         return self
-
-    def to_onnx(self, path, **kwargs):
-        """Write the fitted extractor as ONNX: images in, features out.
-
-        See :func:`skcnn.export.to_onnx` for the options.
-
-        Parameters
-        ----------
-        path : str or Path
-            Where to write the ``.onnx`` file.
-        **kwargs : dict
-            ``input_layout``, ``input_dtype``, ``opset``.
-
-        Returns
-        -------
-        path : Path
-            The written file.
-        """
-        from .export import to_onnx
-
-        return to_onnx(self, path, **kwargs)
 
     def _run(self, data, strict=False):
         # strict at fit; an fp16 extractor unpickled without its GPU runs in float32

@@ -20,9 +20,32 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-__all__ = ["INPUT_LAYOUTS", "to_onnx"]
+__all__ = ["INPUT_LAYOUTS", "OnnxExportMixin", "to_onnx"]
 
 INPUT_LAYOUTS = ("auto", "flat", "gray", "channels_last", "channels_first", "signal")
+
+
+class OnnxExportMixin:
+    """``to_onnx`` for the fitted networks and the feature extractor."""
+
+    def to_onnx(self, path, **kwargs):
+        """Write the fitted model as ONNX, preprocessing and output included.
+
+        See :func:`skcnn.export.to_onnx` for the options.
+
+        Parameters
+        ----------
+        path : str or Path
+            Where to write the ``.onnx`` file.
+        **kwargs : dict
+            ``input_layout``, ``input_dtype``, ``opset``.
+
+        Returns
+        -------
+        path : Path
+            The written file.
+        """
+        return to_onnx(self, path, **kwargs)
 
 
 class _Graph(nn.Module):
