@@ -319,7 +319,15 @@ def shift_profile(
 
 
 def write_profile_csv(profile, path):
-    """Write a :func:`shift_profile` table as CSV."""
+    """Write a :func:`shift_profile` table as CSV.
+
+    Parameters
+    ----------
+    profile : dict of lists
+        A table returned by :func:`shift_profile`.
+    path : str or Path
+        The CSV file to write.
+    """
     columns = list(profile)
     with open(Path(path), "w", newline="") as f:
         writer = csv.writer(f)
@@ -342,6 +350,7 @@ def plot_shift_profile(profile, *, ylabel="score", title=None):
     Returns
     -------
     fig : matplotlib Figure
+        The figure: one panel per kind of shift.
     """
     import matplotlib.pyplot as plt
 
