@@ -163,7 +163,7 @@ def default_models(
     *, image_shape, quick=False, device="auto", weights=None, random_state=0
 ):
     """name -> (estimator, param_grid) or (None, reason) when it cannot run."""
-    epochs = 15 if quick else 40
+    epochs = 15 if quick else 30  # the CNNs: a onecycle schedule over these
     net = dict(device=device, random_state=random_state)
     models = {
         "pixels+rf": (

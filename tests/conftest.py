@@ -37,6 +37,9 @@ TINY = dict(
     max_epochs=5,
     batch_size=32,
     lr=5e-3,
+    # the mechanics under test: plain training, early stopping on
+    lr_schedule=None,
+    early_stopping=True,
     device="cpu",
     random_state=0,
 )

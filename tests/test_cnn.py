@@ -196,7 +196,7 @@ def test_partial_fit_and_warm_start(small_digits):
     assert clf.n_iter_ == 1
     clf.partial_fit(X, y)
     assert clf.n_iter_ == 2
-    warm = CNNClassifier(**TINY, warm_start=True, early_stopping=False).fit(X, y)
+    warm = CNNClassifier(**{**TINY, "early_stopping": False}, warm_start=True).fit(X, y)
     first = warm.n_iter_
     warm.fit(X, y)
     assert warm.n_iter_ == first + TINY["max_epochs"]

@@ -26,8 +26,7 @@ def _lrs(est):
 def test_schedules_follow_their_shape(small_digits, kind, warmup, expected):
     X, y = small_digits
     clf = CNNClassifier(
-        **{**TINY, "max_epochs": 10, "early_stopping": False},
-        lr_schedule=kind,
+        **{**TINY, "max_epochs": 10, "early_stopping": False, "lr_schedule": kind},
         warmup_epochs=warmup,
     ).fit(X, y)
     lrs = np.array(_lrs(clf)) / clf.lr
@@ -39,8 +38,13 @@ def test_schedules_follow_their_shape(small_digits, kind, warmup, expected):
 def test_plateau_halves_when_the_validation_loss_stalls(small_digits):
     X, y = small_digits
     clf = CNNClassifier(
-        **{**TINY, "max_epochs": 25, "early_stopping": False, "lr": 0.05},
-        lr_schedule="plateau",
+        **{
+            **TINY,
+            "max_epochs": 25,
+            "early_stopping": False,
+            "lr": 0.05,
+            "lr_schedule": "plateau",
+        },
     ).fit(X, y)
     lrs = np.array(_lrs(clf))
     assert np.all(np.diff(lrs) <= 0)  # only ever lowered
@@ -50,7 +54,7 @@ def test_plateau_halves_when_the_validation_loss_stalls(small_digits):
 def test_partial_fit_and_warm_start_continue_the_schedule(small_digits, tmp_path):
     X, y = small_digits
     params = {**TINY, "max_epochs": 4, "early_stopping": False}
-    clf = CNNClassifier(**params, lr_schedule="cosine")
+    clf = CNNClassifier(**{**params, "lr_schedule": "cosine"})
     for _ in range(3):
         clf.partial_fit(X, y, classes=np.unique(y))
     factor = EpochFactor("cosine", 4)
@@ -62,7 +66,8 @@ def test_partial_fit_and_warm_start_continue_the_schedule(small_digits, tmp_path
     loaded.partial_fit(X, y)
     assert _lrs(loaded)[-1] == pytest.approx(clf.lr * factor(3))
     # warm_start: the next fit is a new cycle of max_epochs
-    warm = CNNClassifier(**params, lr_schedule="onecycle", warm_start=True).fit(X, y)
+    warm = CNNClassifier(**{**params, "lr_schedule": "onecycle"}, warm_start=True)
+    warm.fit(X, y)
     warm.fit(X, y)
     lrs = _lrs(warm)
     assert len(lrs) == 8 and lrs[4] == pytest.approx(lrs[0])
@@ -168,4 +173,4 @@ def test_tta_averages_views(small_digits, heldout_digits):
 def test_bad_recipe_parameters(small_digits, param, value):
     X, y = small_digits
     with pytest.raises(ValueError, match=param):
-        CNNClassifier(**TINY, **{param: value}).fit(X, y)
+        CNNClassifier(**{**TINY, param: value}).fit(X, y)
