@@ -113,10 +113,32 @@ class MixBatch:
         return x, perm, float(1 - area)
 
 
+class PerImageView:
+    """One test-time view: each image's random transform is seeded by the
+    view and by the image's own bytes, so an image gets the same view
+    whatever else is in the call (predictions are subset-invariant)."""
+
+    def __init__(self, augment, seed):
+        self.augment, self.seed = augment, int(seed)
+
+    def __call__(self, x):
+        import hashlib
+
+        out = []
+        for image in x:
+            digest = hashlib.blake2b(
+                image.detach().cpu().numpy().tobytes(), digest_size=8
+            ).digest()
+            self.augment.seed((int.from_bytes(digest, "little") ^ self.seed) % 2**63)
+            out.append(self.augment(image[None])[0])
+        return torch.stack(out)
+
+
 def tta_views(tta, augment, random_state):
     """The transforms of the test-time views: ``tta`` copies of the
     training augmentation (small shifts without one), or one per spec of a
-    list; each seeded on its own, so predictions repeat exactly."""
+    list; seeded per view and per image, so predictions repeat exactly and
+    do not depend on the other images of the call."""
     from .augmentation import make_augment
 
     if isinstance(tta, list):
@@ -132,6 +154,6 @@ def tta_views(tta, augment, random_state):
         if view is None:
             raise ValueError(f"tta holds {spec!r}, which is no transform.")
         if hasattr(view, "seed"):
-            view.seed(int(seed) * 1009 + 17 + i)
+            view = PerImageView(view, int(seed) * 1009 + 17 + i)
         views.append(view)
     return views

@@ -36,6 +36,16 @@ FAST_DN = {k: v for k, v in FAST.items() if k not in ("conv_filters", "dense_uni
 
 ESTIMATORS = [
     CNNClassifier(**FAST),
+    # the training recipe's parameters pass the same checks
+    CNNClassifier(
+        **FAST,
+        lr_schedule="cosine",
+        warmup_epochs=1,
+        mixup=0.2,
+        cutmix=0.5,
+        augment={"shift": 0.1, "erasing": 0.2},
+        tta=2,
+    ),
     CNNRegressor(**FAST),
     DenseNetClassifier(
         growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN

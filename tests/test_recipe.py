@@ -142,6 +142,8 @@ def test_tta_averages_views(small_digits, heldout_digits):
     assert not np.allclose(tta, plain)
     np.testing.assert_allclose(tta.sum(1), 1, rtol=1e-6)
     np.testing.assert_array_equal(tta, clf.predict_proba(Xt))  # repeatable
+    # each image's views depend on the image only, not on the rest of the call
+    np.testing.assert_allclose(clf.predict_proba(Xt[10:20]), tta[10:20], atol=1e-6)
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[tta.argmax(1)])
     # the views are the plain images and 3 shifted copies, averaged
     from skcnn._recipe import tta_views
