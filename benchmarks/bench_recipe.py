@@ -13,9 +13,10 @@ Sections (``--section``, default all):
 - ``busy``: a default 20-epoch digits fit on a quiet machine and with one
   core kept busy by another process, ``num_threads="auto"`` and 2 threads;
   interleaved repeats.
-- ``search``: GridSearchCV against EpochHalvingSearchCV on a 16-candidate
-  grid (lr x dropout x augmentation), 3-fold CV: time, best CV score, the
-  chosen parameters and their test accuracy.
+- ``search`` / ``search02``: GridSearchCV against EpochHalvingSearchCV on a
+  16-candidate grid (lr x dropout x augmentation), 3-fold CV, with skcnn
+  0.1's / 0.2's defaults otherwise: time, best CV score, the chosen
+  parameters and their test accuracy.
 
     python benchmarks/bench_recipe.py [--section defaults] [--splits 10]
 
@@ -270,7 +271,7 @@ def section_busy(repeats):
     )
 
 
-def section_search(splits):
+def section_search(splits, base=OLD, name="bench_recipe_search"):
     X, y = load_digits_images()
     grid = {
         "lr": [3e-4, 1e-3, 3e-3, 1e-2],
@@ -280,7 +281,7 @@ def section_search(splits):
     rows = []
     for s in range(splits):
         Xtr, Xte, ytr, yte = _split(X, y, s)
-        est = CNNClassifier(random_state=s, **OLD)
+        est = CNNClassifier(random_state=s, **base)
         for name, search in (
             ("GridSearchCV", GridSearchCV(est, grid, cv=3)),
             ("EpochHalvingSearchCV", EpochHalvingSearchCV(est, grid, cv=3)),
@@ -300,12 +301,16 @@ def section_search(splits):
             )
             print(rows[-1], flush=True)
     write_results(
-        "bench_recipe_search",
+        name,
         rows,
         "16 candidates (lr x dropout x augmentation), 3-fold CV on 1,347 digits, "
-        "refit included; CNNClassifier with skcnn 0.1's defaults otherwise "
-        "(max_epochs 40, early stopping in the grid search; the epoch budget in the "
-        "halving search).",
+        "refit included; CNNClassifier with skcnn "
+        + (
+            "0.1's defaults otherwise (max_epochs 40, early stopping in the grid "
+            "search; the epoch budget in the halving search)."
+            if base
+            else "0.2's defaults otherwise (onecycle over 30 epochs, no early stopping)."
+        ),
     )
 
 
@@ -313,7 +318,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--section",
-        choices=["defaults", "external", "patience", "busy", "search", "all"],
+        choices=[
+            "defaults",
+            "external",
+            "patience",
+            "busy",
+            "search",
+            "search02",
+            "all",
+        ],
         default="all",
     )
     parser.add_argument("--splits", type=int, default=10)
@@ -332,6 +345,8 @@ def main():
         section_busy(args.repeats)
     if run in ("search", "all"):
         section_search(args.search_splits)
+    if run in ("search02", "all"):
+        section_search(args.search_splits, base={}, name="bench_recipe_search02")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ NET_PARAMETER_CONSTRAINTS = {
     "progress": ["boolean"],
     "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
     "warmup_epochs": [Int(0)],
+    "schedule_epochs": [Int(1), None],
     "mixup": [Num(0)],
     "cutmix": [Num(0)],
     "tta": [Int(0), list],
@@ -502,7 +503,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                     "lr_schedule",
                     make_lr_scheduler(
                         self.lr_schedule,
-                        self.max_epochs,
+                        self.schedule_epochs or self.max_epochs,
                         self.warmup_epochs,
                         "valid_loss",
                     ),

@@ -110,6 +110,11 @@ _PARAMS_TEMPLATE = """
         continue the schedule, starting a new cycle after ``max_epochs``.
     warmup_epochs : int, default=0
         Warm-up epochs of "cosine" and "onecycle".
+    schedule_epochs : int or None, default=None
+        Epochs one cycle of "cosine" / "onecycle" spans; None: ``max_epochs``.
+        Set it when training comes in pieces (warm starts, partial_fit,
+        :class:`~skcnn.model_selection.EpochHalvingSearchCV` sets it to its
+        budget) so that the pieces continue one schedule.
     mixup, cutmix : float, default=0.0
         Beta(alpha, alpha) parameter of mixup / CutMix on training batches
         (0 = off; with both, each batch uses one at random). Works with
@@ -280,6 +285,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         progress=False,
         lr_schedule="onecycle",
         warmup_epochs=0,
+        schedule_epochs=None,
         mixup=0.0,
         cutmix=0.0,
         tta=0,
@@ -319,6 +325,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         self.progress = progress
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
+        self.schedule_epochs = schedule_epochs
         self.mixup = mixup
         self.cutmix = cutmix
         self.tta = tta
@@ -390,6 +397,7 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         progress=False,
         lr_schedule=None,
         warmup_epochs=0,
+        schedule_epochs=None,
         mixup=0.0,
         cutmix=0.0,
         tta=0,
@@ -428,6 +436,7 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
         self.progress = progress
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
+        self.schedule_epochs = schedule_epochs
         self.mixup = mixup
         self.cutmix = cutmix
         self.tta = tta

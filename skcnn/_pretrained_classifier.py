@@ -61,7 +61,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
 augment, image_shape, channels, device, precision, compile, random_state, verbose, \
 warm_start, checkpoint_dir, num_workers, num_threads, callbacks, progress, lr_schedule, \
-warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
+warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         As in :class:`~skcnn.CNNClassifier`.
 
     Attributes
@@ -137,6 +137,7 @@ warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         progress=False,
         lr_schedule=None,
         warmup_epochs=0,
+        schedule_epochs=None,
         mixup=0.0,
         cutmix=0.0,
         tta=0,
@@ -174,6 +175,7 @@ warmup_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         self.progress = progress
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
+        self.schedule_epochs = schedule_epochs
         self.mixup = mixup
         self.cutmix = cutmix
         self.tta = tta

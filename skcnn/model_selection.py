@@ -98,8 +98,10 @@ class EpochHalvingSearchCV(BaseSearchCV):
     -----
     Candidates train with ``early_stopping=False`` and
     ``validation_fraction=0`` (the budget is the stopping rule; every row of
-    a fold's training part is used), continued by ``warm_start``. Epoch
-    schedules (``lr_schedule``) start a new cycle at each rung.
+    a fold's training part is used), continued by ``warm_start``. An epoch
+    schedule (``lr_schedule``) spans the whole budget (``schedule_epochs``):
+    the rungs continue one schedule, so an early rung is judged at a high
+    learning rate.
 
     Examples
     --------
@@ -207,7 +209,7 @@ class EpochHalvingSearchCV(BaseSearchCV):
         self._validate_params()
         if params:
             raise TypeError(f"fit parameters are not supported; got {sorted(params)}.")
-        if not hasattr(self.estimator, "warm_start") or "max_epochs" not in (
+        if not {"warm_start", "max_epochs", "schedule_epochs"} <= set(
             self.estimator.get_params()
         ):
             raise ValueError(
@@ -222,7 +224,11 @@ class EpochHalvingSearchCV(BaseSearchCV):
         budget = self.max_epochs or int(self.estimator.get_params()["max_epochs"])
         epochs, counts = self._rungs(len(candidates), budget)
         base = clone(self.estimator).set_params(
-            warm_start=True, early_stopping=False, validation_fraction=0.0
+            warm_start=True,
+            early_stopping=False,
+            validation_fraction=0.0,
+            # an epoch schedule spans the whole budget across the rungs
+            schedule_epochs=budget,
         )
         models = {
             (c, f): clone(base).set_params(**params)
@@ -270,6 +276,7 @@ class EpochHalvingSearchCV(BaseSearchCV):
             best = clone(self.estimator).set_params(
                 **self.best_params_,
                 max_epochs=int(reached[self.best_index_]),
+                schedule_epochs=None,
                 early_stopping=False,
                 validation_fraction=0.0,
             )

@@ -97,3 +97,34 @@ def test_param_columns(small_digits):
     assert res["param_lr"].mask.tolist() == [False, True]
     assert res["param_dropout"].mask.tolist() == [True, False]
     assert np.isfinite(res["mean_test_score"]).all()
+
+
+def test_a_schedule_spans_the_whole_budget(small_digits, monkeypatch):
+    from skcnn import model_selection
+
+    X, y = small_digits
+    seen = []
+    real = model_selection._continue
+
+    def spy(estimator, *args):
+        out = real(estimator, *args)
+        seen.append([h["event_lr"] for h in out[0].history_])
+        return out
+
+    monkeypatch.setattr(model_selection, "_continue", spy)
+    search = EpochHalvingSearchCV(
+        CNNClassifier(**{**TINY, "lr_schedule": "onecycle"}),
+        {"dropout": [0.0, 0.3, 0.5]},
+        max_epochs=9,
+        cv=2,
+    ).fit(X, y)
+    assert search.n_epochs_ == [3, 9]
+    # the survivor's 9 epochs follow one 9-epoch cycle (not a new one per rung)
+    from skcnn._recipe import EpochFactor
+
+    factor = EpochFactor("onecycle", 9)
+    lr = search.estimator.lr
+    np.testing.assert_allclose(seen[-1], [lr * factor(e) for e in range(9)], rtol=1e-6)
+    # the refit runs its own full cycle over the epochs the winner trained
+    assert search.best_estimator_.schedule_epochs is None
+    assert search.best_estimator_.n_iter_ == 9

@@ -73,6 +73,21 @@ def test_partial_fit_and_warm_start_continue_the_schedule(small_digits, tmp_path
     assert len(lrs) == 8 and lrs[4] == pytest.approx(lrs[0])
 
 
+def test_schedule_epochs_spans_several_fits(small_digits):
+    X, y = small_digits
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 2, "early_stopping": False, "lr_schedule": "cosine"},
+        schedule_epochs=6,
+        warm_start=True,
+    )
+    for _ in range(3):
+        clf.fit(X, y)
+    factor = EpochFactor("cosine", 6)
+    np.testing.assert_allclose(
+        _lrs(clf), [clf.lr * factor(e) for e in range(6)], rtol=1e-6
+    )
+
+
 def test_label_smoothing(small_digits):
     X, y = small_digits
     clf = CNNClassifier(**TINY, label_smoothing=0.2).fit(X, y)
