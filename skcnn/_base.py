@@ -565,9 +565,10 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     def _set_monitor(self, has_valid):
         """Monitor validation loss when there is a validation set, else training loss."""
         for name, cb in self.net_.callbacks_:
-            if name == "lr_schedule" and cb.monitor is not None:
-                cb.monitor = "valid_loss" if has_valid else "train_loss"
-            if name == "early_stopping":
+            # early stopping, and a schedule that watches a loss ("plateau")
+            if name == "early_stopping" or (
+                name == "lr_schedule" and cb.monitor is not None
+            ):
                 cb.monitor = "valid_loss" if has_valid else "train_loss"
             if name == "checkpoint":
                 cb.monitor = "valid_loss_best" if has_valid else "train_loss_best"
@@ -598,12 +599,6 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         # models from files or pickles of older versions lack the parameter
         cpu = str(self.device_).startswith("cpu")
         return getattr(self, "num_threads", "auto") if cpu else None
-
-    def _logits(self, X):
-        check_is_fitted(self, "net_")
-        data, _ = self._prepare_X(X, reset=False)
-        with intra_op_threads(self._threads()):
-            return self.net_.predict_logits(data)
 
     def _views(self, X, combine):
         """``combine(logits)`` of X, averaged over the test-time views."""

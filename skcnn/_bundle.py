@@ -42,19 +42,20 @@ def _skops():
     return skops.io
 
 
-def _is_network(obj):
+def _network_classes():
+    """skcnn's estimator classes that have safe files."""
     from ._persistence import _CLASSES, _import_estimators
 
     _import_estimators()
-    return isinstance(obj, tuple(_CLASSES.values())) and hasattr(obj, "layout_")
+    return tuple(_CLASSES.values())
 
 
-def _walk(obj, seen, found):
+def _walk(obj, classes, seen, found):
     """Every fitted skcnn model reachable from ``obj``, in a stable order."""
     if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
         return
     seen.add(id(obj))
-    if _is_network(obj):
+    if isinstance(obj, classes) and hasattr(obj, "layout_"):
         found.append(obj)
         return
     if isinstance(obj, dict):
@@ -66,14 +67,14 @@ def _walk(obj, seen, found):
     else:
         return
     for child in children:
-        _walk(child, seen, found)
+        _walk(child, classes, seen, found)
 
 
 def save_bundle(obj, path):
     """Write ``obj`` (a Pipeline, a search, any estimator tree) to a bundle."""
     sio = _skops()
     found = []
-    _walk(obj, set(), found)
+    _walk(obj, _network_classes(), set(), found)
     memo = {id(net): SavedNetwork(i) for i, net in enumerate(found)}
     skeleton = copy.deepcopy(obj, memo)
     path = Path(path)
@@ -105,10 +106,7 @@ def save_any(obj, path):
     path : Path
         The file written.
     """
-    from ._persistence import _CLASSES, _import_estimators
-
-    _import_estimators()
-    if isinstance(obj, tuple(_CLASSES.values())):
+    if isinstance(obj, _network_classes()):
         return obj.save(path)
     return save_bundle(obj, path)
 

@@ -200,6 +200,8 @@ PretrainedClassifier or PretrainedFeatureExtractor
     if task == "regression":
         target = (estimator.target_mean_, estimator.target_scale_)
     module = estimator.module_
+    # Traced on the CPU; the estimator's network goes back where it was.
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
     graph = _Graph(module, layout, in_layout, input_dtype == "uint8", task, target)
     graph = graph.to("cpu").eval()
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
@@ -208,7 +210,6 @@ PretrainedClassifier or PretrainedFeatureExtractor
         task, "probabilities"
     )
     path = Path(path)
-    memory_format = _contiguous(module)
     try:
         # The TorchScript exporter: FeatureBackbone stops a backbone at a
         # layer with a hook that raises, which tracing records and
@@ -228,8 +229,8 @@ PretrainedClassifier or PretrainedFeatureExtractor
                 dynamo=False,
             )
     finally:
-        memory_format()
         graph.module = None
+        module.to(device)
     model = onnx.load(str(path))
     classes = getattr(estimator, "classes_", None)
     meta = {
@@ -246,14 +247,6 @@ PretrainedClassifier or PretrainedFeatureExtractor
         entry.key, entry.value = key, str(value)
     onnx.save(model, str(path))
     return path
-
-
-def _contiguous(module):
-    """Put the weights in the default memory format for tracing; return a
-    function that restores the previous device/format (a no-op on CPU)."""
-    device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    module.to("cpu")
-    return lambda: module.to(device)
 
 
 def _plain(classes):
