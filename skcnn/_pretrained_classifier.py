@@ -59,7 +59,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     lr : float, default=1e-3
         Learning rate of the head.
     optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
-augment, image_shape, channels, device, precision, compile, random_state, verbose, \
+tol, monitor, augment, image_shape, channels, device, precision, compile, random_state, verbose, \
 warm_start, checkpoint_dir, num_workers, num_threads, callbacks, progress, lr_schedule, \
 warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothing
         As in :class:`~skcnn.CNNClassifier`.
@@ -121,6 +121,8 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=6,
+        tol=0.0,
+        monitor="auto",
         augment=None,
         image_shape=None,
         channels="auto",
@@ -159,6 +161,8 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.monitor = monitor
         self.augment = augment
         self.image_shape = image_shape
         self.channels = channels

@@ -209,6 +209,58 @@ class EpochAccuracy(Callback):
         self.seen_ = {True: [], False: []}
 
 
+# monitor= of early stopping: (history key with "{}" for "valid" / "train",
+# lower is better)
+MONITORS = {
+    "loss": ("{}_loss", True),
+    "smoothed_loss": ("{}_loss_smooth", True),
+    "accuracy": ("{}_acc_rank", False),
+}
+
+
+class SmoothedLoss(Callback):
+    """An exponential moving average of each epoch's losses, for early stopping.
+
+    Records ``train_loss_smooth`` (and ``valid_loss_smooth`` when there is a
+    validation set): ``s_t = (1 - w) * loss_t + w * s_(t-1)``, so one noisy
+    epoch of a small or augmented validation set neither ends training nor
+    becomes the "best" epoch.
+    """
+
+    def __init__(self, weight=0.6):
+        self.weight = weight
+
+    def on_epoch_end(self, net, **kwargs):
+        history = net.history
+        for key in ("train_loss", "valid_loss"):
+            if key not in history[-1]:
+                continue
+            value = float(history[-1, key])
+            before = history[-2].get(f"{key}_smooth") if len(history) > 1 else None
+            if before is not None and math.isfinite(before):
+                value = (1 - self.weight) * value + self.weight * before
+            history.record(f"{key}_smooth", value)
+
+
+class RankedAccuracy(Callback):
+    """Accuracy with ties going to the lower loss, for early stopping.
+
+    Records ``valid_acc_rank`` (and ``train_acc_rank``): the accuracy minus
+    1e-6 x the loss. On a small validation set the accuracy saturates within
+    a few epochs; plain accuracy would then keep the first epoch that reached
+    it, however high its loss. Accuracies of fewer than 10^5 samples differ
+    by more than 1e-5, so the loss only orders equal accuracies (losses below
+    10).
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        for side in ("train", "valid"):
+            if f"{side}_acc" in row and f"{side}_loss" in row:
+                rank = row[f"{side}_acc"] - 1e-6 * min(float(row[f"{side}_loss"]), 10.0)
+                net.history.record(f"{side}_acc_rank", rank)
+
+
 class SkcnnNet(NeuralNet):
     """skorch NeuralNet fed by :class:`BatchIterator`, with AMP and sample weights."""
 

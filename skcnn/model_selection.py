@@ -8,10 +8,12 @@ starts: every candidate trains a few epochs on each CV fold, the best
 restart. The interface is scikit-learn's: ``cv_results_``, ``best_params_``,
 ``best_score_``, ``best_estimator_`` (refitted), ``predict`` and friends.
 
-scikit-learn's own ``HalvingGridSearchCV(resource="max_epochs")`` also works
-with skcnn estimators, but retrains every candidate from scratch at each rung
-and needs ``max_resources`` set by hand (e.g. the estimator's
-``max_epochs``).
+:class:`HalvingGridSearchCV` and :class:`HalvingRandomSearchCV` are
+scikit-learn's, with defaults for networks: the resource is ``max_epochs`` and
+``max_resources="auto"`` is the estimator's own ``max_epochs`` (scikit-learn
+accepts "auto" only for ``resource="n_samples"``). They retrain every
+candidate from scratch at each rung, each with a schedule over its rung's
+epochs; :class:`EpochHalvingSearchCV` continues the survivors instead.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone, is_classifier
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.metrics import check_scoring
+from sklearn.model_selection import HalvingGridSearchCV as _SkHalvingGrid
+from sklearn.model_selection import HalvingRandomSearchCV as _SkHalvingRandom
 from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import indexable
 
-__all__ = ["EpochHalvingSearchCV"]
+__all__ = ["EpochHalvingSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV"]
 
 
 def _continue(estimator, X, y, train, test, epochs, scorer):
@@ -312,3 +317,136 @@ class EpochHalvingSearchCV(BaseSearchCV):
         self.best_index_ = int(key[0])
         self.best_params_ = candidates[self.best_index_]
         self.best_score_ = float(mean[self.best_index_])
+
+
+class _EpochResourceMixin:
+    """``resource="max_epochs"`` by default; ``max_resources="auto"`` is the
+    estimator's epochs instead of an error."""
+
+    def _check_input_parameters(self, X, y, split_params):
+        params = self.estimator.get_params()
+        auto = self.max_resources == "auto" and self.resource != "n_samples"
+        if auto and self.resource in params:
+            budget = params[self.resource]
+            if not isinstance(budget, Integral) or budget < 1:
+                raise ValueError(
+                    f"max_resources='auto' takes the estimator's {self.resource} "
+                    f"as the budget, but it is {budget!r}; pass max_resources=int."
+                )
+            # sklearn reads the parameter here only; it is restored at once
+            self.max_resources = int(budget)
+            try:
+                return super()._check_input_parameters(X, y, split_params)
+            finally:
+                self.max_resources = "auto"
+        return super()._check_input_parameters(X, y, split_params)
+
+
+_HALVING_NOTE = """
+    skcnn's version of scikit-learn's ``{name}`` (same parameters and
+    attributes), with defaults for networks: ``resource="max_epochs"``, and
+    ``max_resources="auto"`` is the estimator's ``max_epochs`` (for any other
+    resource naming an int parameter, that parameter's value). Each rung
+    trains its candidates from scratch for the rung's epochs (with early
+    stopping, if the estimator has it on); :class:`EpochHalvingSearchCV`
+    continues the survivors' training instead.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import load_digits
+    >>> from skcnn import CNNClassifier
+    >>> from skcnn.model_selection import {name}
+    >>> X, y = load_digits(return_X_y=True)
+    >>> est = CNNClassifier(image_shape=(8, 8), max_epochs=4, random_state=0)
+    >>> search = {name}(est, {{"lr": {space}}}, factor=2, cv=2,
+    ...                   random_state=0).fit(X[:300], y[:300])
+    >>> int(search.max_resources_)
+    4
+"""
+
+
+class HalvingGridSearchCV(_EpochResourceMixin, _SkHalvingGrid):
+    __doc__ = _HALVING_NOTE.format(name="HalvingGridSearchCV", space="[1e-3, 3e-3]")
+
+    def __init__(
+        self,
+        estimator,
+        param_grid,
+        *,
+        factor=3,
+        resource="max_epochs",
+        max_resources="auto",
+        min_resources="exhaust",
+        aggressive_elimination=False,
+        cv=5,
+        scoring=None,
+        refit=True,
+        error_score=np.nan,
+        return_train_score=True,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+    ):
+        super().__init__(
+            estimator,
+            param_grid,
+            factor=factor,
+            resource=resource,
+            max_resources=max_resources,
+            min_resources=min_resources,
+            aggressive_elimination=aggressive_elimination,
+            cv=cv,
+            scoring=scoring,
+            refit=refit,
+            error_score=error_score,
+            return_train_score=return_train_score,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            verbose=verbose,
+        )
+
+
+class HalvingRandomSearchCV(_EpochResourceMixin, _SkHalvingRandom):
+    __doc__ = _HALVING_NOTE.format(
+        name="HalvingRandomSearchCV", space="loguniform(1e-4, 1e-2)"
+    )
+
+    def __init__(
+        self,
+        estimator,
+        param_distributions,
+        *,
+        n_candidates="exhaust",
+        factor=3,
+        resource="max_epochs",
+        max_resources="auto",
+        min_resources="smallest",
+        aggressive_elimination=False,
+        cv=5,
+        scoring=None,
+        refit=True,
+        error_score=np.nan,
+        return_train_score=True,
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+    ):
+        super().__init__(
+            estimator,
+            param_distributions,
+            n_candidates=n_candidates,
+            factor=factor,
+            resource=resource,
+            max_resources=max_resources,
+            min_resources=min_resources,
+            aggressive_elimination=aggressive_elimination,
+            cv=cv,
+            scoring=scoring,
+            refit=refit,
+            error_score=error_score,
+            return_train_score=return_train_score,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            verbose=verbose,
+        )

@@ -40,6 +40,7 @@ TINY = dict(
     # the mechanics under test: plain training, early stopping on
     lr_schedule=None,
     early_stopping=True,
+    monitor="loss",
     device="cpu",
     random_state=0,
 )

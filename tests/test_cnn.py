@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -180,6 +181,73 @@ def test_early_stopping_restores_best_weights(small_digits):
     losses = [h["valid_loss"] for h in clf.history_]
     assert clf.best_epoch_ == int(np.argmin(losses)) + 1
     assert clf.n_iter_ == clf.best_epoch_ + 3
+
+
+def _stopped_after(clf):
+    """Epochs trained after the one early stopping kept."""
+    return clf.n_iter_ - clf.best_epoch_
+
+
+@pytest.mark.parametrize("monitor", ["smoothed_loss", "accuracy"])
+def test_early_stopping_monitors(small_digits, monitor):
+    X, y = small_digits
+    clf = CNNClassifier(
+        **{**TINY, "max_epochs": 60, "lr": 0.05, "monitor": monitor},
+        n_iter_no_change=3,
+    ).fit(X, y)
+    assert clf.n_iter_ < 60 and _stopped_after(clf) == 3
+    if monitor == "accuracy":
+        acc = [h["valid_acc"] for h in clf.history_]
+        loss = [h["valid_loss"] for h in clf.history_]
+        # the best accuracy is kept, and among its epochs the lowest loss
+        tied = [i for i, a in enumerate(acc) if a == max(acc)]
+        assert clf.best_epoch_ - 1 == min(tied, key=loss.__getitem__)
+    else:
+        raw = [h["valid_loss"] for h in clf.history_]
+        smooth = [h["valid_loss_smooth"] for h in clf.history_]
+        assert smooth[0] == raw[0]
+        assert smooth[1] == pytest.approx(0.4 * raw[1] + 0.6 * raw[0])
+        assert clf.best_epoch_ == int(np.argmin(smooth)) + 1
+
+
+def test_patience_as_fraction_and_tol(small_digits):
+    X, y = small_digits
+    params = {**TINY, "max_epochs": 40, "lr": 0.05}
+    frac = CNNClassifier(**params, n_iter_no_change=0.1).fit(X, y)
+    assert _stopped_after(frac) == 4  # ceil(0.1 * 40)
+    # a tolerance larger than any loss change: only the first epoch counts
+    tol = CNNClassifier(**params, n_iter_no_change=2, tol=100.0).fit(X, y)
+    assert tol.best_epoch_ == 1 and tol.n_iter_ == 3
+
+
+def test_auto_monitor_smooths_augmented_fits(small_digits, monkeypatch):
+    from skcnn import _base, _cnn
+
+    X, y = small_digits
+    monkeypatch.setattr(_cnn, "_warned_defaults", [True])  # not the warning here
+    monkeypatch.setattr(_base, "_warned_monitor", [False])
+    params = {**TINY, "monitor": "auto", "max_epochs": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # plain fits: "loss", no warning
+        plain = CNNClassifier(**params).fit(X, y)
+    assert "valid_loss_smooth" not in plain.history_[-1]
+    for extra in ({"augment": {"rotation": 10}}, {"mixup": 0.2}):
+        with pytest.warns(FutureWarning, match="monitor='loss'") as record:
+            aug = CNNClassifier(**params, **extra).fit(X, y)
+        assert "valid_loss_smooth" in aug.history_[-1]
+        monkeypatch.setattr(_base, "_warned_monitor", [False])
+    assert len(record) == 1
+    # an explicit monitor is kept, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = CNNClassifier(**{**params, "monitor": "loss"}, mixup=0.2).fit(X, y)
+    assert "valid_loss_smooth" not in kept.history_[-1]
+
+
+def test_accuracy_monitor_needs_a_classifier(small_digits):
+    X, y = small_digits
+    with pytest.raises(ValueError, match="monitor='accuracy' needs a classifier"):
+        CNNRegressor(**{**TINY, "monitor": "accuracy"}).fit(X, y.astype(float))
 
 
 def test_no_validation_split(small_digits):

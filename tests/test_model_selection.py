@@ -128,3 +128,35 @@ def test_a_schedule_spans_the_whole_budget(small_digits, monkeypatch):
     # the refit runs its own full cycle over the epochs the winner trained
     assert search.best_estimator_.schedule_epochs is None
     assert search.best_estimator_.n_iter_ == 9
+
+
+def test_sklearn_halving_searches_take_the_epochs_as_budget(small_digits):
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV as SkHalving
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skcnn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
+
+    X, y = small_digits
+    est = CNNClassifier(**{**TINY, "max_epochs": 4, "random_state": 0})
+    grid = {"lr": [1e-3, 5e-3, 2e-2, 5e-2]}
+    with pytest.raises(ValueError, match="max_resources='auto'"):
+        SkHalving(est, grid, resource="max_epochs", cv=2).fit(X, y)
+    search = HalvingGridSearchCV(est, grid, factor=2, cv=2).fit(X, y)
+    assert search.max_resources_ == 4 and search.max_resources == "auto"
+    assert search.n_resources_ == [1, 2, 4]  # "exhaust": the last rung uses them all
+    assert search.n_candidates_ == [4, 2, 1]
+    assert search.best_estimator_.max_epochs == 4
+    assert search.best_estimator_.n_iter_ <= 4
+    # in a Pipeline the resource names the step's parameter
+    pipe = make_pipeline(FunctionTransformer(), est)
+    rand = HalvingRandomSearchCV(
+        pipe,
+        {"cnnclassifier__lr": loguniform(1e-3, 1e-1)},
+        resource="cnnclassifier__max_epochs",
+        factor=2,
+        cv=2,
+        random_state=0,
+    ).fit(X, y)
+    assert rand.max_resources_ == 4 and rand.n_resources_[0] == 1
