@@ -14,7 +14,8 @@ Sections (``--section``, default all):
 - ``busy``: a default 20-epoch digits fit on a quiet machine and with one
   core kept busy by another process, ``num_threads="auto"`` and 2 threads;
   interleaved repeats.
-- ``search`` / ``search02``: GridSearchCV against EpochHalvingSearchCV on a
+- ``search`` / ``search02``: GridSearchCV against EpochHalvingSearchCV
+  (factor 3 and 2) and skcnn's HalvingGridSearchCV (resource max_epochs) on a
   16-candidate grid (lr x dropout x augmentation), 3-fold CV, with skcnn
   0.1's / 0.2's defaults otherwise: time, best CV score, the chosen
   parameters and their test accuracy.
@@ -42,7 +43,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from skcnn import CNNClassifier
 from skcnn.compare import load_comparison_data
 from skcnn.datasets import load_digits_images
-from skcnn.model_selection import EpochHalvingSearchCV
+from skcnn.model_selection import EpochHalvingSearchCV, HalvingGridSearchCV
 
 warnings.simplefilter("ignore")
 
@@ -187,6 +188,26 @@ def section_external(seeds):
             "tta": 8,
         },
     }
+    # one element at a time on the 0.2 defaults: the augmentations aimed at
+    # the printed digits' thinner, fainter strokes, and width
+    for name, aug in {
+        "contrast 0.4": {"contrast": 0.4},
+        "stroke 0.6": {"stroke": 0.6},
+        "blur 0.6": {"blur": 0.6},
+        "elastic 1": {"elastic": 1.0},
+    }.items():
+        recipes[f"0.2 defaults + augment {name}"] = {"augment": aug}
+    recipes["0.2 defaults, conv_filters (64, 128)"] = {"conv_filters": (64, 128)}
+    recipes["0.2 defaults, conv_filters (64, 128), dense (256,)"] = {
+        "conv_filters": (64, 128),
+        "dense_units": (256,),
+    }
+    recipes["0.2 defaults, conv_filters (128, 256)"] = {"conv_filters": (128, 256)}
+    recipes["0.2 defaults, conv_filters (64, 128), tta 8, augment contrast 0.4"] = {
+        "conv_filters": (64, 128),
+        "augment": {"contrast": 0.4},
+        "tta": 8,
+    }
     rows = _external_rows(recipes, seeds)
     write_results(
         "bench_recipe_external",
@@ -320,9 +341,15 @@ def section_search(splits, base=OLD, name="bench_recipe_search"):
     for s in range(splits):
         Xtr, Xte, ytr, yte = _split(X, y, s)
         est = CNNClassifier(random_state=s, **base)
-        for name, search in (
+        for label, search in (
             ("GridSearchCV", GridSearchCV(est, grid, cv=3)),
             ("EpochHalvingSearchCV", EpochHalvingSearchCV(est, grid, cv=3)),
+            (
+                "EpochHalvingSearchCV(factor=2)",
+                EpochHalvingSearchCV(est, grid, cv=3, factor=2),
+            ),
+            # scikit-learn's, resource="max_epochs": rungs from scratch
+            ("HalvingGridSearchCV", HalvingGridSearchCV(est, grid, cv=3)),
         ):
             t0 = time.perf_counter()
             search.fit(Xtr, ytr)
@@ -330,7 +357,7 @@ def section_search(splits, base=OLD, name="bench_recipe_search"):
             rows.append(
                 {
                     "split": s,
-                    "search": name,
+                    "search": label,
                     "time_s": seconds,
                     "best_cv_score": float(search.best_score_),
                     "best_params": str(search.best_params_),

@@ -342,6 +342,12 @@ class _EpochResourceMixin:
         return super()._check_input_parameters(X, y, split_params)
 
 
+# Parameters the docstrings below refer to scikit-learn for.
+_SHARED = (
+    "n_candidates factor min_resources aggressive_elimination cv scoring refit "
+    "error_score return_train_score random_state n_jobs verbose"
+).split()
+
 _HALVING_NOTE = """
     skcnn's version of scikit-learn's ``{name}`` (same parameters and
     attributes), with defaults for networks: ``resource="max_epochs"``, and
@@ -350,6 +356,21 @@ _HALVING_NOTE = """
     trains its candidates from scratch for the rung's epochs (with early
     stopping, if the estimator has it on); :class:`EpochHalvingSearchCV`
     continues the survivors' training instead.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A skcnn network estimator, or a Pipeline ending in one.
+    {grid_name} : {grid_type}
+        The candidates, as for scikit-learn's ``{name}``.
+    resource : str, default="max_epochs"
+        The parameter each rung raises; in a Pipeline name the step, e.g.
+        ``"cnnclassifier__max_epochs"``; "n_samples" halves data instead.
+    max_resources : int or "auto", default="auto"
+        The budget of the last rung; "auto" is the estimator's value of
+        ``resource`` (the number of samples for "n_samples").
+    {others}
+        As in scikit-learn's ``{name}``.
 
     Examples
     --------
@@ -367,7 +388,13 @@ _HALVING_NOTE = """
 
 
 class HalvingGridSearchCV(_EpochResourceMixin, _SkHalvingGrid):
-    __doc__ = _HALVING_NOTE.format(name="HalvingGridSearchCV", space="[1e-3, 3e-3]")
+    __doc__ = _HALVING_NOTE.format(
+        name="HalvingGridSearchCV",
+        space="[1e-3, 3e-3]",
+        grid_name="param_grid",
+        grid_type="dict or list of dicts",
+        others=", ".join(_SHARED[1:]),
+    )
 
     def __init__(
         self,
@@ -409,7 +436,11 @@ class HalvingGridSearchCV(_EpochResourceMixin, _SkHalvingGrid):
 
 class HalvingRandomSearchCV(_EpochResourceMixin, _SkHalvingRandom):
     __doc__ = _HALVING_NOTE.format(
-        name="HalvingRandomSearchCV", space="loguniform(1e-4, 1e-2)"
+        name="HalvingRandomSearchCV",
+        space="loguniform(1e-4, 1e-2)",
+        grid_name="param_distributions",
+        grid_type="dict or list of dicts",
+        others=", ".join(_SHARED),
     )
 
     def __init__(
