@@ -45,8 +45,12 @@ ESTIMATORS = [
         cutmix=0.5,
         augment={"shift": 0.1, "erasing": 0.2},
         tta=2,
+        early_stopping=True,
+        monitor="accuracy",
+        n_iter_no_change=0.5,
+        tol=1e-4,
     ),
-    CNNRegressor(**FAST),
+    CNNRegressor(**FAST, monitor="smoothed_loss"),
     DenseNetClassifier(
         growth_rate=4, block_config=(1, 1), num_init_features=4, **FAST_DN
     ),
