@@ -14,6 +14,8 @@ Sections (``--section``, default all):
 - ``busy``: a default 20-epoch digits fit on a quiet machine and with one
   core kept busy by another process, ``num_threads="auto"`` and 2 threads;
   interleaved repeats.
+- ``threads``: a quiet machine, 1 against 2 intra-op threads for small and
+  larger fits: is there a work size below which fewer threads are faster?
 - ``search`` / ``search02``: GridSearchCV against EpochHalvingSearchCV
   (factor 3 and 2) and skcnn's HalvingGridSearchCV (resource max_epochs) on a
   16-candidate grid (lr x dropout x augmentation), 3-fold CV, with skcnn
@@ -279,14 +281,14 @@ threads = {threads!r}
 CNNClassifier(max_epochs=1, random_state=0, num_threads=threads).fit(X[:200], y[:200])
 t0 = time.perf_counter()
 CNNClassifier(max_epochs=20, early_stopping=False, random_state=0, lr_schedule=None,
-              num_threads=threads).fit(X, y)
+              num_threads=threads, conv_filters={filters!r}).fit(X[:{n}], y[:{n}])
 print(time.perf_counter() - t0)
 """
 
 
-def _fit_seconds(threads):
+def _fit_seconds(threads, n=1797, filters=(32, 64)):
     out = subprocess.run(
-        [sys.executable, "-c", _FIT.format(threads=threads)],
+        [sys.executable, "-c", _FIT.format(threads=threads, n=n, filters=filters)],
         capture_output=True,
         text=True,
         check=True,
@@ -327,6 +329,39 @@ def section_busy(repeats):
         rows,
         "A default 20-epoch digits fit (1,797 images), in a fresh process per fit; "
         f"{repeats} interleaved repeats; 'busy': another process spins on one core.",
+    )
+
+
+def section_threads(repeats):
+    """Quiet machine: does a small fit want fewer threads than a big one?"""
+    sizes = {
+        "300 images, conv (32, 64)": (300, (32, 64)),
+        "1,797 images, conv (32, 64)": (1797, (32, 64)),
+        "1,797 images, conv (128, 256)": (1797, (128, 256)),
+    }
+    times = {}
+    for _ in range(repeats):
+        for work, (n, filters) in sizes.items():
+            for threads in (1, 2):
+                seconds = _fit_seconds(threads, n, filters)
+                times.setdefault((work, threads), []).append(seconds)
+    rows = []
+    for work in sizes:
+        one, two = (statistics.median(times[work, t]) for t in (1, 2))
+        rows.append(
+            {
+                "work": work,
+                "1_thread_s": float(one),
+                "2_threads_s": float(two),
+                "speedup_2_threads": float(one / two),
+            }
+        )
+        print(rows[-1], flush=True)
+    write_results(
+        "bench_recipe_threads",
+        rows,
+        "A 20-epoch digits fit on a quiet machine with 1 and 2 intra-op threads, "
+        f"a fresh process per fit, {repeats} interleaved repeats, medians.",
     )
 
 
@@ -388,6 +423,7 @@ def main():
             "external",
             "stopping",
             "busy",
+            "threads",
             "search",
             "search02",
             "all",
@@ -408,6 +444,8 @@ def main():
         section_stopping(range(args.seeds), args.splits)
     if run in ("busy", "all"):
         section_busy(args.repeats)
+    if run in ("threads", "all"):
+        section_threads(args.repeats)
     if run in ("search", "all"):
         section_search(args.search_splits)
     if run in ("search02", "all"):
