@@ -91,6 +91,15 @@ def _split(X, y, s):
     return train_test_split(X, y, test_size=0.25, stratify=y, random_state=s)
 
 
+def _timed_fit(model, X, y):
+    """Fit ``model``; return its seconds and the epochs its network ran."""
+    t0 = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - t0
+    net = model[-1] if hasattr(model, "steps") else model
+    return seconds, net.n_iter_
+
+
 def _split_rows(recipes, splits):
     """Mean test accuracy, median epochs and fit time over digits splits."""
     X, y = load_digits_images()
@@ -99,11 +108,11 @@ def _split_rows(recipes, splits):
         accs, times, epochs = [], [], []
         for s in range(splits):
             Xtr, Xte, ytr, yte = _split(X, y, s)
-            t0 = time.perf_counter()
-            clf = CNNClassifier(random_state=s, **params).fit(Xtr, ytr)
-            times.append(time.perf_counter() - t0)
+            clf = CNNClassifier(random_state=s, **params)
+            seconds, n_epochs = _timed_fit(clf, Xtr, ytr)
+            times.append(seconds)
+            epochs.append(n_epochs)
             accs.append(clf.score(Xte, yte))
-            epochs.append(clf.n_iter_)
         rows.append(
             {
                 "recipe": name,
@@ -135,12 +144,12 @@ def _external_rows(recipes, seeds, make=None):
     for name, params in recipes.items():
         val, ext, times, epochs = [], [], [], []
         for s in seeds:
-            t0 = time.perf_counter()
-            clf = make(s, **params).fit(Xtr, ytr)
-            times.append(time.perf_counter() - t0)
+            clf = make(s, **params)
+            seconds, n_epochs = _timed_fit(clf, Xtr, ytr)
+            times.append(seconds)
+            epochs.append(n_epochs)
             val.append(f1_score(yv, clf.predict(Xv), average="macro"))
             ext.append(f1_score(ye, clf.predict(Xe), average="macro"))
-            epochs.append(clf[-1].n_iter_ if hasattr(clf, "steps") else clf.n_iter_)
         rows.append(
             {
                 "recipe": name,

@@ -202,10 +202,8 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
 
     def _monitor(self):
         """The monitor early stopping uses: "auto" resolved."""
-        # models from files or pickles of older versions lack the parameter
-        monitor = getattr(self, "monitor", "loss")
-        if monitor != "auto":
-            return monitor
+        if self.monitor != "auto":
+            return self.monitor
         augmented = bool(self.augment) or self.mixup or self.cutmix
         return "smoothed_loss" if augmented else "loss"
 
