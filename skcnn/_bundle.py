@@ -4,25 +4,42 @@ A bundle is a zip file: ``skcnn-bundle.json`` (format and count),
 ``objects.skops`` (the object tree, written by skops.io, with every fitted
 skcnn network or extractor replaced by a :class:`SavedNetwork` placeholder)
 and ``network-<i>.safetensors`` (each of those models as a skcnn safe file).
-Loading checks skops' list of untrusted types first: skcnn's own types are
-trusted, anything else must be named in ``trusted=``. Nothing in the file is
-executed: skops builds objects without ``pickle``, and the networks are
-rebuilt from JSON and tensors.
+
+Loading reads the object tree's schema before skops builds anything. skcnn
+objects are trusted by exact type (:func:`bundle_types`), only as plain
+objects (never as functions, methods or constructor calls, whatever
+``trusted=`` says), and skcnn's networks only unfitted: a fitted network is
+rebuilt from its own safetensors member, never from state in the tree.
+Anything else must be trusted by skops or named in ``trusted=``. Nothing in
+the file is executed: skops builds objects without ``pickle``, and the
+networks are rebuilt from JSON and tensors.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
-__all__ = ["SavedNetwork", "load_any", "load_bundle", "save_any", "save_bundle"]
+from ._files import atomic_output, check_output_path
+
+__all__ = [
+    "SavedNetwork",
+    "bundle_types",
+    "load_any",
+    "load_bundle",
+    "save_any",
+    "save_bundle",
+]
 
 _FORMAT = "skcnn-bundle-1"
 _MANIFEST = "skcnn-bundle.json"
 _OBJECTS = "objects.skops"
+_SCHEMA = "schema.json"
 
 
 class SavedNetwork:
@@ -50,6 +67,93 @@ def _network_classes():
     return tuple(_CLASSES.values())
 
 
+def bundle_types():
+    """The skcnn types a bundle may hold, by their full name: the network
+    placeholder, the layout value, ``Augment``, the baselines, the searches
+    and the network estimators (these unfitted: see :func:`load_bundle`)."""
+    from . import baselines, model_selection
+    from ._data import ImageLayout
+    from .augmentation import Augment
+
+    classes = [
+        SavedNetwork,
+        ImageLayout,
+        Augment,
+        *(getattr(baselines, name) for name in baselines.__all__),
+        *(getattr(model_selection, name) for name in model_selection.__all__),
+        *_network_classes(),
+    ]
+    return {f"{c.__module__}.{c.__qualname__}": c for c in classes}
+
+
+def _is_skcnn(module):
+    return module == "skcnn" or str(module).startswith("skcnn.")
+
+
+def _schema_nodes(node):
+    """Every node of a skops schema (dicts naming a module and a loader)."""
+    if isinstance(node, dict):
+        if "__module__" in node and "__loader__" in node:
+            yield node
+        for value in node.values():
+            yield from _schema_nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schema_nodes(value)
+
+
+def _check_skcnn_nodes(schema, path):
+    """Refuse what skops would otherwise build from skcnn names: a callable
+    (function, method, constructor call), a type outside :func:`bundle_types`,
+    a network carrying fitted state."""
+    allowed = bundle_types()
+    networks = set(_network_classes())
+    for node in _schema_nodes(schema):
+        module, name = node["__module__"], str(node.get("__class__"))
+        if not _is_skcnn(module):
+            continue
+        full = f"{module}.{name}"
+        if node["__loader__"] != "ObjectNode" or full not in allowed:
+            raise ValueError(
+                f"The bundle {str(path)!r} refers to {full!r} as a "
+                f"{node['__loader__']}; a bundle holds skcnn objects only as plain "
+                f"objects of these types: {sorted(allowed)}. The file was not "
+                "written by skcnn.save and is not loaded."
+            )
+        cls = allowed[full]
+        attrs = _object_attrs(node)
+        if cls in networks:
+            known = set(cls().get_params(deep=False)) | {"_sklearn_version"}
+            extra = sorted(set(attrs) - known)
+            if extra:
+                raise ValueError(
+                    f"The bundle {str(path)!r} holds a {cls.__name__} with state "
+                    f"{extra[:5]} in its object tree; skcnn.save writes fitted networks "
+                    "as their own safetensors members. The file is not loaded."
+                )
+        elif cls is SavedNetwork and set(attrs) != {"index"}:
+            raise ValueError(
+                f"The bundle {str(path)!r} has a network placeholder with state "
+                f"{sorted(attrs)[:5]}; the file is damaged."
+            )
+
+
+def _object_attrs(node):
+    """The attribute nodes of a skops ObjectNode, by name."""
+    content = node.get("content")
+    if content is None:
+        return {}
+    attrs = content.get("content") if isinstance(content, dict) else None
+    if content.get("__loader__") != "DictNode" or not isinstance(attrs, dict):
+        # skcnn objects are written from their __dict__: anything else is forged
+        raise ValueError(
+            f"A {node['__module__']}.{node['__class__']} object's state is a "
+            f"{content.get('__loader__')!r}, not a dict; the file was not written by "
+            "skcnn.save."
+        )
+    return attrs
+
+
 def _walk(obj, classes, seen, found):
     """Every fitted skcnn model reachable from ``obj``, in a stable order."""
     if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
@@ -73,19 +177,24 @@ def _walk(obj, classes, seen, found):
 def save_bundle(obj, path):
     """Write ``obj`` (a Pipeline, a search, any estimator tree) to a bundle."""
     sio = _skops()
+    check_output_path(path, "bundle")
     found = []
     _walk(obj, _network_classes(), set(), found)
     memo = {id(net): SavedNetwork(i) for i, net in enumerate(found)}
     skeleton = copy.deepcopy(obj, memo)
-    path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w") as z:
+    objects = sio.dumps(skeleton)
+    with (
+        atomic_output(path, "bundle") as out,
+        tempfile.TemporaryDirectory() as tmp,
+        zipfile.ZipFile(out, "w") as z,
+    ):
         z.writestr(_MANIFEST, json.dumps({"format": _FORMAT, "networks": len(found)}))
-        z.writestr(_OBJECTS, sio.dumps(skeleton))
+        z.writestr(_OBJECTS, objects)
         for i, net in enumerate(found):
             net_path = Path(tmp) / f"network-{i}.safetensors"
             net.save(net_path)
             z.write(net_path, net_path.name)
-    return path
+    return Path(path)
 
 
 def save_any(obj, path):
@@ -138,28 +247,76 @@ def load_any(path, device=None, trusted=None):
     return load(path, device=device)
 
 
-def _substitute(obj, networks, seen):
+def _substitute(obj, networks, seen, path):
     """Put the loaded networks where their placeholders are, in place."""
     if isinstance(obj, SavedNetwork):
-        return networks[obj.index]
+        index = obj.index
+        if isinstance(index, bool) or not isinstance(index, int):
+            index = -1
+        if not 0 <= index < len(networks):
+            raise ValueError(
+                f"The bundle {str(path)!r} has a placeholder for network {obj.index!r}, "
+                f"but holds {len(networks)} network(s); the file is damaged."
+            )
+        return networks[index]
     if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
         return obj
     seen.add(id(obj))
     if isinstance(obj, list):
-        obj[:] = [_substitute(v, networks, seen) for v in obj]
+        obj[:] = [_substitute(v, networks, seen, path) for v in obj]
     elif isinstance(obj, dict):
         for k in list(obj):
-            obj[k] = _substitute(obj[k], networks, seen)
+            obj[k] = _substitute(obj[k], networks, seen, path)
     elif isinstance(obj, tuple):
-        items = [_substitute(v, networks, seen) for v in obj]
+        items = [_substitute(v, networks, seen, path) for v in obj]
         if any(new is not old for new, old in zip(items, obj)):
             return type(obj)(items)
     elif hasattr(obj, "__dict__") and not isinstance(obj, type):
         for k, v in list(vars(obj).items()):
-            new = _substitute(v, networks, seen)
+            new = _substitute(v, networks, seen, path)
             if new is not v:
                 setattr(obj, k, new)
     return obj
+
+
+def _read_manifest(z, names, path):
+    manifest = None
+    if _MANIFEST in names:
+        try:
+            manifest = json.loads(z.read(_MANIFEST))
+        except (ValueError, UnicodeDecodeError):
+            manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        if any(n.endswith("data.pkl") for n in names):
+            raise ValueError(
+                f"{str(path)!r} is a PyTorch checkpoint (.pth), not an skcnn model file "
+                "or bundle. skcnn.load reads what skcnn.save wrote; give a .pth state "
+                "dict to an estimator's weights= parameter instead."
+            )
+        raise ValueError(
+            f"{str(path)!r} is a zip file but not an skcnn bundle (no {_MANIFEST} "
+            f"of format {_FORMAT!r})."
+        )
+    count = manifest.get("networks", 0)
+    if _OBJECTS not in names or not (
+        isinstance(count, int) and not isinstance(count, bool) and 0 <= count < 10_000
+    ):
+        raise ValueError(
+            f"The bundle {str(path)!r} has a damaged manifest: expected {_OBJECTS} and "
+            f"a network count (an int >= 0); got networks={count!r}."
+        )
+    return count
+
+
+def _read_schema(data, path):
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as objects:
+            return json.loads(objects.read(_SCHEMA))
+    except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError):
+        raise ValueError(
+            f"The bundle {str(path)!r} has a damaged {_OBJECTS} member (expected a "
+            f"skops file with {_SCHEMA})."
+        ) from None
 
 
 def load_bundle(path, device=None, trusted=None):
@@ -168,31 +325,49 @@ def load_bundle(path, device=None, trusted=None):
 
     sio = _skops()
     path = Path(path)
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
-        manifest = json.loads(z.read(_MANIFEST)) if _MANIFEST in names else {}
-        if manifest.get("format") != _FORMAT or _OBJECTS not in names:
-            raise ValueError(
-                f"{str(path)!r} is a zip file but not an skcnn bundle (no {_MANIFEST} "
-                f"of format {_FORMAT!r})."
-            )
-        data = z.read(_OBJECTS)
-        untrusted = sio.get_untrusted_types(data=data)
-        allowed = set(trusted or ())
-        unknown = [
-            t for t in untrusted if not t.startswith("skcnn.") and t not in allowed
-        ]
-        if unknown:
-            raise ValueError(
-                f"The bundle {str(path)!r} holds types that are not trusted: {unknown}. "
-                "Check them, then pass them in trusted=[...] to load the file."
-            )
-        skeleton = sio.loads(data, trusted=list(untrusted))
-        networks = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i in range(int(manifest.get("networks", 0))):
-                name = f"network-{i}.safetensors"
-                if name not in names:
-                    raise ValueError(f"The bundle {str(path)!r} lacks {name}.")
-                networks.append(load(z.extract(name, tmp), device=device))
-    return _substitute(skeleton, networks, set())
+    if trusted is not None and (
+        isinstance(trusted, str)
+        or not all(isinstance(t, str) for t in _iterable(trusted))
+    ):
+        raise TypeError(f"trusted must be a list of type names (str); got {trusted!r}.")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            count = _read_manifest(z, names, path)
+            data = z.read(_OBJECTS)
+            _check_skcnn_nodes(_read_schema(data, path), path)
+            untrusted = sio.get_untrusted_types(data=data)
+            allowed = set(bundle_types()) | set(trusted or ())
+            unknown = [t for t in untrusted if t not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"The bundle {str(path)!r} holds types that are not trusted: "
+                    f"{unknown}. Check them, then pass them in trusted=[...] to load "
+                    "the file."
+                )
+            skeleton = sio.loads(data, trusted=list(untrusted))
+            networks = []
+            with tempfile.TemporaryDirectory() as tmp:
+                for i in range(count):
+                    name = f"network-{i}.safetensors"
+                    if name not in names:
+                        raise ValueError(f"The bundle {str(path)!r} lacks {name}.")
+                    networks.append(
+                        load(
+                            z.extract(name, tmp),
+                            device=device,
+                            name=f"{path}, member {name}",
+                        )
+                    )
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"The bundle {str(path)!r} is damaged or truncated ({exc}); save it again."
+        ) from None
+    return _substitute(skeleton, networks, set(), path)
+
+
+def _iterable(value):
+    try:
+        return list(value)
+    except TypeError:
+        return [None]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import io
 import os
 
 import joblib
@@ -264,6 +264,7 @@ class PretrainedFeatureExtractor(
             "task": "features",
             "layout": list(self.layout_.shape),
             "pixels": self.layout_.pixels,
+            "input_layout": self.layout_.order,
             "n_features_out": int(self.n_features_out_),
         }
 
@@ -275,7 +276,11 @@ class PretrainedFeatureExtractor(
         validate_params(extractor)
         if not isinstance(extractor.backbone, str):
             raise ValueError("Only extractors of a named backbone can be loaded.")
-        extractor.layout_ = ImageLayout(tuple(state["layout"]), pixels=state["pixels"])
+        extractor.layout_ = ImageLayout(
+            tuple(state["layout"]),
+            pixels=state["pixels"],
+            order=state.get("input_layout"),
+        )
         extractor.device_ = resolve_device(extractor.device)
         channels_last = extractor.memory_format == "channels_last"
         module, _ = extractor._build(extractor.layout_, channels_last, weights=None)
@@ -306,25 +311,21 @@ class PretrainedFeatureExtractor(
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        module = state.pop("module_", None)
-        if module is not None:
-            # As skorch does for its nets: the network goes through torch.save,
-            # so that unpickling can map GPU tensors to a machine without one.
-            buffer = io.BytesIO()
-            torch.save(module, buffer)
-            state["_module_bytes"] = buffer.getvalue()
+        module = state.get("module_")
+        if module is not None and any(
+            t.device.type != "cpu" for t in [*module.parameters(), *module.buffers()]
+        ):
+            # A CPU copy pickles with plain pickle and unpickles anywhere (a
+            # GPU machine's tensors would need CUDA); __setstate__ moves it back.
+            state["module_"] = copy.deepcopy(module).cpu()
         return state
 
     def __setstate__(self, state):
-        blob = state.pop("_module_bytes", None)
         if gpu_missing(state.get("device_")):
             state["device_"] = "cpu"
         self.__dict__.update(state)
-        if blob is not None:
-            # The pickle is already trusted code; this is the same object.
-            self.module_ = torch.load(
-                io.BytesIO(blob), map_location=self.device_, weights_only=False
-            )
+        if getattr(self, "module_", None) is not None:
+            self.module_ = self.module_.to(self.device_)
 
     def transform(self, X):
         """Features of ``X``.
