@@ -33,6 +33,7 @@ from torch import nn
 from . import _persistence
 from ._data import ImageLayout, prepare_images
 from ._device import (
+    MAX_THREADS,
     PRECISIONS,
     cudnn_benchmark,
     eval_mode,
@@ -40,6 +41,7 @@ from ._device import (
     intra_op_threads,
     resolve_device,
     resolve_precision,
+    usable_cores,
 )
 from ._logging import EpochProgress, EpochTable, fit_label, user_callbacks
 from ._recipe import LR_SCHEDULES, MixBatch, make_lr_scheduler, tta_views
@@ -130,7 +132,7 @@ NET_PARAMETER_CONSTRAINTS = {
     "warm_start": ["boolean"],
     "checkpoint_dir": [str, os.PathLike, None],
     "num_workers": [Int(0)],
-    "num_threads": [StrOptions({"auto"}), Int(1), None],
+    "num_threads": [StrOptions({"auto"}), Int(1, MAX_THREADS), None],
     "callbacks": [list, tuple, None],
     "progress": ["boolean"],
     "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
@@ -181,6 +183,35 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             raise ValueError(
                 "monitor='accuracy' needs a classifier; a regressor's early "
                 "stopping monitors 'loss' or 'smoothed_loss'."
+            )
+        if self.tta:
+            # a typo in a view's spec fails here, not at the first predict
+            tta_views(self.tta, self.augment, self.random_state)
+        span = self.schedule_epochs or self.max_epochs
+        if self.warmup_epochs and self.lr_schedule not in ("onecycle", "cosine"):
+            warnings.warn(
+                f"warmup_epochs={self.warmup_epochs} does nothing with "
+                f"lr_schedule={self.lr_schedule!r}; only 'onecycle' and 'cosine' "
+                "warm up.",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif self.warmup_epochs and self.warmup_epochs >= span:
+            warnings.warn(
+                f"warmup_epochs={self.warmup_epochs} >= the schedule's {span} epochs: "
+                "the learning rate never leaves its warm-up. Lower warmup_epochs or "
+                "raise max_epochs (or schedule_epochs).",
+                UserWarning,
+                stacklevel=4,
+            )
+        threads = self.num_threads
+        if isinstance(threads, Integral) and threads > usable_cores():
+            warnings.warn(
+                f"num_threads={threads} exceeds the {usable_cores()} usable CPU "
+                f"core(s); using {usable_cores()}. More threads than cores only slow "
+                "a fit down (256 threads on 2 cores ran 60x slower).",
+                UserWarning,
+                stacklevel=4,
             )
         if (
             self.early_stopping
@@ -306,6 +337,16 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         data, layout, y = prepare_images(
             self, X, reset=reset, y=y, y_numeric=not isinstance(self, ClassifierMixin)
         )
+        augment = make_augment(self.augment)
+        if layout.ndim == 1 and isinstance(augment, Augment):
+            unused = augment.unused_on_signals()
+            if unused:
+                warnings.warn(
+                    f"augment options {unused} do nothing on 1-D signals; only shift "
+                    "(circular) and noise apply.",
+                    UserWarning,
+                    stacklevel=4,
+                )
         y_enc = self._encode_y(y, reset=reset, classes=classes)
         weights = self._sample_weights(y, sample_weight, len(y_enc))
         data = data.with_targets(
@@ -354,6 +395,16 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                     self.net_.partial_fit(train, epochs=epochs)
             except DivergedError as exc:
                 self._diverged(exc)
+            except (MemoryError, RuntimeError) as exc:
+                if not _out_of_memory(exc):
+                    raise
+                raise MemoryError(
+                    f"{type(self).__name__} ran out of memory on {self.device_} "
+                    f"training with batch_size={self.batch_size_} on "
+                    f"{layout.describe()}: pass a smaller batch_size (e.g. "
+                    f"{max(1, self.batch_size_ // 4)}), or smaller images. "
+                    f"({str(exc).splitlines()[0][:200]})"
+                ) from None
             except NoTrainingBatch:
                 raise ValueError(
                     f"The fit would make no optimizer step: {len(train)} training "
@@ -696,6 +747,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             "task": self.task_,
             "layout": list(self.layout_.shape),
             "pixels": self.layout_.pixels,
+            "input_layout": self.layout_.order,
             "n_features_in": int(self.n_features_in_),
             "n_iter": int(self.n_iter_),
             "best_epoch": int(self.best_epoch_),
@@ -706,7 +758,11 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
 
     def _set_fitted_state(self, state):
         self.task_ = state["task"]
-        self.layout_ = ImageLayout(tuple(state["layout"]), pixels=state["pixels"])
+        self.layout_ = ImageLayout(
+            tuple(state["layout"]),
+            pixels=state["pixels"],
+            order=state.get("input_layout"),
+        )
         self.n_features_in_ = state["n_features_in"]
         self.n_iter_ = state["n_iter"]
         self.best_epoch_ = state["best_epoch"]
@@ -790,6 +846,13 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             self.device not in ("cpu",) and torch.cuda.is_available()
         )
         return tags
+
+
+def _out_of_memory(exc):
+    """An allocator failure: Python's, CUDA's or torch's CPU allocator's."""
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (
+        "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
+    )
 
 
 def _strip_compile_prefix(state):

@@ -38,11 +38,15 @@ class ImageLayout:
     ``pixels`` says how values were read at fit: True for 0-255 pixel
     intensities (uint8, or integers in 0-255), scaled to [0, 1]; False for
     floats taken as they are; None for models from skcnn 0.1, which scaled
-    by dtype alone. Layouts compare by shape only.
+    by dtype alone. ``order`` is how the samples were arranged at fit
+    ("flat", "gray", "channels_last", "channels_first" or "signal"; None
+    for image files and older models), so that an exported graph takes
+    what ``predict`` took. Layouts compare by shape only.
     """
 
     shape: tuple
     pixels: bool | None = field(default=None, compare=False)
+    order: str | None = field(default=None, compare=False)
 
     @property
     def in_channels(self):
@@ -224,6 +228,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
                 f"{X.ndim}-D with samples of shape {X.shape[1:]}; drop image_shape or "
                 "pass flattened images."
             )
+    order = {2: "flat" if image_shape is not None else "signal", 3: "gray"}.get(X.ndim)
     if X.ndim == 2:
         if image_shape is None:
             X = X[:, None, :]
@@ -241,8 +246,10 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     elif X.ndim == 3:
         X = X[:, None, :, :]
     elif X.ndim == 4:
+        order = "channels_first"
         if _detect_channels_last(X.shape, channels, name):
             X = X.transpose(0, 3, 1, 2)
+            order = "channels_last"
     else:
         raise ValueError(
             f"Expected at most 4 dimensions (n, H, W, C); got {name} of shape {X.shape}."
@@ -263,7 +270,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
             f"{name} has an empty dimension (shape {X.shape} in channels-first layout); "
             "expected images with at least 1 pixel per side."
         )
-    found = ImageLayout(tuple(X.shape[1:]), pixels=pixels)
+    found = ImageLayout(tuple(X.shape[1:]), pixels=pixels, order=order)
     if layout is None and not pixels and found.ndim == 2:
         _warn_far_from_unit_range(X, name)
     if layout is not None and found != layout:

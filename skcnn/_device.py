@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAX_THREADS",
     "autocast",
     "cudnn_benchmark",
     "eval_mode",
@@ -25,6 +26,7 @@ __all__ = [
     "intra_op_threads",
     "resolve_device",
     "resolve_precision",
+    "usable_cores",
 ]
 
 
@@ -203,15 +205,29 @@ def _cores_busy_elsewhere():
     return busy
 
 
+# A bound on num_threads: far above any machine's cores, far below the
+# counts at which the OpenMP runtime aborts the process (10**6 did).
+MAX_THREADS = 1024
+
+
+def usable_cores():
+    """The CPU cores this process may run on (its affinity, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def fit_threads(num_threads):
-    """The intra-op thread count of a fit: an int as given; "auto": the
-    process's limit (``torch.get_num_threads()``, which joblib / loky
-    workers and OMP_NUM_THREADS lower) minus the cores other processes
-    keep busy, at least 1; None: leave torch as it is."""
+    """The intra-op thread count of a fit: an int as given, at most the
+    usable cores (the estimator warns at fit); "auto": the process's limit
+    (``torch.get_num_threads()``, which joblib / loky workers and
+    OMP_NUM_THREADS lower) minus the cores other processes keep busy, at
+    least 1; None: leave torch as it is."""
     if num_threads is None:
         return None
     if num_threads != "auto":
-        return int(num_threads)
+        return min(int(num_threads), usable_cores())
     limit = torch.get_num_threads()
     busy = _cores_busy_elsewhere() if limit > 1 else None
     if busy is None:

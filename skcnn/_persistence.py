@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ._device import gpu_missing
+from ._files import atomic_output, check_output_path
 from .augmentation import Augment
+from .pretrained import check_finite
 
 __all__ = ["load", "register", "save"]
 
@@ -108,6 +110,7 @@ def save(estimator, path):
     """
     from safetensors.torch import save_file
 
+    check_output_path(path, "model file")
     fitted = estimator._fitted_state()
     params = {
         k: None if _held_elsewhere(k, v) else _encode_param(k, v)
@@ -123,9 +126,14 @@ def save(estimator, path):
         k: v.detach().cpu().contiguous()
         for k, v in estimator.module_.state_dict().items()
     }
-    path = Path(path)
-    save_file(state, str(path), metadata={"skcnn": json.dumps(header)})
-    return path
+    with atomic_output(path, "model file") as tmp:
+        try:
+            save_file(state, str(tmp), metadata={"skcnn": json.dumps(header)})
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors' own error type
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+    return Path(path)
 
 
 def _from_format_1(header):
@@ -150,7 +158,7 @@ def _from_format_1(header):
     return {**header, "format": _FORMAT, "fitted": fitted}
 
 
-def load(path, device=None):
+def load(path, device=None, *, name=None):
     """Rebuild an estimator saved with ``estimator.save(path)``.
 
     Parameters
@@ -160,6 +168,8 @@ def load(path, device=None):
     device : str or None, default=None
         Where to put the networks; None uses each saved ``device`` parameter,
         falling back to the CPU when it asks for CUDA and there is none.
+    name : str or None, default=None
+        How messages name the file (a bundle names its member).
 
     Returns
     -------
@@ -170,28 +180,41 @@ def load(path, device=None):
     from safetensors.torch import load_file
 
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise ValueError(f"Model file {str(path)!r} does not exist.")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+        raise ValueError(f"Model file {shown!r} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(
+            f"{shown!r} is not a readable skcnn model file: {exc}. skcnn.load reads "
+            "what estimator.save / skcnn.save wrote (safetensors with an skcnn header, "
+            "or a bundle); the file may be truncated."
+        ) from None
     if "skcnn" not in meta:
-        raise ValueError(f"{str(path)!r} is not an skcnn model file (no skcnn header).")
-    header = json.loads(meta["skcnn"])
+        raise ValueError(f"{shown!r} is not an skcnn model file (no skcnn header).")
+    try:
+        header = json.loads(meta["skcnn"])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ValueError(f"The skcnn header of {shown!r} is not a JSON object.")
     if header.get("format") == "skcnn-model-1":
         header = _from_format_1(header)
     if header.get("format") != _FORMAT:
         raise ValueError(
-            f"Unsupported skcnn model format {header.get('format')!r} in {str(path)!r}; "
+            f"Unsupported skcnn model format {header.get('format')!r} in {shown!r}; "
             f"this version of skcnn reads {_FORMAT!r}."
         )
     _import_estimators()
     cls = _CLASSES.get(header.get("class"))
     if cls is None:
         raise ValueError(
-            f"Unknown estimator class {header.get('class')!r} in {str(path)!r}; "
+            f"Unknown estimator class {header.get('class')!r} in {shown!r}; "
             f"expected one of {sorted(_CLASSES)}."
         )
-    params, fitted = _checked_header(header, cls, path)
+    params, fitted = _checked_header(header, cls, shown)
     if device is not None:
         params["device"] = device
     elif gpu_missing(str(params.get("device", "auto"))):
@@ -200,7 +223,22 @@ def load(path, device=None):
             stacklevel=2,
         )
         params["device"] = "cpu"
-    return cls._from_fitted_state(params, fitted, load_file(str(path), device="cpu"))
+    try:
+        weights = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(
+            f"The weights of {shown!r} cannot be read ({exc}); the file is damaged "
+            "or truncated."
+        ) from None
+    check_finite(weights, f"The model file {shown!r}")
+    try:
+        return cls._from_fitted_state(params, fitted, weights)
+    except RuntimeError as exc:
+        # load_state_dict: names or shapes that do not fit the header's model
+        raise ValueError(
+            f"The weights in {shown!r} do not fit the network its header describes: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
 
 
 _TASKS = {
@@ -221,6 +259,8 @@ _FITTED_KEYS = {
     "weights_source": (str, type(None)),
     "history": list,
 }
+# How samples were arranged at fit (ImageLayout.order); None in older files.
+_INPUT_ORDERS = (None, "flat", "gray", "channels_last", "channels_first", "signal")
 # No real image needs more: a tampered header must not make load allocate GBs.
 _MAX_SIDE, _MAX_CHANNELS, _MAX_VALUES = 4096, 512, 1 << 26
 
@@ -228,7 +268,7 @@ _MAX_SIDE, _MAX_CHANNELS, _MAX_VALUES = 4096, 512, 1 << 26
 def _checked_header(header, cls, path):
     """Parameters and fitted state of a model file, checked before anything
     is built: a file from a newer skcnn or a tampered header fails here."""
-    where = f"in {str(path)!r}"
+    where = f"in {str(path)!r}"  # path: the file's name in messages
     if not isinstance(header.get("params"), dict) or not isinstance(
         header.get("fitted"), dict
     ):
@@ -251,6 +291,11 @@ def _checked_header(header, cls, path):
             raise ValueError(
                 f"The model file {where} has an invalid fitted field {key}={value!r}."
             )
+    if fitted.get("input_layout") not in _INPUT_ORDERS:
+        raise ValueError(
+            f"The model file {where} has an invalid fitted field input_layout="
+            f"{fitted['input_layout']!r}; expected one of {list(_INPUT_ORDERS)}."
+        )
     task = fitted["task"]
     if task not in _TASKS or _TASKS[task] not in fitted:
         raise ValueError(

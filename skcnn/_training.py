@@ -26,6 +26,7 @@ from skorch.dataset import unpack_data
 
 from ._data import BatchIterator, TensorData, to_float_tensor
 from ._device import autocast, infer_batches
+from ._files import atomic_write
 
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
@@ -102,27 +103,16 @@ class BestCheckpoint(Checkpoint):
             "epoch": len(net.history),
             "loss": float(net.history[-1, loss_key]),
         }
-        _atomic_write(
-            folder / "params.pt", lambda f: torch.save(module.state_dict(), f)
+        atomic_write(
+            folder / "params.pt",
+            lambda f: torch.save(module.state_dict(), f),
+            what="checkpoint",
         )
-        _atomic_write(
-            folder / "meta.json", lambda f: f.write(json.dumps(meta).encode())
+        atomic_write(
+            folder / "meta.json",
+            lambda f: f.write(json.dumps(meta).encode()),
+            what="checkpoint",
         )
-
-
-def _atomic_write(path, write):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(
-            exc.errno, f"Could not write the checkpoint {path}: {exc.strerror or exc}"
-        ) from None
 
 
 class StopOnInterrupt(Callback):

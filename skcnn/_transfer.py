@@ -9,6 +9,8 @@ backbone_lr_scale``. Used by :class:`~skcnn.DenseNetClassifier` and
 
 from __future__ import annotations
 
+import warnings
+
 from skorch.callbacks import Freezer, Unfreezer
 
 from ._validation import Int, Num, StrOptions
@@ -25,6 +27,18 @@ TRANSFER_PARAMETER_CONSTRAINTS = {
 
 class TransferMixin:
     """Head epochs, fine-tuning depth and the backbone's learning rate."""
+
+    def _check_params(self):
+        super()._check_params()
+        if self.finetune_depth != 0 and self.head_epochs >= self.max_epochs:
+            warnings.warn(
+                f"head_epochs={self.head_epochs} >= max_epochs={self.max_epochs}: "
+                "the backbone never trains, whatever finetune_depth says "
+                f"({self.finetune_depth!r}). Raise max_epochs, lower head_epochs, or "
+                "pass finetune_depth=0 for a frozen base.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _extra_callbacks(self, module):
         if not self.head_epochs or self.finetune_depth == 0:

@@ -148,9 +148,13 @@ class Augment:
             "erasing",
         ):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
+            if (
+                not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(
-                    f"Augment {name} must be a number >= 0; got {value!r}."
+                    f"Augment {name} must be a finite number >= 0; got {value!r}."
                 )
         if self.zoom >= 1:
             raise ValueError(f"Augment zoom must be < 1; got {self.zoom!r}.")
@@ -284,6 +288,15 @@ class Augment:
 
     def get_config(self):
         return asdict(self)
+
+    def unused_on_signals(self):
+        """The options set here that 1-D signals ignore (only ``shift`` and
+        ``noise`` apply to them)."""
+        return [
+            name
+            for name, value in self.get_config().items()
+            if value and name not in ("shift", "noise")
+        ]
 
 
 def make_augment(spec):

@@ -124,6 +124,15 @@ def main(argv=None):
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"skcnn compare: error: {exc}", file=sys.stderr)
             return 2
+        except MemoryError as exc:
+            size = args.image_size or 32
+            print(
+                f"skcnn compare: error: ran out of memory ({exc or 'MemoryError'}). "
+                f"Lower --image-size (now {size}; every row trains on images of that "
+                "size), compare fewer --models, or use --quick.",
+                file=sys.stderr,
+            )
+            return 2
         except KeyboardInterrupt:
             where = f"; finished rows are in {args.out}" if args.out else ""
             print(f"skcnn compare: interrupted{where}.", file=sys.stderr)

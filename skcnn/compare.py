@@ -133,6 +133,7 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
             "data must be 'digits', 'lfw-subset' (alias 'lfw') or a folder of class "
             f"subfolders; got {data!r}."
         )
+    _check_classes(data, y)
     X_train, X_val, y_train, y_val = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=random_state
     )
@@ -526,7 +527,9 @@ def run_comparison(
         robustness profile.
     """
     start = time.perf_counter()
-    _check_options(out=out, device=device, weights=weights, image_size=image_size)
+    _check_options(
+        out=out, device=device, weights=weights, image_size=image_size, cv=cv
+    )
     names = resolve_models(models)
     X_train, y_train, X_val, y_val, X_ext, y_ext = load_comparison_data(
         data, external, image_size, random_state
@@ -541,6 +544,7 @@ def run_comparison(
     folds = StratifiedKFold(
         n_splits=2 if quick else cv, shuffle=True, random_state=random_state
     )
+    _check_folds(y_train, folds.get_n_splits())
     result = ComparisonResult([], str(data), len(X_train), len(X_val), len(X_ext), 0.0)
     result.external = describe_external(data, external)
     result.data_description = describe_data(data)
@@ -756,19 +760,88 @@ def _rank(result, boot):
         r["ext_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
 
 
-def _check_options(*, out, device, weights, image_size):
+# Folder images are resized to at most this side: every row of the run
+# trains on them, and no row gains from more on a CPU.
+MAX_IMAGE_SIZE = 1024
+
+
+def _check_classes(data, y):
+    """At least two classes with two images each (a stratified split needs
+    them), said in terms of the data's folders."""
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) >= 2 and counts.min() >= 2:
+        return
+    found = ", ".join(f"{str(c)!r}: {n} image(s)" for c, n in zip(classes, counts))
+    if len(classes) < 2:
+        hint = ""
+        if Path(str(data)).is_dir():
+            inner = Path(str(data)) / str(classes[0])
+            sub = sorted(p.name for p in inner.iterdir() if p.is_dir())
+            if sub:
+                hint = (
+                    f" Its images are in subfolders of {str(inner)!r} ({sub[:5]}"
+                    f"{', ...' if len(sub) > 5 else ''}): did you mean --data "
+                    f"{str(inner)!r}?"
+                )
+        raise ValueError(
+            f"The data ({describe_data(data)}) has {len(classes)} class ({found}); a "
+            f"comparison needs at least 2 classes, one subfolder per class.{hint}"
+        )
+    few = [str(c) for c, n in zip(classes, counts) if n < 2]
+    raise ValueError(
+        f"The data ({describe_data(data)}): class(es) {few} have fewer than 2 images "
+        f"({found}); each class needs images in both the training and the validation "
+        "split."
+    )
+
+
+def _check_folds(y_train, n_splits):
+    """Each class needs an image in every CV fold of the training split."""
+    classes, counts = np.unique(y_train, return_counts=True)
+    few = {str(c): int(n) for c, n in zip(classes, counts) if n < n_splits}
+    if few:
+        raise ValueError(
+            f"The training split has classes with fewer images than the "
+            f"{n_splits} CV folds: {few}. Add images to those classes or pass a "
+            f"smaller --cv (at least 2)."
+        )
+
+
+def _check_weights_file(weights):
+    """The DenseNet-121 weights load into the architecture, before any row."""
+    from torchvision.models import densenet121
+
+    from .pretrained import load_state_dict, remap_legacy_keys
+
+    state = remap_legacy_keys(load_state_dict(weights))
+    try:
+        densenet121().load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The weights file {str(weights)!r} does not fit DenseNet-121 (--weights "
+            f"takes torchvision's densenet121 state dict): {' '.join(str(exc).split())[:300]}"
+        ) from None
+
+
+def _check_options(*, out, device, weights, image_size, cv):
     """Everything a run needs, checked before the first model trains."""
     from ._device import resolve_device
 
     resolve_device(device)
+    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+        raise ValueError(f"cv must be an int >= 2 (CV folds); got {cv!r}.")
     if image_size is not None and (
         isinstance(image_size, bool)
         or not isinstance(image_size, int)
-        or image_size < 1
+        or not 1 <= image_size <= MAX_IMAGE_SIZE
     ):
-        raise ValueError(f"image_size must be a positive int; got {image_size!r}.")
+        raise ValueError(
+            f"image_size must be an int in [1, {MAX_IMAGE_SIZE}]; got {image_size!r}."
+        )
     if weights is not None and not Path(weights).is_file():
         raise ValueError(f"The weights file {str(weights)!r} does not exist.")
+    if weights is not None:
+        _check_weights_file(weights)
     if out is not None:
         out = Path(out)
         try:

@@ -20,6 +20,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._files import atomic_output, check_output_path
+
 __all__ = ["INPUT_LAYOUTS", "OnnxExportMixin", "to_onnx"]
 
 INPUT_LAYOUTS = ("auto", "flat", "gray", "channels_last", "channels_first", "signal")
@@ -104,7 +106,10 @@ def _input_layout(estimator, layout, requested):
         )
     image_shape = getattr(estimator, "image_shape", None)
     channels = getattr(estimator, "channels", "auto")
-    if requested == "auto":
+    order = getattr(estimator.layout_, "order", None)
+    if requested == "auto" and order is not None:
+        requested = order
+    elif requested == "auto":
         if len(layout) == 2:
             requested = "signal"
         elif image_shape is not None:
@@ -153,10 +158,11 @@ PretrainedClassifier or PretrainedFeatureExtractor
         Where to write the ``.onnx`` file.
     input_layout : {"auto", "flat", "gray", "channels_last", "channels_first", \
 "signal"}, default="auto"
-        How the graph's input holds the images: "auto" follows the fit
-        (flattened with ``image_shape``; ``(n, H, W)`` for gray images;
-        ``(n, H, W, C)`` for colour, ``(n, C, H, W)`` with ``channels="first"``;
-        ``(n, L)`` for 1-D signals).
+        How the graph's input holds the images: "auto" takes the layout the
+        model was fitted on (flattened with ``image_shape``; ``(n, H, W)``
+        for gray images; ``(n, H, W, C)`` or ``(n, C, H, W)`` for colour, as
+        given to ``fit``; ``(n, L)`` for 1-D signals); for models fitted on
+        image files, ``(n, H, W, C)`` (``(n, H, W)`` for gray ones).
     input_dtype : {"auto", "uint8", "float32"}, default="auto"
         "auto" is uint8 for a model fitted on 0-255 pixels (scaled to [0, 1]
         in the graph), float32 otherwise. A pixel model exported with
@@ -170,7 +176,14 @@ PretrainedClassifier or PretrainedFeatureExtractor
         The written file. Its input is "images" (any batch size); its output
         is "probabilities" (classifiers), "predictions" (regressors) or
         "features". The metadata holds "classes" (JSON), "task",
-        "input_layout" and "skcnn_version".
+        "input_layout", "tta_in_graph" and "skcnn_version".
+
+    Notes
+    -----
+    Test-time augmentation (``tta > 0``) is not in the graph: its views are
+    random transforms seeded per image, which ONNX cannot replay. The graph
+    computes the plain prediction (as ``tta=0`` does), and the export warns;
+    ``est.set_params(tta=0)`` gives the predictions the graph matches.
     """
     try:
         import onnx
@@ -181,6 +194,17 @@ PretrainedClassifier or PretrainedFeatureExtractor
     from . import __version__
 
     check_is_fitted(estimator, "layout_")
+    check_output_path(path, "ONNX file")
+    tta = getattr(estimator, "tta", 0) or 0
+    if tta:
+        warnings.warn(
+            f"{type(estimator).__name__} predicts with test-time augmentation "
+            f"(tta={tta!r}), which the ONNX graph cannot replay (random views seeded "
+            "per image): the graph gives the plain prediction, as set_params(tta=0) "
+            "does, and may differ from predict on some images.",
+            UserWarning,
+            stacklevel=2,
+        )
     layout = tuple(estimator.layout_.shape)
     in_layout = _input_layout(estimator, layout, input_layout)
     pixels = bool(estimator.layout_.pixels)
@@ -209,29 +233,6 @@ PretrainedClassifier or PretrainedFeatureExtractor
     output = {"features": "features", "regression": "predictions"}.get(
         task, "probabilities"
     )
-    path = Path(path)
-    try:
-        # The TorchScript exporter: FeatureBackbone stops a backbone at a
-        # layer with a hook that raises, which tracing records and
-        # torch.export cannot. Sizes are fixed per model, so the tracer's
-        # constant-shape warnings hold.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                graph,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=[output],
-                dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
-                opset_version=int(opset),
-                dynamo=False,
-            )
-    finally:
-        graph.module = None
-        module.to(device)
-    model = onnx.load(str(path))
     classes = getattr(estimator, "classes_", None)
     meta = {
         "task": task,
@@ -239,14 +240,38 @@ PretrainedClassifier or PretrainedFeatureExtractor
         "input_dtype": input_dtype,
         "skcnn_version": __version__,
         "estimator": type(estimator).__name__,
+        "tta_in_graph": "false" if tta else "none used",
     }
     if classes is not None:
         meta["classes"] = json.dumps(_plain(classes))
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    onnx.save(model, str(path))
-    return path
+    with atomic_output(path, "ONNX file") as tmp:
+        try:
+            # The TorchScript exporter: FeatureBackbone stops a backbone at a
+            # layer with a hook that raises, which tracing records and
+            # torch.export cannot. Sizes are fixed per model, so the tracer's
+            # constant-shape warnings hold.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(
+                    graph,
+                    (example,),
+                    str(tmp),
+                    input_names=["images"],
+                    output_names=[output],
+                    dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
+                    opset_version=int(opset),
+                    dynamo=False,
+                )
+        finally:
+            graph.module = None
+            module.to(device)
+        model = onnx.load(str(tmp))
+        for key, value in meta.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.save(model, str(tmp))
+    return Path(path)
 
 
 def _plain(classes):

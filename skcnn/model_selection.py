@@ -48,6 +48,18 @@ def _continue(estimator, X, y, train, test, epochs, scorer):
     return estimator, float(score), fit_time
 
 
+# Parameters the epoch-halving search sets on every candidate.
+_SEARCH_OWNED = frozenset(
+    {
+        "max_epochs",
+        "warm_start",
+        "schedule_epochs",
+        "early_stopping",
+        "validation_fraction",
+    }
+)
+
+
 class EpochHalvingSearchCV(BaseSearchCV):
     """Successive halving over epochs, continuing the survivors' training.
 
@@ -186,7 +198,10 @@ class EpochHalvingSearchCV(BaseSearchCV):
         epochs, counts, n = [], [], n_candidates
         e = first
         while True:
-            epochs.append(min(budget, max(1, int(round(e)))))
+            # each rung trains on: at least one epoch more than the last
+            # (factor=1.1 rounded two rungs to the same count)
+            floor = epochs[-1] + 1 if epochs else 1
+            epochs.append(min(budget, max(floor, int(round(e)))))
             counts.append(n)
             if epochs[-1] >= budget or n == 1:
                 break
@@ -226,6 +241,13 @@ class EpochHalvingSearchCV(BaseSearchCV):
         folds = list(cv.split(X, y))
         scorer = check_scoring(self.estimator, scoring=self.scoring)
         candidates = self._candidates()
+        owned = sorted(set().union(*map(set, candidates)) & _SEARCH_OWNED)
+        if owned:
+            raise ValueError(
+                f"param_grid sets {owned}, which EpochHalvingSearchCV sets itself on "
+                "every candidate (the rungs raise max_epochs, training continues "
+                "with warm_start); pass max_epochs= to the search for the budget."
+            )
         budget = self.max_epochs or int(self.estimator.get_params()["max_epochs"])
         epochs, counts = self._rungs(len(candidates), budget)
         base = clone(self.estimator).set_params(

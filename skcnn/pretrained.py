@@ -32,6 +32,7 @@ __all__ = [
     "ResolvedWeights",
     "cached_densenet121",
     "UnsafeWeightsError",
+    "check_finite",
     "resolve_weights",
     "load_state_dict",
     "IMAGENET_MEAN",
@@ -176,7 +177,23 @@ def load_state_dict(path):
         isinstance(v, torch.Tensor) for v in state.values()
     ):
         raise ValueError(f"{str(path)!r} does not hold a state dict of tensors.")
+    check_finite(state, f"The weight file {str(path)!r}")
     return state
+
+
+def check_finite(state, what):
+    """Refuse a state dict with NaN or infinite floats where it is read (a
+    fit from it would only report "diverged")."""
+    bad = [
+        k
+        for k, v in state.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"{what} has NaN or infinite values in {len(bad)} tensor(s), e.g. "
+            f"{bad[:3]}; expected finite weights."
+        )
 
 
 _LEGACY_DENSENET = re.compile(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from sklearn.metrics import check_scoring
 
 from ._data import from_channels_first, to_channels_first
+from ._files import atomic_write
 from .augmentation import gaussian_blur, grey_morphology
 
 __all__ = [
@@ -291,6 +291,11 @@ def shift_profile(
     kinds = _check_kinds(kinds)
     severities = sorted({0.0, *_check_severities(severities)})
     models = estimator if isinstance(estimator, dict) else {None: estimator}
+    if not models:
+        raise ValueError(
+            "shift_profile got an empty dict of estimators; expected a fitted "
+            "estimator or a dict of name -> fitted estimator."
+        )
     y = np.asarray(y)
     images = _Images(X, image_shape, channels)
     if len(y) != len(images.x):
@@ -329,10 +334,13 @@ def write_profile_csv(profile, path):
         The CSV file to write.
     """
     columns = list(profile)
-    with open(Path(path), "w", newline="") as f:
+
+    def write(f):
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows(zip(*(profile[c] for c in columns)))
+
+    atomic_write(path, write, what="CSV file", mode="w")
 
 
 def plot_shift_profile(profile, *, ylabel="score", title=None):

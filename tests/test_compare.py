@@ -198,6 +198,8 @@ def test_compare_with_external_folder_and_errors(tmp_path, capsys):
         (["--weights", "/nonexistent/densenet121.pth"], "does not exist"),
         (["--image-size", "0"], "image_size"),
         (["--image-size", "-3"], "image_size"),
+        (["--image-size", "100000"], "image_size must be an int in [1, 1024]"),
+        (["--cv", "1"], "cv must be an int >= 2"),
     ],
 )
 def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch):
@@ -382,3 +384,69 @@ def test_unreachable_dask_scheduler_is_a_clear_error(capsys):
     )
     assert code == 2
     assert "Cannot reach the Dask scheduler" in capsys.readouterr().err
+
+
+def _folder(root, counts, size=8):
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for name, n in counts.items():
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray((rng.rand(size, size) * 255).astype(np.uint8)).save(
+                d / f"{i}.png"
+            )
+    return root
+
+
+def test_data_with_too_few_classes_fails_before_any_model(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(
+        "skcnn.compare._run_row",
+        lambda *a, **k: pytest.fail("a model ran on data that cannot be compared"),
+    )
+    one = _folder(tmp_path / "one", {"cat": 12})
+    assert main(["compare", "--data", str(one), "--models", "pca+svm"]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 class ('cat': 12 image(s))" in err and "at least 2 classes" in err
+    # the usual slip: the folder above the class folders
+    _folder(tmp_path / "root" / "train", {"0": 6, "1": 6})
+    assert (
+        main(["compare", "--data", str(tmp_path / "root"), "--models", "pca+svm"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "did you mean --data" in err and "train" in err and "['0', '1']" in err
+    few = _folder(tmp_path / "few", {"a": 12, "b": 1})
+    assert main(["compare", "--data", str(few), "--models", "pca+svm"]) == 2
+    assert "class(es) ['b'] have fewer than 2 images" in capsys.readouterr().err
+    folds = _folder(tmp_path / "folds", {"a": 12, "b": 3})
+    assert main(["compare", "--data", str(folds), "--models", "pca+svm"]) == 2
+    assert "fewer images than the 3 CV folds: {'b': 2}" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_densenet121_fail_up_front(
+    tmp_path, capsys, monkeypatch
+):
+    import torch
+
+    monkeypatch.setattr(
+        "skcnn.compare.load_comparison_data",
+        lambda *a, **k: pytest.fail("data loaded before the weights were checked"),
+    )
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    argv = ["compare", "--weights", str(tmp_path / "other.pth")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not fit DenseNet-121" in err and "Missing key" in err
+
+
+def test_out_of_memory_gets_advice(monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr("skcnn.compare.load_comparison_data", no_memory)
+    assert main(["compare", "--models", "pca+svm", "--image-size", "512"]) == 2
+    err = capsys.readouterr().err
+    assert "ran out of memory" in err and "--image-size" in err

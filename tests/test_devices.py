@@ -96,7 +96,9 @@ def test_auto_threads_leave_out_busy_cores(monkeypatch, small_digits):
     assert _device.fit_threads("auto") == cores
     monkeypatch.setattr(_device, "_cores_busy_elsewhere", lambda: None)  # no /proc
     assert _device.fit_threads("auto") == cores
-    assert _device.fit_threads(3) == 3 and _device.fit_threads(None) is None
+    # pinned counts as given, up to the usable cores (more only slow a fit down)
+    assert _device.fit_threads(1) == 1 and _device.fit_threads(None) is None
+    assert _device.fit_threads(3) == min(3, _device.usable_cores())
     monkeypatch.undo()
 
     X, y = small_digits

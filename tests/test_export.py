@@ -123,3 +123,55 @@ def test_export_errors(small_digits, tmp_path):
     to_onnx(pix, tmp_path / "f.onnx", input_dtype="float32")
     proba, _ = _run(tmp_path / "f.onnx", X[:4].astype(np.float32) / 255)
     np.testing.assert_allclose(proba, pix.predict_proba(X[:4]), atol=1e-5)
+
+
+def test_a_failed_export_keeps_the_good_file(small_digits, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import onnx
+
+    X, y = small_digits
+    clf = CNNClassifier(**TINY).fit(X, y)
+    path = clf.to_onnx(tmp_path / "m.onnx")
+    good = path.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as est.save writes
+
+    def full_disk(model, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full_disk)
+    with pytest.raises(OSError, match="m.onnx.*No space left"):
+        clf.to_onnx(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    with pytest.raises(ValueError, match="is a folder"):
+        clf.to_onnx(tmp_path)
+
+
+def test_tta_is_not_in_the_graph_and_the_export_says_so(small_digits, tmp_path):
+    X, y = small_digits
+    clf = CNNClassifier(**TINY, tta=2).fit(X, y)
+    with pytest.warns(UserWarning, match="tta=2.*cannot replay"):
+        path = clf.to_onnx(tmp_path / "m.onnx")
+    proba, meta = _run(path, X[:20])
+    assert meta["tta_in_graph"] == "false"
+    # the graph is the plain prediction, exactly
+    np.testing.assert_allclose(
+        proba, clf.set_params(tta=0).predict_proba(X[:20]), atol=1e-5
+    )
+
+
+def test_auto_layout_follows_a_channels_first_fit(tmp_path):
+    rng = np.random.RandomState(0)
+    X = (rng.rand(60, 3, 8, 8) * 255).astype(np.uint8)
+    y = np.arange(60) % 3
+    clf = CNNClassifier(**TINY).fit(X, y)  # axis 1 is the only small one
+    path = clf.to_onnx(tmp_path / "m.onnx")
+    proba, meta = _run(path, X[:7])
+    assert meta["input_layout"] == "channels_first"
+    np.testing.assert_allclose(proba, clf.predict_proba(X[:7]), atol=1e-5)

@@ -260,3 +260,92 @@ def test_property_same_pixels_agree_across_dtypes(
     expected = pixel_model.predict_proba(X)
     got = pixel_model.predict_proba(X.astype(dtype))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# -- parameters that would do nothing, or fail late, are said at fit ----------
+
+
+def test_num_threads_is_bounded_and_capped_at_the_cores():
+    from skcnn._device import MAX_THREADS, usable_cores
+
+    with pytest.raises(ValueError, match="'num_threads' parameter"):
+        CNNClassifier(**TINY, num_threads=10**6).fit(X8, Y8)
+    seen = []
+
+    from skorch.callbacks import Callback
+
+    class Threads(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+
+    too_many = min(MAX_THREADS, usable_cores() + 1)
+    with pytest.warns(UserWarning, match=f"num_threads={too_many} exceeds the"):
+        CNNClassifier(
+            **{**TINY, "max_epochs": 1}, num_threads=too_many, callbacks=[Threads()]
+        ).fit(X8, Y8)
+    assert seen == [usable_cores()]
+
+
+def test_a_typo_in_a_tta_view_fails_at_fit():
+    clf = CNNClassifier(**TINY, tta=[{"shfit": 0.1}])
+    with pytest.raises(ValueError, match="Unknown augment option.*shfit"):
+        clf.fit(X8, Y8)
+    assert not hasattr(clf, "net_")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_augmentation_is_refused(value):
+    with pytest.raises(ValueError, match="rotation must be a finite number"):
+        CNNClassifier(**TINY, augment={"rotation": value}).fit(X8, Y8)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (
+            {"lr_schedule": "cosine", "warmup_epochs": 9, "max_epochs": 5},
+            "warmup_epochs=9 >= the schedule.s 5 epochs",
+        ),
+        ({"lr_schedule": None, "warmup_epochs": 2}, "warmup_epochs=2 does nothing"),
+    ],
+)
+def test_warmup_that_does_nothing_is_said(params, match):
+    with pytest.warns(UserWarning, match=match):
+        CNNClassifier(**{**TINY, "max_epochs": 1, **params}).fit(X8, Y8)
+
+
+def test_head_epochs_that_leave_the_backbone_frozen_are_said():
+    from skcnn import DenseNetClassifier
+
+    from .conftest import TINY_DN
+
+    X = np.random.RandomState(0).rand(24, 16, 16).astype(np.float32)
+    with pytest.warns(UserWarning, match="head_epochs=2 >= max_epochs=2: the backbone"):
+        DenseNetClassifier(**TINY_DN, head_epochs=2).fit(X, np.arange(24) % 2)
+
+
+def test_2d_augmentation_on_signals_is_said():
+    X = np.random.RandomState(0).rand(40, 32).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"\['rotation'\] do nothing on 1-D signals"):
+        CNNClassifier(**{**TINY, "max_epochs": 1}, augment={"rotation": 10}).fit(X, Y8)
+
+
+def test_out_of_memory_names_the_batch_size(monkeypatch):
+    from skcnn._training import SkcnnNet
+
+    def oom(self, *args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 99999999999 bytes."
+        )
+
+    monkeypatch.setattr(SkcnnNet, "partial_fit", oom)
+    with pytest.raises(MemoryError, match="batch_size=32 on 8x8 images.*smaller batch"):
+        CNNClassifier(**TINY).fit(X8, Y8)
+
+
+def test_shift_profile_of_no_estimators():
+    from skcnn.robustness import shift_profile
+
+    with pytest.raises(ValueError, match="empty dict of estimators"):
+        shift_profile({}, X8, Y8)

@@ -167,9 +167,9 @@ def test_failed_checkpoint_write_raises(tmp_path, monkeypatch):
     def full_disk(f):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    real = training._atomic_write
+    real = training.atomic_write
     monkeypatch.setattr(
-        training, "_atomic_write", lambda path, write: real(path, full_disk)
+        training, "atomic_write", lambda path, write, what: real(path, full_disk, what)
     )
     with pytest.raises(OSError, match="Could not write the checkpoint"):
         CNNClassifier(**TINY, checkpoint_dir=tmp_path).fit(X8, Y8)

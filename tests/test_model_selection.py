@@ -160,3 +160,20 @@ def test_sklearn_halving_searches_take_the_epochs_as_budget(small_digits):
         random_state=0,
     ).fit(X, y)
     assert rand.max_resources_ == 4 and rand.n_resources_[0] == 1
+
+
+def test_parameters_the_search_sets_cannot_be_in_the_grid(small_digits):
+    X, y = small_digits
+    search = EpochHalvingSearchCV(
+        CNNClassifier(**TINY), {"max_epochs": [2, 4], "dropout": [0.0, 0.2]}, cv=2
+    )
+    with pytest.raises(ValueError, match=r"param_grid sets \['max_epochs'\]"):
+        search.fit(X, y)
+    assert not hasattr(search, "cv_results_")
+
+
+def test_every_rung_trains_on(small_digits):
+    search = EpochHalvingSearchCV(CNNClassifier(**TINY), {"lr": [1]}, factor=1.1)
+    epochs, counts = search._rungs(40, budget=8)
+    assert all(b > a for a, b in zip(epochs, epochs[1:])), epochs
+    assert epochs[-1] <= 8 and len(epochs) == len(counts)

@@ -253,3 +253,146 @@ def test_a_format_1_file_from_skcnn_0_1_still_loads(tmp_path):
     assert old.layout_.pixels is None  # 0.1 models keep 0.1's reading of values
     new = CNNClassifier(**TINY).fit(X8, Y8)
     np.testing.assert_allclose(old.predict_proba(X8), new.predict_proba(X8), atol=1e-6)
+
+
+# -- files written all or nothing; file-level errors name the file ------------
+
+
+def _identity(batch):
+    return batch
+
+
+def _file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def test_a_failed_save_keeps_the_good_file(tmp_path, monkeypatch):
+    import errno
+
+    import safetensors.torch
+
+    clf = CNNClassifier(**TINY).fit(X8, Y8)
+    path = clf.save(tmp_path / "m.safetensors")
+    good = path.read_bytes()
+    assert path.stat().st_mode & 0o777 == _file_mode()
+
+    def full_disk(state, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError, match="m.safetensors.*No space left"):
+        clf.save(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_failed_pipeline_save_keeps_the_good_bundle(tmp_path):
+    pytest.importorskip("skops")
+    from sklearn.pipeline import make_pipeline
+
+    from skcnn.baselines import AddNoise
+
+    good_model = make_pipeline(AddNoise(std=0.0), CNNClassifier(**TINY)).fit(X8, Y8)
+    path = skcnn.save(good_model, tmp_path / "m.skcnn")
+    good = path.read_bytes()
+    assert path.stat().st_mode & 0o777 == _file_mode()
+    unsavable = make_pipeline(
+        AddNoise(std=0.0), CNNClassifier(**TINY, augment=_identity)
+    ).fit(X8, Y8)
+    with pytest.raises(TypeError, match="augment=.*cannot be written"):
+        skcnn.save(unsavable, path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.skcnn"]
+    skcnn.load(path)
+
+
+def test_saving_into_a_folder_or_a_missing_folder(tmp_path):
+    clf = CNNClassifier(**TINY).fit(X8, Y8)
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        clf.save(tmp_path)
+    with pytest.raises(ValueError, match="the folder .*nope' does not exist"):
+        skcnn.save(clf, tmp_path / "nope" / "m.safetensors")
+
+
+def _raw_safetensors(path, header):
+    import json
+    import struct
+
+    data = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(data)) + data + b"\0" * 8)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda p: p.write_bytes(
+                (p.parent / "good.safetensors").read_bytes()[:-100]
+            ),
+            "bad.safetensors.*not a readable skcnn model file",
+        ),
+        (
+            lambda p: _raw_safetensors(
+                p,
+                {"w": {"dtype": "F32", "shape": [10**12], "data_offsets": [0, 8]}},
+            ),
+            "bad.safetensors.*not a readable skcnn model file",
+        ),
+        (
+            lambda p: _raw_safetensors(
+                p,
+                {
+                    "__metadata__": {"skcnn": "[1, 2]"},
+                    "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                },
+            ),
+            "header of .*bad.safetensors.* is not a JSON object",
+        ),
+    ],
+    ids=["truncated", "huge-shape", "header-not-object"],
+)
+def test_unreadable_model_files_are_named(tmp_path, make, match):
+    CNNClassifier(**TINY).fit(X8, Y8).save(tmp_path / "good.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    make(bad)
+    with pytest.raises(ValueError, match=match):
+        skcnn.load(bad)
+
+
+def test_nan_weights_are_refused_where_they_are_read(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = CNNClassifier(**TINY).fit(X8, Y8).save(tmp_path / "m.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name][0] = float("nan")
+    save_file(state, str(path), metadata=meta)
+    with pytest.raises(ValueError, match=f"NaN or infinite values .*{name}"):
+        skcnn.load(path)
+
+    from skcnn.pretrained import load_state_dict
+
+    torch.save({"w": torch.tensor([1.0, float("inf")])}, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="w.pth' has NaN or infinite values"):
+        load_state_dict(tmp_path / "w.pth")
+
+
+def test_the_input_arrangement_is_kept_and_checked(tmp_path):
+    X = np.random.RandomState(0).rand(40, 3, 8, 8).astype(np.float32)
+    clf = CNNClassifier(**TINY, channels="first").fit(X, Y8)
+    assert clf.layout_.order == "channels_first"
+    assert skcnn.load(clf.save(tmp_path / "m.safetensors")).layout_.order == (
+        "channels_first"
+    )
+    bad = _tampered(tmp_path, lambda h: h["fitted"].update(input_layout="sideways"))
+    with pytest.raises(ValueError, match="invalid fitted field input_layout"):
+        skcnn.load(bad)
