@@ -395,6 +395,13 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                     self.net_.partial_fit(train, epochs=epochs)
             except DivergedError as exc:
                 self._diverged(exc)
+            except NoTrainingBatch:
+                raise ValueError(
+                    f"The fit would make no optimizer step: {len(train)} training "
+                    f"sample(s) with batch_size={self.batch_size_} leave no batch to "
+                    "train on (a last batch of one sample is skipped). Pass more "
+                    "samples, a smaller validation_fraction or batch_size=-1."
+                ) from None
             except (MemoryError, RuntimeError) as exc:
                 if not _out_of_memory(exc):
                     raise
@@ -404,13 +411,6 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                     f"{layout.describe()}: pass a smaller batch_size (e.g. "
                     f"{max(1, self.batch_size_ // 4)}), or smaller images. "
                     f"({str(exc).splitlines()[0][:200]})"
-                ) from None
-            except NoTrainingBatch:
-                raise ValueError(
-                    f"The fit would make no optimizer step: {len(train)} training "
-                    f"sample(s) with batch_size={self.batch_size_} leave no batch to "
-                    "train on (a last batch of one sample is skipped). Pass more "
-                    "samples, a smaller validation_fraction or batch_size=-1."
                 ) from None
             finally:
                 # The validation split must not travel with the pickled model.

@@ -25,25 +25,6 @@ _SMALL_IMAGE = 64
 
 
 class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
-    _backbone_prefix = "features."
-    _parameter_constraints = {
-        **NET_PARAMETER_CONSTRAINTS,
-        "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
-        "growth_rate": [Int(1)],
-        "block_config": [Sizes(1, nonempty=True)],
-        "num_init_features": [Int(1)],
-        "bn_size": [Int(1)],
-        "dropout": [Num(0, 1, closed="left")],
-        "drop_rate": deprecated_name([Num(0, 1, closed="left")]),
-        "memory_efficient": ["boolean"],
-        "weights": [None, str, os.PathLike, dict],
-        **TRANSFER_PARAMETER_CONSTRAINTS,
-        "input_size": [Int(1), Sizes(1, nonempty=True), None],
-        "stem": [StrOptions({"auto", "small", "imagenet"})],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
-        "label_smoothing": [Num(0, 1, closed="left")],
-    }
-
     """DenseNet classifier with fine-tuning depth as a hyperparameter.
 
     The architecture is torchvision's. Trained from scratch, small images
@@ -112,6 +93,25 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
     >>> clf.fit(d.images[:100], d.target[:100]).predict(d.images[:2]).shape
     (2,)
     """
+
+    _backbone_prefix = "features."
+    _parameter_constraints = {
+        **NET_PARAMETER_CONSTRAINTS,
+        "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
+        "growth_rate": [Int(1)],
+        "block_config": [Sizes(1, nonempty=True)],
+        "num_init_features": [Int(1)],
+        "bn_size": [Int(1)],
+        "dropout": [Num(0, 1, closed="left")],
+        "drop_rate": deprecated_name([Num(0, 1, closed="left")]),
+        "memory_efficient": ["boolean"],
+        "weights": [None, str, os.PathLike, dict],
+        **TRANSFER_PARAMETER_CONSTRAINTS,
+        "input_size": [Int(1), Sizes(1, nonempty=True), None],
+        "stem": [StrOptions({"auto", "small", "imagenet"})],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "label_smoothing": [Num(0, 1, closed="left")],
+    }
 
     def __init__(
         self,

@@ -100,6 +100,8 @@ def _groups():
 
 
 def main(argv=None):
+    """Run the ``skcnn`` command with ``argv`` (None: the process's
+    arguments); return the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "compare":
         from .compare import run_comparison

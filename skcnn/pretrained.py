@@ -158,7 +158,15 @@ def load_state_dict(path):
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own error type
+            raise ValueError(
+                f"The weight file {str(path)!r} cannot be read as safetensors ({exc}); "
+                "it may be truncated."
+            ) from None
+        check_finite(state, f"The weight file {str(path)!r}")
+        return state
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -166,6 +174,13 @@ def load_state_dict(path):
             f"Refused to load {str(path)!r}: it holds pickled Python objects, not only "
             f"tensors, and loading it could run code. Save a plain state_dict "
             f"(torch.save(model.state_dict(), path)) or a .safetensors file. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        # a truncated or foreign file: torch's reader names neither
+        raise ValueError(
+            f"The weight file {str(path)!r} cannot be read as a PyTorch state dict "
+            f"({str(exc).splitlines()[0][:200]}); it may be truncated. Expected a "
+            "file written by torch.save(model.state_dict(), path), or .safetensors."
         ) from None
     if (
         isinstance(state, dict)

@@ -107,5 +107,5 @@ def test_erasing_probability_and_bounds():
 def test_new_fields_are_checked():
     with pytest.raises(ValueError, match="erasing"):
         Augment(erasing=1.5)
-    with pytest.raises(ValueError, match="blur must be a number >= 0"):
+    with pytest.raises(ValueError, match="blur must be a finite number >= 0"):
         Augment(blur=-1)

@@ -137,3 +137,18 @@ def test_url_without_hash_warns(tmp_path, monkeypatch):
     torch.save(densenet121().state_dict(), folder / "plain.pth")
     with pytest.warns(UserWarning, match="cannot be verified"):
         resolve_weights("densenet121", "https://example.invalid/plain.pth")
+
+
+def test_a_truncated_weight_file_is_named(tmp_path):
+    import torch
+
+    from skcnn.pretrained import load_state_dict
+
+    torch.save({"w": torch.zeros(1000)}, tmp_path / "w.pth")
+    data = (tmp_path / "w.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pth' cannot be read.*truncated"):
+        load_state_dict(tmp_path / "cut.pth")
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ValueError, match="cut.safetensors' cannot be read"):
+        load_state_dict(tmp_path / "cut.safetensors")

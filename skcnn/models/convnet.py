@@ -26,6 +26,8 @@ ACTIVATIONS = {
 
 
 def make_activation(activation):
+    """A new activation module from a name of ``ACTIVATIONS`` or an
+    ``nn.Module`` class (one instance per layer)."""
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             raise ValueError(
