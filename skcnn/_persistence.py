@@ -22,7 +22,7 @@ import numpy as np
 from ._device import gpu_missing
 from ._files import atomic_output, check_output_path
 from .augmentation import Augment
-from .pretrained import check_finite
+from .pretrained import read_safetensors
 
 __all__ = ["load", "register", "save"]
 
@@ -177,7 +177,6 @@ def load(path, device=None, *, name=None):
         The estimator as it was saved.
     """
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     shown = name or str(path)
@@ -223,14 +222,7 @@ def load(path, device=None, *, name=None):
             stacklevel=2,
         )
         params["device"] = "cpu"
-    try:
-        weights = load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error type
-        raise ValueError(
-            f"The weights of {shown!r} cannot be read ({exc}); the file is damaged "
-            "or truncated."
-        ) from None
-    check_finite(weights, f"The model file {shown!r}")
+    weights = read_safetensors(path, f"The model file {shown!r}")
     try:
         return cls._from_fitted_state(params, fitted, weights)
     except RuntimeError as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "cached_densenet121",
     "UnsafeWeightsError",
     "check_finite",
+    "read_safetensors",
     "resolve_weights",
     "load_state_dict",
     "IMAGENET_MEAN",
@@ -156,17 +157,7 @@ def load_state_dict(path):
     if not path.is_file():
         raise ValueError(f"Weight file {str(path)!r} does not exist.")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own error type
-            raise ValueError(
-                f"The weight file {str(path)!r} cannot be read as safetensors ({exc}); "
-                "it may be truncated."
-            ) from None
-        check_finite(state, f"The weight file {str(path)!r}")
-        return state
+        return read_safetensors(path, f"The weight file {str(path)!r}")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -193,6 +184,21 @@ def load_state_dict(path):
     ):
         raise ValueError(f"{str(path)!r} does not hold a state dict of tensors.")
     check_finite(state, f"The weight file {str(path)!r}")
+    return state
+
+
+def read_safetensors(path, what):
+    """The tensors of a safetensors file, on the CPU and finite; errors say
+    ``what`` the file is."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(
+            f"{what} cannot be read as safetensors ({exc}); it may be truncated."
+        ) from None
+    check_finite(state, what)
     return state
 
 

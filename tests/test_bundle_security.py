@@ -19,6 +19,7 @@ from sklearn.svm import SVC
 
 import skcnn
 from skcnn import CNNClassifier
+from skcnn._bundle import _schema_nodes
 from skcnn.baselines import AddNoise, HOGTransformer
 
 from .conftest import TINY
@@ -46,17 +47,6 @@ def _edit_schema(path, edit):
         for name, data in members.items():
             z.writestr(name, data)
     return path
-
-
-def _nodes(node):
-    if isinstance(node, dict):
-        if "__loader__" in node:
-            yield node
-        for value in node.values():
-            yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
 
 
 def _schema_of(value, files=None):
@@ -207,13 +197,18 @@ def test_only_listed_skcnn_types_as_plain_objects(
         skcnn.load(path, trusted=[f"{module}.{name}"])
 
 
-def test_a_fitted_network_inside_the_tree_is_refused(small_digits, tmp_path):
+@pytest.fixture(scope="module")
+def net_bundle(small_digits, tmp_path_factory):
     X, y = small_digits
     model = make_pipeline(AddNoise(std=0.0), CNNClassifier(**TINY)).fit(X, y)
-    path = skcnn.save(model, tmp_path / "m.skcnn")
+    return skcnn.save(model, tmp_path_factory.mktemp("n") / "net.skcnn"), model
+
+
+def test_a_fitted_network_inside_the_tree_is_refused(net_bundle, tmp_path):
+    path = _copy(net_bundle[0], tmp_path)
 
     def edit(schema):
-        for node in _nodes(schema):
+        for node in _schema_nodes(schema):
             if node.get("__class__") == "SavedNetwork":
                 # the placeholder turned into a network with fitted state
                 node["__module__"], node["__class__"] = "skcnn._cnn", "CNNClassifier"
@@ -226,23 +221,19 @@ def test_a_fitted_network_inside_the_tree_is_refused(small_digits, tmp_path):
         skcnn.load(path)
 
 
-def test_legitimate_bundles_still_load(hog_bundle, small_digits, tmp_path):
+def test_legitimate_bundles_still_load(hog_bundle, net_bundle):
     path, X = hog_bundle
     restored = skcnn.load(path)
     assert restored.predict(X).shape == (len(X),)
-    Xs, ys = small_digits
-    model = make_pipeline(AddNoise(std=0.0), CNNClassifier(**TINY)).fit(Xs, ys)
-    again = skcnn.load(skcnn.save(model, tmp_path / "net.skcnn"))
-    np.testing.assert_array_equal(again.predict(Xs), model.predict(Xs))
+    path, model = net_bundle
+    np.testing.assert_array_equal(skcnn.load(path).predict(X), model.predict(X))
 
 
-def test_placeholder_out_of_range(small_digits, tmp_path):
-    X, y = small_digits
-    model = make_pipeline(AddNoise(std=0.0), CNNClassifier(**TINY)).fit(X, y)
-    path = skcnn.save(model, tmp_path / "m.skcnn")
+def test_placeholder_out_of_range(net_bundle, tmp_path):
+    path = _copy(net_bundle[0], tmp_path)
 
     def edit(schema):
-        for node in _nodes(schema):
+        for node in _schema_nodes(schema):
             if node.get("__class__") == "SavedNetwork":
                 node["content"]["content"]["index"] = _json(7)
 
