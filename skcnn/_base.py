@@ -204,11 +204,11 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=4,
             )
-        threads = self.num_threads
-        if isinstance(threads, Integral) and threads > usable_cores():
+        threads, cores = self.num_threads, usable_cores()
+        if isinstance(threads, Integral) and threads > cores:
             warnings.warn(
-                f"num_threads={threads} exceeds the {usable_cores()} usable CPU "
-                f"core(s); using {usable_cores()}. More threads than cores only slow "
+                f"num_threads={threads} exceeds the {cores} usable CPU "
+                f"core(s); using {cores}. More threads than cores only slow "
                 "a fit down (256 threads on 2 cores ran 60x slower).",
                 UserWarning,
                 stacklevel=4,

@@ -102,11 +102,10 @@ def _schema_nodes(node):
             yield from _schema_nodes(value)
 
 
-def _check_skcnn_nodes(schema, path):
+def _check_skcnn_nodes(schema, path, allowed):
     """Refuse what skops would otherwise build from skcnn names: a callable
-    (function, method, constructor call), a type outside :func:`bundle_types`,
-    a network carrying fitted state."""
-    allowed = bundle_types()
+    (function, method, constructor call), a type outside ``allowed``
+    (:func:`bundle_types`), a network carrying fitted state."""
     networks = set(_network_classes())
     for node in _schema_nodes(schema):
         module, name = node["__module__"], str(node.get("__class__"))
@@ -326,8 +325,8 @@ def load_bundle(path, device=None, trusted=None):
     sio = _skops()
     path = Path(path)
     if trusted is not None and (
-        isinstance(trusted, str)
-        or not all(isinstance(t, str) for t in _iterable(trusted))
+        not isinstance(trusted, (list, tuple, set, frozenset))
+        or not all(isinstance(t, str) for t in trusted)
     ):
         raise TypeError(f"trusted must be a list of type names (str); got {trusted!r}.")
     try:
@@ -335,9 +334,10 @@ def load_bundle(path, device=None, trusted=None):
             names = set(z.namelist())
             count = _read_manifest(z, names, path)
             data = z.read(_OBJECTS)
-            _check_skcnn_nodes(_read_schema(data, path), path)
+            skcnn_types = bundle_types()
+            _check_skcnn_nodes(_read_schema(data, path), path, skcnn_types)
             untrusted = sio.get_untrusted_types(data=data)
-            allowed = set(bundle_types()) | set(trusted or ())
+            allowed = set(skcnn_types) | set(trusted or ())
             unknown = [t for t in untrusted if t not in allowed]
             if unknown:
                 raise ValueError(
@@ -364,10 +364,3 @@ def load_bundle(path, device=None, trusted=None):
             f"The bundle {str(path)!r} is damaged or truncated ({exc}); save it again."
         ) from None
     return _substitute(skeleton, networks, set(), path)
-
-
-def _iterable(value):
-    try:
-        return list(value)
-    except TypeError:
-        return [None]

@@ -4,24 +4,21 @@ Every file skcnn writes (model files, bundles, ONNX graphs, checkpoints,
 comparison tables) is written to a hidden temporary file in the target's
 folder and renamed over the target only once it is complete, so a failed
 write (an unsavable parameter, a full disk, Ctrl-C) never destroys a good
-file that was there before. The file gets the mode a plain ``open(path,
-"w")`` would give it (0666 less the umask), whatever the temporary file had.
+file that was there before. The temporary file is created with mode 0666,
+which the kernel lowers by the umask, and keeps that mode even when a writer
+replaces it (safetensors writes 0600): every file gets the mode a plain
+``open(path, "w")`` gives. No umask is read or changed, so threads writing
+at once are safe.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["atomic_output", "atomic_write", "check_output_path"]
-
-
-def _file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def check_output_path(path, what="file"):
@@ -47,20 +44,18 @@ def atomic_output(path, what="file"):
     ``path``, on any error it is removed and ``path`` is left as it was.
     OSErrors name ``path`` (not the hidden temporary file)."""
     path = check_output_path(path, what)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        os.close(fd)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = tmp.stat().st_mode & 0o777
     except OSError as exc:
         raise OSError(
             exc.errno,
             f"Could not write the {what} {str(path)!r}: {exc.strerror or exc}",
         ) from None
-    tmp = Path(tmp)
     try:
         yield tmp
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

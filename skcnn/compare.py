@@ -838,9 +838,9 @@ def _check_options(*, out, device, weights, image_size, cv):
         raise ValueError(
             f"image_size must be an int in [1, {MAX_IMAGE_SIZE}]; got {image_size!r}."
         )
-    if weights is not None and not Path(weights).is_file():
-        raise ValueError(f"The weights file {str(weights)!r} does not exist.")
     if weights is not None:
+        if not Path(weights).is_file():
+            raise ValueError(f"The weights file {str(weights)!r} does not exist.")
         _check_weights_file(weights)
     if out is not None:
         out = Path(out)
