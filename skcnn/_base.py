@@ -33,8 +33,6 @@ from torch import nn
 from . import _persistence
 from ._data import ImageLayout, prepare_images
 from ._device import (
-    MAX_THREADS,
-    PRECISIONS,
     cudnn_benchmark,
     eval_mode,
     gpu_missing,
@@ -44,9 +42,9 @@ from ._device import (
     usable_cores,
 )
 from ._logging import EpochProgress, EpochTable, fit_label, user_callbacks
-from ._recipe import LR_SCHEDULES, MixBatch, make_lr_scheduler, tta_views
+from ._params import MONITORS, OPTIMIZERS, fill_docstring, shared_constraints
+from ._recipe import MixBatch, make_lr_scheduler, tta_views
 from ._training import (
-    MONITORS,
     BestCheckpoint,
     DivergedError,
     EpochAccuracy,
@@ -60,11 +58,6 @@ from ._training import (
     unique_run_name,
 )
 from ._validation import (
-    Int,
-    Num,
-    Options,
-    StrOptions,
-    SubclassOf,
     validate_params,
 )
 from .augmentation import Augment, make_augment
@@ -77,19 +70,12 @@ __all__ = [
     "NetRegressorMixin",
 ]
 
-_OPTIMIZERS = {
-    "adam": (torch.optim.Adam, {}),
-    "adamw": (torch.optim.AdamW, {}),
-    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
-    "rmsprop": (torch.optim.RMSprop, {}),
-}
-
 
 def _optimizer(spec, kwargs):
     """The optimizer class and its keyword arguments; an optimizer class that
     cannot take the arguments fails here, before any training."""
     if isinstance(spec, str):
-        cls, defaults = _OPTIMIZERS[spec.lower()]
+        cls, defaults = OPTIMIZERS[spec.lower()]
     else:
         cls, defaults = spec, {}
     kwargs = {**defaults, **kwargs}
@@ -106,43 +92,6 @@ def _optimizer(spec, kwargs):
 # The monitor="auto" FutureWarning is shown once per process.
 _warned_monitor = [False]
 
-# Parameters every network estimator has, and what each may be.
-NET_PARAMETER_CONSTRAINTS = {
-    "max_epochs": [Int(1)],
-    "batch_size": [StrOptions({"auto"}), Int(1), Options(Integral, {-1})],
-    "lr": [Num(0, None, closed="neither")],
-    "optimizer": [
-        StrOptions(set(_OPTIMIZERS)),
-        SubclassOf(torch.optim.Optimizer, "torch.optim.Optimizer"),
-    ],
-    "weight_decay": [Num(0)],
-    "early_stopping": ["boolean"],
-    "validation_fraction": [Num(0, 1, closed="left"), None],
-    "n_iter_no_change": [Int(1), Num(0, 1, closed="neither")],
-    "tol": [Num(0)],
-    "monitor": [StrOptions({"auto", *MONITORS})],
-    "augment": [None, "boolean", dict, Augment, callable],
-    "image_shape": [tuple, list, None],
-    "channels": [StrOptions({"auto", "last", "first"})],
-    "device": [str, torch.device],
-    "precision": [StrOptions(set(PRECISIONS))],
-    "compile": ["boolean"],
-    "random_state": ["random_state"],
-    "verbose": ["verbose"],
-    "warm_start": ["boolean"],
-    "checkpoint_dir": [str, os.PathLike, None],
-    "num_workers": [Int(0)],
-    "num_threads": [StrOptions({"auto"}), Int(1, MAX_THREADS), None],
-    "callbacks": [list, tuple, None],
-    "progress": ["boolean"],
-    "lr_schedule": [StrOptions(set(LR_SCHEDULES)), None],
-    "warmup_epochs": [Int(0)],
-    "schedule_epochs": [Int(1), None],
-    "mixup": [Num(0)],
-    "cutmix": [Num(0)],
-    "tta": [Int(0), list],
-}
-
 
 class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     """Shared machinery; not for direct use.
@@ -154,12 +103,25 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     ``_fitted_state()`` and ``_from_fitted_state()``.
     """
 
-    _parameter_constraints = NET_PARAMETER_CONSTRAINTS
+    _parameter_constraints = {}
+    _shared_group = ("net",)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # the shared parameters (skcnn/_params.py): constraints and docstring
+        cls._parameter_constraints = {
+            **shared_constraints(cls),
+            **cls._parameter_constraints,
+        }
+        cls.__doc__ = fill_docstring(cls)
         if not cls.__name__.startswith("_"):
             _persistence.register(cls)
+
+    def _set_init_params(self, params):
+        """Store the ``__init__`` arguments verbatim (``locals()`` of it)."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
     # -- to be provided by subclasses ---------------------------------------
     def _build_module(
@@ -899,6 +861,8 @@ def _probe(module, layout):
 
 class NetClassifierMixin(ClassifierMixin):
     """Targets, losses and outputs of classification."""
+
+    _shared_group = ("classifier",)
 
     def _encode_y(self, y, reset, classes=None):
         y = np.asarray(y)

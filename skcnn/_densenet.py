@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMixin
-from ._transfer import TRANSFER_PARAMETER_CONSTRAINTS, TransferMixin
+from ._base import BaseNetEstimator, NetClassifierMixin
+from ._transfer import TransferMixin
 from ._validation import (
     DEPRECATED,
     Int,
@@ -58,31 +58,11 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         ``"DEFAULT"`` / ``"IMAGENET1K_V1"`` (torchvision, through the torch hub
         cache, hash checked), a local ``.pth`` / ``.safetensors`` state dict, or
         a URL. Loaded with ``weights_only=True``; never unpickles objects.
-    finetune_depth : int or "all", default="all"
-        0 trains only the new head; k trains the last k dense blocks (with
-        their transitions and the final norm) plus the head; "all" trains all.
-        Frozen batch-norm layers stay in eval mode.
-    head_epochs : int, default=0
-        Train the head alone for this many epochs first, then unfreeze down to
-        ``finetune_depth``.
-    backbone_lr_scale : float, default=1.0
-        The backbone's learning rate is ``lr * backbone_lr_scale``.
     input_size : int, (H, W) or None, default=None
         Resize inputs to this size on the device.
     stem : {"auto", "small", "imagenet"}, default="auto"
         "auto" is "small" for images <= 64 px trained from scratch.
-    max_epochs : int, default=30
-        Most epochs to train (early stopping may end sooner).
-    batch_size : int or "auto", default="auto"
-        "auto" is 64, or ``n_train // 8`` (at least 16) on small training sets,
-        so that every epoch has several steps.
-    lr : float, default=1e-3
-        Learning rate (of the head; the backbone's is scaled).
-    optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
-tol, monitor, augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, num_threads, callbacks, progress, lr_schedule, \
-warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothing
-        As in :class:`~skcnn.CNNClassifier`.
+    @shared_parameters@
 
     Examples
     --------
@@ -96,7 +76,6 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
 
     _backbone_prefix = "features."
     _parameter_constraints = {
-        **NET_PARAMETER_CONSTRAINTS,
         "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
         "growth_rate": [Int(1)],
         "block_config": [Sizes(1, nonempty=True)],
@@ -106,11 +85,8 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
         "drop_rate": deprecated_name([Num(0, 1, closed="left")]),
         "memory_efficient": ["boolean"],
         "weights": [None, str, os.PathLike, dict],
-        **TRANSFER_PARAMETER_CONSTRAINTS,
         "input_size": [Int(1), Sizes(1, nonempty=True), None],
         "stem": [StrOptions({"auto", "small", "imagenet"})],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
-        "label_smoothing": [Num(0, 1, closed="left")],
     }
 
     def __init__(
@@ -162,52 +138,7 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
         label_smoothing=0.0,
         drop_rate=DEPRECATED,
     ):
-        self.arch = arch
-        self.growth_rate = growth_rate
-        self.block_config = block_config
-        self.num_init_features = num_init_features
-        self.bn_size = bn_size
-        self.dropout = dropout
-        self.memory_efficient = memory_efficient
-        self.weights = weights
-        self.finetune_depth = finetune_depth
-        self.head_epochs = head_epochs
-        self.backbone_lr_scale = backbone_lr_scale
-        self.input_size = input_size
-        self.stem = stem
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.monitor = monitor
-        self.augment = augment
-        self.image_shape = image_shape
-        self.channels = channels
-        self.device = device
-        self.precision = precision
-        self.compile = compile
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.checkpoint_dir = checkpoint_dir
-        self.num_workers = num_workers
-        self.num_threads = num_threads
-        self.callbacks = callbacks
-        self.progress = progress
-        self.lr_schedule = lr_schedule
-        self.warmup_epochs = warmup_epochs
-        self.schedule_epochs = schedule_epochs
-        self.mixup = mixup
-        self.cutmix = cutmix
-        self.tta = tta
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.drop_rate = drop_rate
+        self._set_init_params(locals())
 
     def _resolve_pretrained(self):
         return resolve_weights(self.arch, self.weights)

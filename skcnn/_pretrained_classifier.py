@@ -6,8 +6,8 @@ import os
 
 from torch import nn
 
-from ._base import NET_PARAMETER_CONSTRAINTS, BaseNetEstimator, NetClassifierMixin
-from ._transfer import TRANSFER_PARAMETER_CONSTRAINTS, TransferMixin
+from ._base import BaseNetEstimator, NetClassifierMixin
+from ._transfer import TransferMixin
 from ._validation import Int, Num, Sizes, StrOptions
 from .backbones import build_backbone
 from .models.finetune import PretrainedNet
@@ -39,30 +39,13 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         torch hub cache, hash checked). Also a torchvision weights name, a
         ``.pth`` / ``.safetensors`` file, a URL, a state dict, or None
         (random weights).
-    finetune_depth : int or "all", default=2
-        0 trains the head alone; k the last k stages of the backbone (and
-        what follows them) with it; "all" everything.
-    head_epochs : int, default=1
-        Epochs of the head alone before unfreezing down to ``finetune_depth``.
-    backbone_lr_scale : float, default=0.1
-        The backbone's learning rate is ``lr * backbone_lr_scale``.
     input_size : "auto", int, (H, W) or None, default="auto"
         Size images are resized to. "auto": with pretrained weights, small
         images are enlarged about 4x, to at least 96 px and at most the
         native size of the architecture's weights (random weights too).
     dropout : float, default=0.0
         Dropout before the new head.
-    max_epochs : int, default=15
-        Most epochs to train (early stopping may end sooner).
-    batch_size : int or "auto", default="auto"
-        "auto" is 64, or ``n_train // 8`` (at least 16) on small sets.
-    lr : float, default=1e-3
-        Learning rate of the head.
-    optimizer, weight_decay, early_stopping, validation_fraction, n_iter_no_change, \
-tol, monitor, augment, image_shape, channels, device, precision, compile, random_state, verbose, \
-warm_start, checkpoint_dir, num_workers, num_threads, callbacks, progress, lr_schedule, \
-warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothing
-        As in :class:`~skcnn.CNNClassifier`.
+    @shared_parameters@
 
     Attributes
     ----------
@@ -94,14 +77,10 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
 
     _backbone_prefix = "body."
     _parameter_constraints = {
-        **NET_PARAMETER_CONSTRAINTS,
-        **TRANSFER_PARAMETER_CONSTRAINTS,
         "backbone": [str, nn.Module],
         "weights": [None, str, os.PathLike, dict],
         "input_size": [StrOptions({"auto"}), Int(1), Sizes(1, nonempty=True), None],
         "dropout": [Num(0, 1, closed="left")],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
-        "label_smoothing": [Num(0, 1, closed="left")],
     }
 
     def __init__(
@@ -146,45 +125,7 @@ warmup_epochs, schedule_epochs, mixup, cutmix, tta, class_weight, label_smoothin
         class_weight=None,
         label_smoothing=0.0,
     ):
-        self.backbone = backbone
-        self.weights = weights
-        self.finetune_depth = finetune_depth
-        self.head_epochs = head_epochs
-        self.backbone_lr_scale = backbone_lr_scale
-        self.input_size = input_size
-        self.dropout = dropout
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.monitor = monitor
-        self.augment = augment
-        self.image_shape = image_shape
-        self.channels = channels
-        self.device = device
-        self.precision = precision
-        self.compile = compile
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.checkpoint_dir = checkpoint_dir
-        self.num_workers = num_workers
-        self.num_threads = num_threads
-        self.callbacks = callbacks
-        self.progress = progress
-        self.lr_schedule = lr_schedule
-        self.warmup_epochs = warmup_epochs
-        self.schedule_epochs = schedule_epochs
-        self.mixup = mixup
-        self.cutmix = cutmix
-        self.tta = tta
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
+        self._set_init_params(locals())
 
     def _resolve_pretrained(self):
         return build_backbone(self.backbone, self.weights)

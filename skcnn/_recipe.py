@@ -11,9 +11,7 @@ import numpy as np
 import torch
 from skorch.callbacks import LRScheduler
 
-__all__ = ["LR_SCHEDULES", "MixBatch", "make_lr_scheduler", "tta_views"]
-
-LR_SCHEDULES = ("onecycle", "cosine", "plateau")
+__all__ = ["MixBatch", "make_lr_scheduler", "tta_views"]
 
 
 class EpochFactor:

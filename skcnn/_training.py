@@ -201,11 +201,6 @@ class EpochAccuracy(Callback):
 
 # monitor= of early stopping: (history key with "{}" for "valid" / "train",
 # lower is better)
-MONITORS = {
-    "loss": ("{}_loss", True),
-    "smoothed_loss": ("{}_loss_smooth", True),
-    "accuracy": ("{}_acc_rank", False),
-}
 
 
 class SmoothedLoss(Callback):

@@ -13,20 +13,15 @@ import warnings
 
 from skorch.callbacks import Freezer, Unfreezer
 
-from ._validation import Int, Num, StrOptions
 from .models.finetune import ParamNames
 
-__all__ = ["TRANSFER_PARAMETER_CONSTRAINTS", "TransferMixin"]
-
-TRANSFER_PARAMETER_CONSTRAINTS = {
-    "finetune_depth": [StrOptions({"all"}), Int(0)],
-    "head_epochs": [Int(0)],
-    "backbone_lr_scale": [Num(0)],
-}
+__all__ = ["TransferMixin"]
 
 
 class TransferMixin:
     """Head epochs, fine-tuning depth and the backbone's learning rate."""
+
+    _shared_group = ("transfer",)
 
     def _check_params(self):
         super()._check_params()

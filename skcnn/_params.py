@@ -1,0 +1,425 @@
+"""The shared parameters of the network estimators, each declared once.
+
+A :class:`Param` holds what scikit-learn validates (its constraint), what
+the docstring says (kind and text) and its default for each estimator. From
+this table come:
+
+- every network estimator's ``_parameter_constraints`` (merged with its own
+  parameters by :func:`shared_constraints` in ``BaseNetEstimator``);
+- the shared part of every network estimator's "Parameters" docstring (the
+  ``@shared_parameters@`` line, filled in by :func:`fill_docstring`);
+- the table of defaults that changed in skcnn 0.2 (:func:`changed_defaults`),
+  which the FutureWarning of the first fit that uses one quotes.
+
+The ``__init__`` signatures stay explicit (scikit-learn reads them);
+``tests/test_params.py`` checks that each default there is the one here.
+
+Adding a shared parameter: a ``Param`` here, the argument in each network
+estimator's signature, and the code that uses it (``_engine``).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass, field
+from numbers import Integral
+
+import torch
+
+from ._device import MAX_THREADS, PRECISIONS
+from ._validation import Int, Num, Options, StrOptions, SubclassOf
+from .augmentation import Augment
+
+__all__ = [
+    "LR_SCHEDULES",
+    "MONITORS",
+    "OPTIMIZERS",
+    "PARAMS",
+    "Param",
+    "changed_defaults",
+    "defaults_for",
+    "fill_docstring",
+    "shared_constraints",
+    "shared_names",
+]
+
+# -- vocabularies the constraints name and the engine uses ---------------------
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+    "rmsprop": (torch.optim.RMSprop, {}),
+}
+# monitor -> (history key with "{}" for "train"/"valid", lower is better)
+MONITORS = {
+    "loss": ("{}_loss", True),
+    "smoothed_loss": ("{}_loss_smooth", True),
+    "accuracy": ("{}_acc_rank", False),
+}
+LR_SCHEDULES = ("onecycle", "cosine", "plateau")
+
+# The groups of shared parameters: every network estimator has "net";
+# classifiers add "classifier", fine-tuning estimators "transfer".
+GROUPS = ("net", "classifier", "transfer")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One shared parameter: constraint, docstring and defaults."""
+
+    constraint: list
+    kind: str
+    text: str
+    default: object
+    group: str = "net"
+    # class name -> its default where it differs from ``default``
+    defaults: dict = field(default_factory=dict)
+    # class name -> its default before skcnn 0.2, where 0.2 changed it
+    before_0_2: dict = field(default_factory=dict)
+
+    def default_for(self, cls_name):
+        return self.defaults.get(cls_name, self.default)
+
+
+PARAMS = {
+    "max_epochs": Param(
+        [Int(1)],
+        "int",
+        "Most epochs to train (early stopping may end sooner).",
+        40,
+        defaults={
+            "CNNClassifier": 30,
+            "DenseNetClassifier": 30,
+            "PretrainedClassifier": 15,
+        },
+        before_0_2={"CNNClassifier": 40},
+    ),
+    "batch_size": Param(
+        [StrOptions({"auto"}), Int(1), Options(Integral, {-1})],
+        'int or "auto"',
+        """"auto" is 64, or ``n_train // 8`` (at least 16) on small training
+        sets, so that every epoch has several steps; -1 is the whole
+        training set in one batch.""",
+        "auto",
+    ),
+    "lr": Param(
+        [Num(0, None, closed="neither")],
+        "float",
+        """Learning rate (the peak of a "onecycle" schedule; a fine-tuned
+        backbone's is ``lr * backbone_lr_scale``).""",
+        1e-3,
+        defaults={"CNNClassifier": 3e-3},
+        before_0_2={"CNNClassifier": 1e-3},
+    ),
+    "optimizer": Param(
+        [
+            StrOptions(set(OPTIMIZERS)),
+            SubclassOf(torch.optim.Optimizer, "torch.optim.Optimizer"),
+        ],
+        '{"adam", "adamw", "sgd", "rmsprop"} or optimizer class',
+        '"sgd" uses momentum 0.9.',
+        "adam",
+    ),
+    "weight_decay": Param(
+        [Num(0)], "float", 'L2 penalty (decoupled for "adamw").', 0.0
+    ),
+    "early_stopping": Param(
+        ["boolean"],
+        "bool",
+        """Stop when the ``monitor`` has not improved by more than ``tol`` for
+        ``n_iter_no_change`` epochs and restore the weights of its best epoch.
+        The validation split is monitored when ``validation_fraction`` > 0,
+        the training set otherwise.""",
+        True,
+        defaults={"CNNClassifier": False},
+        before_0_2={"CNNClassifier": True},
+    ),
+    "validation_fraction": Param(
+        [Num(0, 1, closed="left"), None],
+        "float or None",
+        """Internal validation split (stratified for classifiers), drawn from
+        ``random_state``. 0 or None: no split.""",
+        0.1,
+    ),
+    "n_iter_no_change": Param(
+        [Int(1), Num(0, 1, closed="neither")],
+        "int or float",
+        """Epochs without improvement before early stopping ends training; a
+        float in (0, 1) is a fraction of ``max_epochs`` (rounded up).""",
+        6,
+    ),
+    "tol": Param(
+        [Num(0)],
+        "float",
+        "Smallest change of the monitored value that counts as an improvement.",
+        0.0,
+    ),
+    "monitor": Param(
+        [StrOptions({"auto", *MONITORS})],
+        '{"auto", "loss", "smoothed_loss", "accuracy"}',
+        """What early stopping watches: the loss, an exponential moving average
+        of the loss (weight 0.6 on the past; one noisy epoch of a small or
+        augmented validation set neither stops training nor becomes the
+        best), or the accuracy (classifiers only; ties, frequent on small
+        validation sets, go to the lower loss). "auto" is "smoothed_loss"
+        when training is augmented (``augment``, ``mixup``, ``cutmix``),
+        else "loss": on digits, 10 splits, augmented fits stopped by the raw
+        loss scored 0.9871 (22.5 epochs), by the smoothed loss 0.9913 (31),
+        while plain fits scored 0.9920 with the loss after 25.5 epochs
+        (``benchmarks/results/bench_recipe_stopping*.md``).""",
+        "auto",
+    ),
+    "augment": Param(
+        [None, "boolean", dict, Augment, callable],
+        "None, bool, dict, Augment or callable",
+        """Training-batch augmentation on the device, e.g.
+        ``{"rotation": 15, "shift": 0.1, "hflip": True}``.""",
+        None,
+    ),
+    "image_shape": Param(
+        [tuple, list, None],
+        "tuple or None",
+        """Shape of one image when X is flattened: ``(H, W)`` or ``(H, W, C)``.
+        Without it, 2-D X is a batch of 1-D signals (1-D convolutions).""",
+        None,
+    ),
+    "channels": Param(
+        [StrOptions({"auto", "last", "first"})],
+        '{"auto", "last", "first"}',
+        """Channel axis of 4-D input; "auto" takes a small last axis (<= 4) as
+        channels-last, else a small axis 1 as channels-first.""",
+        "auto",
+    ),
+    "device": Param(
+        [str, torch.device],
+        "str",
+        '"auto" is CUDA when available, else CPU.',
+        "auto",
+    ),
+    "precision": Param(
+        [StrOptions(set(PRECISIONS))],
+        '{"auto", "32", "bf16", "fp16"}',
+        """Mixed precision; "auto" is bf16 (or fp16 with a grad scaler) on CUDA,
+        float32 on CPU.""",
+        "auto",
+    ),
+    "compile": Param(
+        ["boolean"], "bool", "Wrap the module with ``torch.compile``.", False
+    ),
+    "random_state": Param(
+        ["random_state"],
+        "int, RandomState or None",
+        "Seeds weights, the validation split, shuffling, dropout and augmentation.",
+        None,
+    ),
+    "verbose": Param(["verbose"], "int", "Print a per-epoch table when > 0.", 0),
+    "warm_start": Param(
+        ["boolean"],
+        "bool",
+        "Continue training the fitted network on the next ``fit``.",
+        False,
+    ),
+    "checkpoint_dir": Param(
+        [str, os.PathLike, None],
+        "str or None",
+        """Save the best weights during training under this folder (one
+        sub-folder per fit, so parallel searches do not collide). With
+        ``warm_start=True``, a new fit starts from the best checkpoint there
+        that was trained on the same data for the same estimator.""",
+        None,
+    ),
+    "num_workers": Param(
+        [Int(0)],
+        "int",
+        "DataLoader workers when X is a list of image files.",
+        0,
+    ),
+    "num_threads": Param(
+        [StrOptions({"auto"}), Int(1, MAX_THREADS), None],
+        '"auto", int or None',
+        """CPU threads of fit and predict (torch's intra-op threads): "auto"
+        takes the process's limit minus the cores other processes keep busy
+        (PyTorch threads spin on a busy core: with one of two cores busy, a
+        two-thread fit took 3-4x as long as a one-thread fit); an int fixes
+        it (results are reproducible for a fixed thread count; above the
+        usable cores it is capped, with a warning); None leaves torch's
+        setting alone.""",
+        "auto",
+    ),
+    "callbacks": Param(
+        [list, tuple, None],
+        "list or None",
+        """More skorch callbacks (instances, or ``(name, callback)`` pairs) run
+        after skcnn's own: LR schedulers, ``TensorBoard``, MLflow / W&B
+        loggers, your own hooks. Searchable like any parameter; not written
+        to safe model files.""",
+        None,
+    ),
+    "progress": Param(
+        ["boolean"],
+        "bool",
+        """Show one progress bar per fit (epochs, losses, time left): a tqdm
+        bar on a terminal or in a notebook, one line per epoch in a log file.""",
+        False,
+    ),
+    "lr_schedule": Param(
+        [StrOptions(set(LR_SCHEDULES)), None],
+        '{"onecycle", "cosine", "plateau"} or None',
+        """Learning-rate schedule over ``max_epochs`` (skorch's LRScheduler):
+        "onecycle" rises from lr/25 to lr over the warm-up (30% of the epochs
+        unless ``warmup_epochs``) then anneals; "cosine" warms up linearly for
+        ``warmup_epochs`` then anneals to lr/100; "plateau" halves the lr when
+        the validation loss stalls for 2 epochs. Warm starts and partial_fit
+        continue the schedule, starting a new cycle after ``max_epochs``.""",
+        None,
+        defaults={"CNNClassifier": "onecycle"},
+        before_0_2={"CNNClassifier": None},
+    ),
+    "warmup_epochs": Param(
+        [Int(0)], "int", 'Warm-up epochs of "cosine" and "onecycle".', 0
+    ),
+    "schedule_epochs": Param(
+        [Int(1), None],
+        "int or None",
+        """Epochs one cycle of "cosine" / "onecycle" spans; None: ``max_epochs``.
+        Set it when training comes in pieces (warm starts, partial_fit,
+        :class:`~skcnn.model_selection.EpochHalvingSearchCV` sets it to its
+        budget) so that the pieces continue one schedule.""",
+        None,
+    ),
+    "mixup": Param(
+        [Num(0)],
+        "float",
+        """Beta(alpha, alpha) parameter of mixup on training batches (0 = off;
+        with ``cutmix`` too, each batch uses one of them at random). Works
+        with sample and class weights and with every target type.""",
+        0.0,
+    ),
+    "cutmix": Param(
+        [Num(0)],
+        "float",
+        "Beta(alpha, alpha) parameter of CutMix on training batches (0 = off).",
+        0.0,
+    ),
+    "tta": Param(
+        [Int(0), list],
+        "int or list",
+        """Test-time augmentation: ``predict`` / ``predict_proba`` average the
+        probabilities (regression: predictions) of the images and ``tta``
+        augmented views (with the ``augment`` transforms, or small shifts
+        when ``augment`` is None), or of one view per augment spec in a list.""",
+        0,
+    ),
+    # -- classifiers -------------------------------------------------------------
+    "class_weight": Param(
+        [StrOptions({"balanced"}), dict, None],
+        '"balanced", dict or None',
+        "Weights of the classes in the loss.",
+        None,
+        group="classifier",
+    ),
+    "label_smoothing": Param(
+        [Num(0, 1, closed="left")],
+        "float in [0, 1)",
+        """Label smoothing of the loss (softmax: CrossEntropyLoss's; sigmoid
+        outputs: targets pulled towards 0.5).""",
+        0.0,
+        group="classifier",
+        defaults={"CNNClassifier": 0.1},
+        before_0_2={"CNNClassifier": 0.0},
+    ),
+    # -- fine-tuning ----------------------------------------------------------------
+    "finetune_depth": Param(
+        [StrOptions({"all"}), Int(0)],
+        'int or "all"',
+        """0 trains only the new head; k trains the last k stages of the
+        backbone (a DenseNet's dense blocks, with their transitions and the
+        final norm) with the head; "all" trains everything. Frozen
+        batch-norm layers stay in eval mode.""",
+        "all",
+        group="transfer",
+        defaults={"PretrainedClassifier": 2},
+    ),
+    "head_epochs": Param(
+        [Int(0)],
+        "int",
+        """Epochs of the head alone on the frozen base before unfreezing down
+        to ``finetune_depth``.""",
+        0,
+        group="transfer",
+        defaults={"PretrainedClassifier": 1},
+    ),
+    "backbone_lr_scale": Param(
+        [Num(0)],
+        "float",
+        "The backbone's learning rate is ``lr * backbone_lr_scale``.",
+        1.0,
+        group="transfer",
+        defaults={"PretrainedClassifier": 0.1},
+    ),
+}
+
+
+def _groups(cls):
+    """The shared-parameter groups of an estimator class (``_shared_group``
+    along its MRO)."""
+    found = {g for k in cls.__mro__ for g in k.__dict__.get("_shared_group", ())}
+    return [g for g in GROUPS if g in found]
+
+
+def shared_names(cls):
+    """The shared parameters an estimator class has, in registry order."""
+    groups = _groups(cls)
+    return [name for name, p in PARAMS.items() if p.group in groups]
+
+
+def shared_constraints(cls):
+    """``_parameter_constraints`` entries of the shared parameters of ``cls``."""
+    return {name: PARAMS[name].constraint for name in shared_names(cls)}
+
+
+def defaults_for(cls):
+    """{name: default} of the shared parameters of ``cls``."""
+    return {name: PARAMS[name].default_for(cls.__name__) for name in shared_names(cls)}
+
+
+def changed_defaults(cls_name):
+    """{name: (default before 0.2, default since)} of the class's changed defaults."""
+    return {
+        name: (p.before_0_2[cls_name], p.default_for(cls_name))
+        for name, p in PARAMS.items()
+        if cls_name in p.before_0_2
+    }
+
+
+def _literal(value):
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+_MARKER = "@shared_parameters@"
+
+
+def fill_docstring(cls):
+    """``cls.__doc__`` with its ``@shared_parameters@`` line replaced by the
+    numpydoc entries of the shared parameters of ``cls``."""
+    doc = cls.__dict__.get("__doc__")
+    if not doc or _MARKER not in doc:
+        return doc
+    line = next(x for x in doc.splitlines() if _MARKER in x)
+    indent = line[: len(line) - len(line.lstrip())]
+    entries = []
+    for name in shared_names(cls):
+        p = PARAMS[name]
+        entries.append(
+            f"{indent}{name} : {p.kind}, default={_literal(p.default_for(cls.__name__))}"
+        )
+        text = textwrap.fill(
+            " ".join(textwrap.dedent(p.text).split()),
+            width=76 - len(indent),
+            break_on_hyphens=False,
+        )
+        entries += [f"{indent}    {x}" for x in text.splitlines()]
+    return doc.replace(line, "\n".join(entries))
