@@ -27,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from skorch import NeuralNet, NeuralNetClassifier
 
 from skcnn import CNNClassifier
-from skcnn._training import SkcnnNet
+from skcnn._engine.net import TensorBatchNet
 from skcnn.models import ConvNet
 
 EPOCHS, BATCH, LR = 20, 64, 1e-3
@@ -68,12 +68,12 @@ OVERRIDES = ("_set_training", "run_single_epoch")
 @contextlib.contextmanager
 def skorch_method(name):
     """skorch's own ``name`` in place of skcnn's override, for one run."""
-    own = SkcnnNet.__dict__[name]
-    setattr(SkcnnNet, name, getattr(NeuralNet, name))
+    own = TensorBatchNet.__dict__[name]
+    setattr(TensorBatchNet, name, getattr(NeuralNet, name))
     try:
         yield
     finally:
-        setattr(SkcnnNet, name, own)
+        setattr(TensorBatchNet, name, own)
 
 
 def without(name):

@@ -59,11 +59,17 @@ def _skops():
     return skops.io
 
 
-def _network_classes():
-    """skcnn's estimator classes that have safe files."""
-    from ._persistence import _CLASSES, _import_estimators
+def network_classes():
+    """skcnn's estimator classes that have safe files (importing their
+    modules registers them with ``_persistence``)."""
+    from . import (  # noqa: F401 - imported to register their classes
+        _cnn,
+        _densenet,
+        _feature_extraction,
+        _pretrained_classifier,
+    )
+    from ._persistence import _CLASSES
 
-    _import_estimators()
     return tuple(_CLASSES.values())
 
 
@@ -81,7 +87,7 @@ def bundle_types():
         Augment,
         *(getattr(baselines, name) for name in baselines.__all__),
         *(getattr(model_selection, name) for name in model_selection.__all__),
-        *_network_classes(),
+        *network_classes(),
     ]
     return {f"{c.__module__}.{c.__qualname__}": c for c in classes}
 
@@ -106,7 +112,7 @@ def _check_skcnn_nodes(schema, path, allowed):
     """Refuse what skops would otherwise build from skcnn names: a callable
     (function, method, constructor call), a type outside ``allowed``
     (:func:`bundle_types`), a network carrying fitted state."""
-    networks = set(_network_classes())
+    networks = set(network_classes())
     for node in _schema_nodes(schema):
         module, name = node["__module__"], str(node.get("__class__"))
         if not _is_skcnn(module):
@@ -178,7 +184,7 @@ def save_bundle(obj, path):
     sio = _skops()
     check_output_path(path, "bundle")
     found = []
-    _walk(obj, _network_classes(), set(), found)
+    _walk(obj, network_classes(), set(), found)
     memo = {id(net): SavedNetwork(i) for i, net in enumerate(found)}
     skeleton = copy.deepcopy(obj, memo)
     objects = sio.dumps(skeleton)
@@ -214,7 +220,7 @@ def save_any(obj, path):
     path : Path
         The file written.
     """
-    if isinstance(obj, _network_classes()):
+    if isinstance(obj, network_classes()):
         return obj.save(path)
     return save_bundle(obj, path)
 
@@ -241,6 +247,7 @@ def load_any(path, device=None, trusted=None):
     """
     from ._persistence import load
 
+    network_classes()
     if Path(path).is_file() and zipfile.is_zipfile(path):
         return load_bundle(path, device=device, trusted=trusted)
     return load(path, device=device)

@@ -31,26 +31,13 @@ _CLASSES = {}
 
 
 def register(cls):
-    """Make ``cls`` loadable by name (skcnn's own estimator classes only)."""
+    """Make ``cls`` loadable by name (skcnn's own estimator classes only).
+
+    Classes register when their module is imported; :func:`skcnn.load`
+    imports them all (``_bundle.network_classes``) before it reads a file."""
     if cls.__module__.startswith("skcnn."):
         _CLASSES[cls.__name__] = cls
     return cls
-
-
-# The modules whose classes register themselves (``import skcnn`` is lazy).
-_ESTIMATOR_MODULES = (
-    "_cnn",
-    "_densenet",
-    "_feature_extraction",
-    "_pretrained_classifier",
-)
-
-
-def _import_estimators():
-    import importlib
-
-    for module in _ESTIMATOR_MODULES:
-        importlib.import_module(f"skcnn.{module}")
 
 
 def _held_elsewhere(name, value):
@@ -206,7 +193,6 @@ def load(path, device=None, *, name=None):
             f"Unsupported skcnn model format {header.get('format')!r} in {shown!r}; "
             f"this version of skcnn reads {_FORMAT!r}."
         )
-    _import_estimators()
     cls = _CLASSES.get(header.get("class"))
     if cls is None:
         raise ValueError(
@@ -325,3 +311,21 @@ def _checked_header(header, cls, path):
             f"at most {_MAX_SIDE}."
         )
     return params, fitted
+
+
+def check_weight_shapes(build, weights):
+    """The architecture ``build()`` makes, first on the meta device (no
+    memory), against the file's tensors: parameters and layout that do not
+    describe them fail here."""
+    import torch
+
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if shapes != found:
+        diff = sorted(set(shapes.items()) ^ set(found.items()))[:3]
+        raise ValueError(
+            f"The weights in the model file do not match its header (class, "
+            f"parameters, layout): e.g. {diff}. The file was changed after it "
+            "was saved."
+        )

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import warnings
 
-from skorch.callbacks import Freezer, Unfreezer
-
-from .models.finetune import ParamNames
+from ._engine.callbacks import finetune_callbacks
 
 __all__ = ["TransferMixin"]
 
@@ -38,16 +36,11 @@ class TransferMixin:
     def _extra_callbacks(self, module):
         if not self.head_epochs or self.finetune_depth == 0:
             return []
-        # First the head alone on a frozen base, then unfreeze down to
-        # finetune_depth (epochs count from 1; a resumed fit is past both).
-        trainable = module.trainable_names(self.finetune_depth)
-        return [
-            ("freeze_base", Freezer(ParamNames(prefix=module.backbone_prefix), at=1)),
-            (
-                "unfreeze",
-                Unfreezer(ParamNames(trainable), at=int(self.head_epochs) + 1),
-            ),
-        ]
+        return finetune_callbacks(
+            module.backbone_prefix,
+            module.trainable_names(self.finetune_depth),
+            int(self.head_epochs),
+        )
 
     def _optimizer_kwargs(self):
         if self.backbone_lr_scale == 1.0:

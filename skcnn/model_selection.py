@@ -18,6 +18,7 @@ epochs; :class:`EpochHalvingSearchCV` continues the survivors instead.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from numbers import Integral, Real
@@ -348,20 +349,21 @@ class _EpochResourceMixin:
     def _check_input_parameters(self, X, y, split_params):
         params = self.estimator.get_params()
         auto = self.max_resources == "auto" and self.resource != "n_samples"
-        if auto and self.resource in params:
-            budget = params[self.resource]
-            if not isinstance(budget, Integral) or budget < 1:
-                raise ValueError(
-                    f"max_resources='auto' takes the estimator's {self.resource} "
-                    f"as the budget, but it is {budget!r}; pass max_resources=int."
-                )
-            # sklearn reads the parameter here only; it is restored at once
-            self.max_resources = int(budget)
-            try:
-                return super()._check_input_parameters(X, y, split_params)
-            finally:
-                self.max_resources = "auto"
-        return super()._check_input_parameters(X, y, split_params)
+        if not (auto and self.resource in params):
+            return super()._check_input_parameters(X, y, split_params)
+        budget = params[self.resource]
+        if not isinstance(budget, Integral) or budget < 1:
+            raise ValueError(
+                f"max_resources='auto' takes the estimator's {self.resource} "
+                f"as the budget, but it is {budget!r}; pass max_resources=int."
+            )
+        # scikit-learn's checks on a copy that has the budget as its
+        # max_resources: this search's own parameters never change in fit
+        view = copy.copy(self)
+        view.max_resources = int(budget)
+        super(_EpochResourceMixin, view)._check_input_parameters(X, y, split_params)
+        self.min_resources_ = view.min_resources_
+        self.max_resources_ = view.max_resources_
 
 
 # Parameters the docstrings below refer to scikit-learn for.

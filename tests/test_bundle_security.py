@@ -180,7 +180,7 @@ def test_a_call_of_an_skcnn_function_is_refused(hog_bundle, tmp_path):
     "module, name, loader",
     [
         ("skcnn", "save", "FunctionNode"),  # the package's lazy attributes
-        ("skcnn._training", "SkcnnNet", "ObjectNode"),  # skorch's __setstate__
+        ("skcnn._engine.net", "TensorBatchNet", "ObjectNode"),  # skorch's __setstate__
         ("skcnn._bundle", "load_any", "FunctionNode"),
     ],
 )

@@ -221,11 +221,12 @@ def test_patience_as_fraction_and_tol(small_digits):
 
 
 def test_auto_monitor_smooths_augmented_fits(small_digits, monkeypatch):
-    from skcnn import _base, _cnn
+    from skcnn import _cnn
+    from skcnn._engine import plan
 
     X, y = small_digits
     monkeypatch.setattr(_cnn, "_warned_defaults", [True])  # not the warning here
-    monkeypatch.setattr(_base, "_warned_monitor", [False])
+    monkeypatch.setattr(plan, "_warned_monitor", [False])
     params = {**TINY, "monitor": "auto", "max_epochs": 3}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # plain fits: "loss", no warning
@@ -235,7 +236,7 @@ def test_auto_monitor_smooths_augmented_fits(small_digits, monkeypatch):
         with pytest.warns(FutureWarning, match="monitor='loss'") as record:
             aug = CNNClassifier(**params, **extra).fit(X, y)
         assert "valid_loss_smooth" in aug.history_[-1]
-        monkeypatch.setattr(_base, "_warned_monitor", [False])
+        monkeypatch.setattr(plan, "_warned_monitor", [False])
     assert len(record) == 1
     # an explicit monitor is kept, without a warning
     with warnings.catch_warnings():

@@ -331,7 +331,7 @@ def test_2d_augmentation_on_signals_is_said():
 
 
 def test_out_of_memory_names_the_batch_size(monkeypatch):
-    from skcnn._training import SkcnnNet
+    from skcnn._engine.net import TensorBatchNet
 
     def oom(self, *args, **kwargs):
         raise RuntimeError(
@@ -339,7 +339,7 @@ def test_out_of_memory_names_the_batch_size(monkeypatch):
             "memory: you tried to allocate 99999999999 bytes."
         )
 
-    monkeypatch.setattr(SkcnnNet, "partial_fit", oom)
+    monkeypatch.setattr(TensorBatchNet, "partial_fit", oom)
     with pytest.raises(MemoryError, match="batch_size=32 on 8x8 images.*smaller batch"):
         CNNClassifier(**TINY).fit(X8, Y8)
 

@@ -162,7 +162,7 @@ def test_corrupt_checkpoint_is_named(tmp_path):
 def test_failed_checkpoint_write_raises(tmp_path, monkeypatch):
     import errno
 
-    import skcnn._training as training
+    import skcnn._engine.checkpoints as training
 
     def full_disk(f):
         raise OSError(errno.ENOSPC, "No space left on device")

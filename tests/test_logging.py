@@ -9,7 +9,7 @@ from skorch.callbacks import Callback, LRScheduler
 
 import skcnn
 from skcnn import CNNClassifier
-from skcnn._logging import EpochProgress
+from skcnn._engine.logging import EpochProgress
 
 from .conftest import TINY
 

@@ -120,7 +120,7 @@ def test_a_schedule_spans_the_whole_budget(small_digits, monkeypatch):
     ).fit(X, y)
     assert search.n_epochs_ == [3, 9]
     # the survivor's 9 epochs follow one 9-epoch cycle (not a new one per rung)
-    from skcnn._recipe import EpochFactor
+    from skcnn._engine.recipe import EpochFactor
 
     factor = EpochFactor("onecycle", 9)
     lr = search.estimator.lr

@@ -111,7 +111,8 @@ def test_mixed_precision_of_a_gpu_model_becomes_float32_on_cpu(precision, tmp_pa
     expected = clf.predict_proba(X8)
     # as if fitted on a GPU with bf16 ("auto") or fp16 and its grad scaler
     clf.set_params(precision=precision)
-    clf.device_ = "cuda:0"
+    clf.device_ = clf.net_.device = "cuda:0"
+    clf.net_.precision = precision
     clf.net_.amp_dtype = torch.bfloat16 if precision == "auto" else torch.float16
     clf.net_.grad_scaler_ = torch.amp.GradScaler("cpu")
     restored = pickle.loads(pickle.dumps(clf))
@@ -130,7 +131,7 @@ def test_mixed_precision_of_a_gpu_model_becomes_float32_on_cpu(precision, tmp_pa
 def test_fp16_grad_scaler_path(small_digits, monkeypatch):
     """The fp16 training step (scale, unscaled step, update) that GPUs without
     bf16 take, run here with CPU fp16 autocast and a CPU grad scaler."""
-    import skcnn._base
+    import skcnn._engine.plan
 
     calls = []
 
@@ -149,7 +150,9 @@ def test_fp16_grad_scaler_path(small_digits, monkeypatch):
 
     X, y = small_digits
     monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
-    monkeypatch.setattr(skcnn._base, "resolve_precision", lambda *a, **k: torch.float16)
+    monkeypatch.setattr(
+        skcnn._engine.plan, "resolve_precision", lambda *a, **k: torch.float16
+    )
     clf = CNNClassifier(**TINY).fit(X, y)
     assert clf.net_.amp_dtype is torch.float16
     assert isinstance(clf.net_.grad_scaler_, CountingScaler)

@@ -6,7 +6,7 @@ import torch
 
 import skcnn
 from skcnn import CNNClassifier, CNNRegressor
-from skcnn._recipe import EpochFactor, MixBatch
+from skcnn._engine.recipe import EpochFactor, MixBatch
 
 from .conftest import TINY
 
@@ -161,7 +161,7 @@ def test_tta_averages_views(small_digits, heldout_digits):
     np.testing.assert_allclose(clf.predict_proba(Xt[10:20]), tta[10:20], atol=1e-6)
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[tta.argmax(1)])
     # the views are the plain images and 3 shifted copies, averaged
-    from skcnn._recipe import tta_views
+    from skcnn._engine.recipe import tta_views
 
     data, _ = clf._prepare_X(Xt, reset=False)
     views = [clf._proba(clf.net_.predict_logits(data))] + [

@@ -11,11 +11,11 @@ import torch
 from skorch import NeuralNet
 
 from skcnn import CNNClassifier
-from skcnn._training import SkcnnNet
+from skcnn._engine.net import TensorBatchNet
 
 from .conftest import TINY
 
-# What SkcnnNet relies on in skorch, as skorch 1.4 declares it. A skorch
+# What TensorBatchNet relies on in skorch, as skorch 1.4 declares it. A skorch
 # release that changes any of these must be looked at before it is allowed
 # (pyproject.toml pins skorch to the tested minor versions).
 SKORCH_SIGNATURES = {
@@ -27,6 +27,7 @@ SKORCH_SIGNATURES = {
     "on_epoch_begin": "(self, net, dataset_train=None, dataset_valid=None, **kwargs)",
     "_set_training": "(self, training=True)",
     "__getstate__": "(self)",
+    "__setstate__": "(self, state)",
     "infer": "(self, x, **fit_params)",
     "get_loss": "(self, y_pred, y_true, X=None, training=False)",
     "train_step": "(self, batch, **fit_params)",
@@ -38,7 +39,7 @@ SKORCH_SIGNATURES = {
     "partial_fit": "(self, X, y=None, classes=None, **fit_params)",
     "initialize": "(self)",
 }
-# Constructor arguments SkcnnNet passes on.
+# Constructor arguments TensorBatchNet passes on.
 SKORCH_INIT_ARGS = {
     "module",
     "criterion",
@@ -68,13 +69,13 @@ def test_skorch_signatures_we_rely_on(name):
 def test_every_override_is_guarded():
     overridden = {
         name
-        for name, value in vars(SkcnnNet).items()
+        for name, value in vars(TensorBatchNet).items()
         if callable(value) and hasattr(NeuralNet, name) and name != "__init__"
     }
     assert overridden <= set(SKORCH_SIGNATURES), overridden - set(SKORCH_SIGNATURES)
 
 
-# What skcnn._logging.EpochTable relies on in skorch's PrintLog.
+# What skcnn._engine.logging.EpochTable relies on in skorch's PrintLog.
 PRINTLOG_SIGNATURES = {
     "__init__": "(self, keys_ignored=None, sink=<built-in function print>, "
     "tablefmt='simple', floatfmt='.4f', stralign='right')",
@@ -87,7 +88,7 @@ PRINTLOG_SIGNATURES = {
 def test_printlog_contract():
     from skorch.callbacks import PrintLog
 
-    from skcnn._logging import EpochTable
+    from skcnn._engine.logging import EpochTable
 
     for name, signature in PRINTLOG_SIGNATURES.items():
         assert str(inspect.signature(getattr(PrintLog, name))) == signature, name
@@ -101,8 +102,8 @@ def test_printlog_contract():
 def test_skorch_init_arguments_and_private_state():
     params = inspect.signature(NeuralNet.__init__).parameters
     assert SKORCH_INIT_ARGS <= set(params)
-    net = SkcnnNet(torch.nn.Linear(2, 2), torch.nn.MSELoss).initialize()
-    # Read by SkcnnNet.train_step / _step_optimizer.
+    net = TensorBatchNet(torch.nn.Linear(2, 2), torch.nn.MSELoss).initialize()
+    # Read by TensorBatchNet.train_step / _step_optimizer.
     assert net._optimizers == ["optimizer"]
     assert isinstance(net.history, skorch.history.History)
 
@@ -261,3 +262,71 @@ def test_failed_refit_keeps_private_fitted_state_too(small_digits):
         # cannot train on batches of one sample.
         reg.set_params(batch_size=1).fit(X, y.astype(float))
     assert reg.predict(X[:3]).shape == (3, 2)
+
+
+def _package_files():
+    root = Path(__file__).resolve().parents[1] / "skcnn"
+    return root, sorted(root.rglob("*.py"))
+
+
+def test_no_import_by_string_hides_a_dependency():
+    # The import graph above sees only import statements: a module imported
+    # by name (importlib.import_module, __import__) would hide a circle. Only
+    # the package's lazy attributes (skcnn/__init__.py) import by name.
+    root, files = _package_files()
+    hidden = []
+    for path in files:
+        if path == root / "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = getattr(func, "attr", getattr(func, "id", None))
+                if name in ("import_module", "__import__"):
+                    hidden.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert hidden == [], hidden
+
+
+# What the engine may import from skcnn: no estimator module, not even
+# through another module.
+ENGINE_MAY_IMPORT = {
+    "skcnn._data",
+    "skcnn._device",
+    "skcnn._files",
+    "skcnn._params",
+    "skcnn._validation",
+    "skcnn.augmentation",
+    "skcnn.models",
+    "skcnn.models.adapter",
+    "skcnn.models.backbone",
+    "skcnn.models.convnet",
+    "skcnn.models.densenet",
+    "skcnn.models.finetune",
+}
+
+
+def test_the_engine_never_sees_an_estimator():
+    graph = _skcnn_imports()
+    reached, todo = set(), [m for m in graph if m.startswith("skcnn._engine")]
+    while todo:
+        for dep in graph[todo.pop()]:
+            if dep not in reached:
+                reached.add(dep)
+                todo.append(dep)
+    outside = {m for m in reached if not m.startswith("skcnn._engine")}
+    assert outside <= ENGINE_MAY_IMPORT, sorted(outside - ENGINE_MAY_IMPORT)
+
+
+def test_only_the_engine_imports_skorch():
+    root, files = _package_files()
+    importers = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n == "skorch" or n.startswith("skorch.") for n in names):
+                importers.add(str(path.relative_to(root).parent))
+    assert importers == {"_engine"}, importers

@@ -9,46 +9,23 @@ per-sample weights in the loss; predictions without autograd.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import json
 import math
-import os
-import signal
-import threading
-import time
-from pathlib import Path
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, Checkpoint
 from skorch.dataset import unpack_data
 
-from ._data import BatchIterator, TensorData, to_float_tensor
-from ._device import autocast, infer_batches
-from ._files import atomic_write
+from .._data import BatchIterator, TensorData, to_float_tensor
+from .._device import autocast, infer_batches, resolve_precision
 
 _CPU_FLOAT_COPY_BYTES = 1 << 30
 
 __all__ = [
-    "BestCheckpoint",
     "DivergedError",
     "NoTrainingBatch",
+    "TensorBatchNet",
     "TrainingDivergedError",
-    "EpochAccuracy",
-    "SkcnnNet",
-    "StopOnInterrupt",
-    "graceful_interrupt",
-    "unique_run_name",
 ]
-
-
-_RUNS = itertools.count()
-
-
-def unique_run_name():
-    """A folder name no other fit (thread, process or machine run) will take."""
-    return f"fit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
 
 
 class DivergedError(RuntimeError):
@@ -72,181 +49,7 @@ class TrainingDivergedError(ValueError):
         self.kept_weights = kept_weights
 
 
-class BestCheckpoint(Checkpoint):
-    """skorch's Checkpoint, keyed and written safely.
-
-    The best weights go to ``params.pt`` in this fit's own folder, through a
-    temporary file and an atomic rename (a failed write raises instead of
-    leaving a truncated file); ``meta.json`` beside them records ``key`` (what
-    the weights were trained on and for) and the best monitored loss, so that
-    a warm start resumes only from a matching, best checkpoint.
-    """
-
-    def __init__(self, dirname, key, monitor="valid_loss_best"):
-        super().__init__(
-            dirname=dirname,
-            monitor=monitor,
-            f_optimizer=None,
-            f_criterion=None,
-            f_history=None,
-            load_best=False,
-        )
-        self.key = key
-
-    def save_model(self, net):
-        folder = Path(self.dirname)
-        folder.mkdir(parents=True, exist_ok=True)
-        module = getattr(net.module_, "_orig_mod", net.module_)
-        loss_key = self.monitor.removesuffix("_best")
-        meta = {
-            "key": self.key,
-            "epoch": len(net.history),
-            "loss": float(net.history[-1, loss_key]),
-        }
-        atomic_write(
-            folder / "params.pt",
-            lambda f: torch.save(module.state_dict(), f),
-            what="checkpoint",
-        )
-        atomic_write(
-            folder / "meta.json",
-            lambda f: f.write(json.dumps(meta).encode()),
-            what="checkpoint",
-        )
-
-
-class StopOnInterrupt(Callback):
-    """Ends training after the current batch once Ctrl-C has been pressed.
-
-    ``pressed`` stays True once Ctrl-C was pressed during the fit (also when
-    a second Ctrl-C aborted the batch), so the estimator can tell a user's
-    interrupt from early stopping (which skorch also signals with
-    KeyboardInterrupt).
-    """
-
-    def __init__(self):
-        self.requested = False
-        self.pressed = False
-
-    def on_batch_end(self, net, **kwargs):
-        if self.requested:
-            self.requested = False
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def graceful_interrupt(stopper, verbose=False):
-    """While training, the first Ctrl-C asks ``stopper`` to stop after the
-    batch (skorch then ends training normally); a second one aborts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous in (signal.SIG_IGN, None):
-        # The process chose to ignore Ctrl-C (e.g. a background job): keep it so.
-        yield
-        return
-
-    def handler(signum, frame):
-        stopper.pressed = True
-        if stopper.requested:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        stopper.requested = True
-        if verbose:
-            print(
-                "Interrupted: stopping after the current batch (Ctrl-C again to abort)."
-            )
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class EpochAccuracy(Callback):
-    """Per-epoch training / validation accuracy, computed once per epoch.
-
-    Each batch only keeps references to its (detached) outputs and targets;
-    the comparison runs on the device at the end of the epoch, with one
-    synchronisation, instead of NumPy scoring of every cached prediction as
-    in skorch's ``EpochScoring``.
-    """
-
-    def __init__(self, task):
-        self.task = task
-
-    def on_epoch_begin(self, net, **kwargs):
-        self.seen_ = {True: [], False: []}
-
-    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
-        y = batch[1][0] if isinstance(batch[1], (tuple, list)) else batch[1]
-        self.seen_[training].append((y_pred, y))
-
-    def on_epoch_end(self, net, **kwargs):
-        for training, seen in self.seen_.items():
-            if not seen:
-                continue
-            y_pred = torch.cat([p for p, _ in seen])
-            y = torch.cat([t for _, t in seen])
-            if self.task == "multiclass":
-                correct = y_pred.argmax(1) == y
-            else:
-                correct = ((y_pred > 0) == (y > 0.5)).all(1)
-            name = "train_acc" if training else "valid_acc"
-            net.history.record(name, correct.float().mean().item())
-        self.seen_ = {True: [], False: []}
-
-
-# monitor= of early stopping: (history key with "{}" for "valid" / "train",
-# lower is better)
-
-
-class SmoothedLoss(Callback):
-    """An exponential moving average of each epoch's losses, for early stopping.
-
-    Records ``train_loss_smooth`` (and ``valid_loss_smooth`` when there is a
-    validation set): ``s_t = (1 - w) * loss_t + w * s_(t-1)``, so one noisy
-    epoch of a small or augmented validation set neither ends training nor
-    becomes the "best" epoch.
-    """
-
-    def __init__(self, weight=0.6):
-        self.weight = weight
-
-    def on_epoch_end(self, net, **kwargs):
-        history = net.history
-        for key in ("train_loss", "valid_loss"):
-            if key not in history[-1]:
-                continue
-            value = float(history[-1, key])
-            before = history[-2].get(f"{key}_smooth") if len(history) > 1 else None
-            if before is not None and math.isfinite(before):
-                value = (1 - self.weight) * value + self.weight * before
-            history.record(f"{key}_smooth", value)
-
-
-class RankedAccuracy(Callback):
-    """Accuracy with ties going to the lower loss, for early stopping.
-
-    Records ``valid_acc_rank`` (and ``train_acc_rank``): the accuracy minus
-    1e-6 x the loss. On a small validation set the accuracy saturates within
-    a few epochs; plain accuracy would then keep the first epoch that reached
-    it, however high its loss. Accuracies of fewer than 10^5 samples differ
-    by more than 1e-5, so the loss only orders equal accuracies (losses below
-    10).
-    """
-
-    def on_epoch_end(self, net, **kwargs):
-        row = net.history[-1]
-        for side in ("train", "valid"):
-            if f"{side}_acc" in row and f"{side}_loss" in row:
-                rank = row[f"{side}_acc"] - 1e-6 * min(float(row[f"{side}_loss"]), 10.0)
-                net.history.record(f"{side}_acc_rank", rank)
-
-
-class SkcnnNet(NeuralNet):
+class TensorBatchNet(NeuralNet):
     """skorch NeuralNet fed by :class:`BatchIterator`, with AMP and sample weights."""
 
     def __init__(
@@ -259,9 +62,11 @@ class SkcnnNet(NeuralNet):
         num_workers=0,
         mix=None,
         label_smoothing=0.0,
+        precision="auto",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.precision = precision
         self.mix = mix
         self.label_smoothing = label_smoothing
         self.amp_dtype = amp_dtype
@@ -360,6 +165,16 @@ class SkcnnNet(NeuralNet):
         state = super().__getstate__()
         state.pop("_mode", None)
         return state
+
+    def __setstate__(self, state):
+        on_gpu = str(state.get("device")).startswith("cuda")
+        super().__setstate__(state)  # skorch moves to the CPU if CUDA is missing
+        if on_gpu and not str(self.device).startswith("cuda"):
+            # Mixed precision was chosen for the GPU: re-choose for the CPU
+            # ("auto" and fp16 become float32), without fp16's grad scaler.
+            precision = getattr(self, "precision", "auto")
+            self.amp_dtype = resolve_precision(precision, "cpu", strict=False)
+            self.__dict__.pop("grad_scaler_", None)
 
     # -- steps -------------------------------------------------------------
     def infer(self, x, **fit_params):

@@ -137,7 +137,7 @@ def tta_views(tta, augment, random_state):
     training augmentation (small shifts without one), or one per spec of a
     list; seeded per view and per image, so predictions repeat exactly and
     do not depend on the other images of the call."""
-    from .augmentation import make_augment
+    from ..augmentation import make_augment
 
     if isinstance(tta, list):
         specs = tta

@@ -1,0 +1,238 @@
+"""What classifiers and regressors add to a network estimator: targets,
+losses and outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import column_or_1d
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from torch import nn
+
+__all__ = ["NetClassifierMixin", "NetRegressorMixin"]
+
+
+class NetClassifierMixin(ClassifierMixin):
+    """Targets, losses and outputs of classification."""
+
+    _shared_group = ("classifier",)
+
+    def _encode_y(self, y, reset, classes=None):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
+            if reset:
+                self.task_ = "multilabel"
+                self.classes_ = np.arange(y.shape[1])
+            elif self.task_ != "multilabel" or y.shape[1] != len(self.classes_):
+                raise ValueError(
+                    "y does not match the labels the estimator was fitted on."
+                )
+            return y.astype(np.float32)
+        check_classification_targets(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(
+                f"{type(self).__name__} supports binary, multiclass and multilabel-indicator "
+                f"targets; got {kind!r}."
+            )
+        if reset:
+            encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
+            found = encoder.classes_
+            if len(found) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes in the data, "
+                    f"but the data contains only one class: {found[0]!r}."
+                )
+            self.classes_ = found
+            self.task_ = "binary" if len(found) == 2 else "multiclass"
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y contains labels {unseen.tolist()} not seen when fitting."
+            )
+        codes = np.searchsorted(self.classes_, y)
+        if self.task_ == "binary":
+            return codes.astype(np.float32).reshape(-1, 1)
+        return codes.astype(np.int64)
+
+    def _sample_weights(self, y, sample_weight, n):
+        weights = super()._sample_weights(y, sample_weight, n)
+        if self.class_weight is None:
+            return weights
+        if self.task_ == "multilabel":
+            raise ValueError(
+                "class_weight is not supported for multilabel targets; pass "
+                "sample_weight instead."
+            )
+        per_class = compute_sample_weight(self.class_weight, np.asarray(y).ravel())
+        weights = per_class if weights is None else weights * per_class
+        return weights.astype(np.float32)
+
+    def _n_outputs(self):
+        return 1 if self.task_ == "binary" else len(self.classes_)
+
+    def _criterion(self):
+        return (
+            nn.CrossEntropyLoss if self.task_ == "multiclass" else nn.BCEWithLogitsLoss
+        )
+
+    def _fitted_state(self):
+        state = super()._fitted_state()
+        state["classes"] = {
+            "values": self.classes_.tolist(),
+            "dtype": self.classes_.dtype.str,
+        }
+        return state
+
+    def _set_fitted_state(self, state):
+        super()._set_fitted_state(state)
+        classes = state["classes"]
+        self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n, n_classes)
+            ``(n, n_labels)`` for multilabel targets.
+        """
+        return self._views(X, self._proba)
+
+    def _proba(self, logits):
+        logits = torch.as_tensor(logits, dtype=torch.float64)
+        if self.task_ == "multiclass":
+            return torch.softmax(logits, 1).numpy()
+        p = torch.sigmoid(logits).numpy()
+        if self.task_ == "binary":
+            return np.column_stack([1 - p[:, 0], p[:, 0]])
+        return p
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n, n_classes)
+            Log-probabilities (clipped at 1e-12 before the log).
+        """
+        return np.log(np.clip(self.predict_proba(X), 1e-12, None))
+
+    def predict(self, X):
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n,)
+            Labels of ``classes_``; an indicator matrix ``(n, n_labels)``
+            for multilabel targets.
+        """
+        proba = self.predict_proba(X)
+        if self.task_ == "multilabel":
+            return (proba > 0.5).astype(int)
+        return self.classes_[proba.argmax(1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.poor_score = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class NetRegressorMixin(RegressorMixin):
+    """Targets, losses and outputs of regression."""
+
+    def _encode_y(self, y, reset, classes=None):
+        y = np.asarray(y, dtype=np.float32)
+        single = y.ndim == 1
+        if single:
+            y = y.reshape(-1, 1)
+        if not np.isfinite(y).all():
+            raise ValueError(
+                "y contains NaN or infinity (or values beyond float32's range); "
+                "expected finite targets."
+            )
+        if reset:
+            self.task_ = "regression"
+            self._single_output = single
+            self.n_outputs_ = y.shape[1]
+            mean, scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
+            if getattr(self, "scale_target", False):
+                mean, scale = y.mean(0, dtype=np.float64), y.std(0, dtype=np.float64)
+                scale[scale == 0] = 1.0
+            self.target_mean_, self.target_scale_ = mean, scale
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} outputs; the estimator was fitted on {self.n_outputs_}."
+            )
+        return ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def _criterion(self):
+        return nn.MSELoss
+
+    def _fitted_state(self):
+        state = super()._fitted_state()
+        state["n_outputs"] = int(self.n_outputs_)
+        state["single_output"] = bool(self._single_output)
+        state["target_mean"] = [float(v) for v in self.target_mean_]
+        state["target_scale"] = [float(v) for v in self.target_scale_]
+        return state
+
+    def _set_fitted_state(self, state):
+        super()._set_fitted_state(state)
+        self.n_outputs_ = state["n_outputs"]
+        self._single_output = state["single_output"]
+        # Files from before target scaling: no standardisation.
+        self.target_mean_ = np.asarray(
+            state.get("target_mean", [0.0] * self.n_outputs_), dtype=np.float64
+        )
+        self.target_scale_ = np.asarray(
+            state.get("target_scale", [1.0] * self.n_outputs_), dtype=np.float64
+        )
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like or list of image paths
+            Images, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n,) or (n, n_outputs)
+            1-D when the targets were 1-D at fit.
+        """
+        out = (
+            self._views(X, lambda out: out.astype(np.float64)) * self.target_scale_
+            + self.target_mean_
+        )
+        return out[:, 0] if self._single_output else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True
+        return tags
