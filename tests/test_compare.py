@@ -48,8 +48,8 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
 
 
 def test_full_run_figures_per_model(tmp_path):
-    from skcnn._report import write_outputs
     from skcnn.compare import load_comparison_data
+    from skcnn.compare.report import write_outputs
 
     result = run_comparison(
         models=["cnn", "pca+svm"], quick=True, robustness=False, progress=lambda m: None
@@ -77,8 +77,8 @@ def test_models_accept_groups():
 
 
 def test_verdict_is_computed_from_the_numbers():
-    from skcnn._report import verdict
     from skcnn.compare import ComparisonResult
+    from skcnn.compare.report import verdict
 
     def row(name, val, ext, rank=""):
         return {
@@ -121,7 +121,7 @@ def test_pretrained_rows_skip_without_weights(tmp_path, monkeypatch):
 
 
 def test_the_default_run_lists_only_rows_that_can_run(tmp_path, monkeypatch):
-    from skcnn import compare
+    from skcnn.compare import run as compare
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(
@@ -206,7 +206,7 @@ def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch
     from skcnn import cli
 
     monkeypatch.setattr(
-        "skcnn.compare.load_comparison_data",
+        "skcnn.compare.run.load_comparison_data",
         lambda *a, **k: pytest.fail("data loaded before the options were checked"),
     )
     assert cli.main(["compare", "--models", "pca+svm", *argv]) == 2
@@ -215,7 +215,7 @@ def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch
 
 
 def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
-    from skcnn import compare
+    from skcnn.compare import run as compare
 
     real = compare.GridSearchCV.fit
     calls = []
@@ -404,7 +404,7 @@ def test_data_with_too_few_classes_fails_before_any_model(
     tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setattr(
-        "skcnn.compare._run_row",
+        "skcnn.compare.run._run_row",
         lambda *a, **k: pytest.fail("a model ran on data that cannot be compared"),
     )
     one = _folder(tmp_path / "one", {"cat": 12})
@@ -432,7 +432,7 @@ def test_weights_that_do_not_fit_densenet121_fail_up_front(
     import torch
 
     monkeypatch.setattr(
-        "skcnn.compare.load_comparison_data",
+        "skcnn.compare.run.load_comparison_data",
         lambda *a, **k: pytest.fail("data loaded before the weights were checked"),
     )
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
@@ -446,7 +446,7 @@ def test_out_of_memory_gets_advice(monkeypatch, capsys):
     def no_memory(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr("skcnn.compare.load_comparison_data", no_memory)
+    monkeypatch.setattr("skcnn.compare.run.load_comparison_data", no_memory)
     assert main(["compare", "--models", "pca+svm", "--image-size", "512"]) == 2
     err = capsys.readouterr().err
     assert "ran out of memory" in err and "--image-size" in err

@@ -56,6 +56,7 @@ def _space(grid):
 
 
 def table_markdown(rows):
+    """The result rows as a Markdown table with the columns of ``COLUMNS``."""
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -224,7 +225,7 @@ def write_outputs(result, out, y_val, y_ext, per_model_figures=True):
     """results.csv/.md, report.md, robustness.csv and the figures (the
     confusion matrices and learning curves of each model too, unless
     ``per_model_figures`` is False)."""
-    from .robustness import write_profile_csv
+    from ..robustness import write_profile_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,8 +251,8 @@ def _write_figures(result, out, y_val, y_ext, per_model_figures):
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    from .inspection import plot_learning_curves
-    from .robustness import plot_shift_profile
+    from ..inspection import plot_learning_curves
+    from ..robustness import plot_shift_profile
 
     written = []
 

@@ -1,0 +1,59 @@
+"""The statistics of a comparison: paired bootstrap intervals and ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_BOOTSTRAP = 1000
+
+
+class PairedBootstrap:
+    """Macro F1 of predictions on the same resamples of one test set, so that
+    intervals and differences between models are paired (the same images)."""
+
+    def __init__(self, y_true, n=N_BOOTSTRAP, random_state=0):
+        self.classes = np.unique(y_true)
+        self.y = np.searchsorted(self.classes, y_true)
+        rng = np.random.default_rng(random_state)
+        self.samples = rng.integers(0, len(self.y), (n, len(self.y)))
+
+    def scores(self, y_pred):
+        """Macro F1 (over the classes present in y_true) on every resample."""
+        k = len(self.classes)
+        pred = np.searchsorted(self.classes, y_pred)
+        pred = np.where(np.isin(y_pred, self.classes), pred, k)  # unknown label: wrong
+        out = np.empty(len(self.samples))
+        for b, idx in enumerate(self.samples):
+            t, p = self.y[idx], pred[idx]
+            tp = np.bincount(t[t == p], minlength=k + 1)[:k]
+            support = np.bincount(t, minlength=k + 1)[:k]
+            predicted = np.bincount(p, minlength=k + 1)[:k]
+            denom = support + predicted
+            f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+            out[b] = f1[support > 0].mean()
+        return out
+
+    def interval(self, y_pred, level=0.95):
+        lo, hi = np.quantile(self.scores(y_pred), [(1 - level) / 2, (1 + level) / 2])
+        return (float(lo), float(hi))
+
+
+def _rank(result, boot):
+    """Mark the best external F1 and the models not significantly different
+    from it: a paired bootstrap of the difference whose 95% interval holds 0."""
+    ok = [r for r in result.rows if r.get("status") == "ok"]
+    if not ok:
+        return
+    best = max(ok, key=lambda r: r["ext_f1"])
+    best_scores = boot.scores(result.predictions[best["model"]][1])
+    for r in ok:
+        if r is best:
+            r["ext_rank"] = "best"
+            continue
+        diff = best_scores - boot.scores(result.predictions[r["model"]][1])
+        lo, hi = np.quantile(diff, [0.025, 0.975])
+        r["ext_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
+
+
+# Folder images are resized to at most this side: every row of the run
+# trains on them, and no row gains from more on a CPU.
