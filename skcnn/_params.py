@@ -124,6 +124,16 @@ PARAMS = {
     "weight_decay": Param(
         [Num(0)], "float", 'L2 penalty (decoupled for "adamw").', 0.0
     ),
+    "clip_grad_norm": Param(
+        [Num(0, None, closed="neither"), None],
+        "float or None",
+        """Clip the gradients' global L2 norm to this value before each
+        optimizer step (``torch.nn.utils.clip_grad_norm_``; under fp16 mixed
+        precision, of the unscaled gradients): a guard against exploding
+        gradients at high learning rates or when fine-tuning. None: no
+        clipping.""",
+        None,
+    ),
     "early_stopping": Param(
         ["boolean"],
         "bool",

@@ -97,6 +97,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         lr=1e-3,
         optimizer="adam",
         weight_decay=0.0,
+        clip_grad_norm=None,
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=6,

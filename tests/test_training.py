@@ -330,3 +330,47 @@ def test_only_the_engine_imports_skorch():
             if any(n == "skorch" or n.startswith("skorch.") for n in names):
                 importers.add(str(path.relative_to(root).parent))
     assert importers == {"_engine"}, importers
+
+
+class _GradNorms(skorch.callbacks.Callback):
+    """Records the global gradient norm skorch's on_grad_computed sees."""
+
+    def initialize(self):
+        self.norms = []
+        return self
+
+    def on_grad_computed(self, net, named_parameters, **kwargs):
+        grads = [p.grad for _, p in named_parameters if p.grad is not None]
+        self.norms.append(
+            float(
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                )
+            )
+        )
+
+
+def test_clip_grad_norm_bounds_every_step(small_digits):
+    X, y = small_digits
+    params = {**TINY, "max_epochs": 2, "early_stopping": False}
+    free = _GradNorms()
+    CNNClassifier(**params, callbacks=[free]).fit(X, y)
+    clipped = _GradNorms()
+    clf = CNNClassifier(**params, clip_grad_norm=0.05, callbacks=[clipped]).fit(X, y)
+    assert max(free.norms) > 0.5  # unclipped steps are far above the bound
+    assert len(clipped.norms) == len(free.norms)
+    assert max(clipped.norms) <= 0.05 * (1 + 1e-4)
+    # a bound no step reaches changes nothing
+    loose = CNNClassifier(**params, clip_grad_norm=1e6).fit(X, y)
+    plain = CNNClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(
+        loose.predict_proba(X), plain.predict_proba(X), atol=1e-6
+    )
+    assert not np.allclose(clf.predict_proba(X), plain.predict_proba(X), atol=1e-3)
+
+
+def test_clip_grad_norm_is_validated():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="clip_grad_norm"):
+        CNNClassifier(**TINY, clip_grad_norm=0).fit(np.zeros((4, 8, 8)), [0, 1, 0, 1])

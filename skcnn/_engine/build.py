@@ -97,6 +97,7 @@ def build_net(plan, module, *, extra_callbacks=()):
         num_workers=plan.num_workers,
         mix=MixBatch(plan.mixup, plan.cutmix, plan.seed + 2) if mix else None,
         label_smoothing=plan.label_smoothing,
+        clip_grad_norm=plan.clip_grad_norm,
         **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
         **{f"optimizer__{k}": v for k, v in plan.optimizer_kwargs.items()},
     )

@@ -63,9 +63,11 @@ class TensorBatchNet(NeuralNet):
         mix=None,
         label_smoothing=0.0,
         precision="auto",
+        clip_grad_norm=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.clip_grad_norm = clip_grad_norm
         self.precision = precision
         self.mix = mix
         self.label_smoothing = label_smoothing
@@ -232,6 +234,12 @@ class TensorBatchNet(NeuralNet):
             ) * self.get_loss(y_pred, other, X=Xi, training=True)
         scaler = self._scaler()
         (scaler.scale(loss) if scaler is not None else loss).backward()
+        clip = getattr(self, "clip_grad_norm", None)  # None in older pickles
+        if clip is not None:
+            if scaler is not None:
+                for optimizer in self._optimizer_objects():
+                    scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), clip)
         # Detached so scoring callbacks that cache predictions hold no graph.
         return {"loss": loss.detach(), "y_pred": y_pred.detach()}
 

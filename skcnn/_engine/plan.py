@@ -45,6 +45,7 @@ class TrainingPlan:
     lr: float
     optimizer: type
     optimizer_kwargs: dict
+    clip_grad_norm: float | None
     criterion: object
     criterion_kwargs: dict
     label_smoothing: float
@@ -198,6 +199,7 @@ def plan_for(est, *, seed, batch_size, strict_precision=True):
         lr=float(est.lr),
         optimizer=opt_cls,
         optimizer_kwargs=opt_kwargs,
+        clip_grad_norm=getattr(est, "clip_grad_norm", None),
         criterion=est._criterion(),
         criterion_kwargs={"label_smoothing": smoothing}
         if smoothing and multiclass
