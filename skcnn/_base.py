@@ -92,12 +92,6 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         """Checks across parameters, after the table (subclasses extend it)."""
         check_params(self, regressor=isinstance(self, RegressorMixin))
 
-    # -- input -----------------------------------------------------------------
-    def _prepare_X(self, X, reset):
-        """Validate X; return (TensorData or ImagePaths, layout). Nothing else reshapes."""
-        data, layout, _ = prepare_images(self, X, reset=reset)
-        return data, layout
-
     # -- fitting -----------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
         """Train the network on ``X``, ``y``.
@@ -282,7 +276,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     def _views(self, X, combine):
         """``combine(logits)`` of X, averaged over the test-time views."""
         check_is_fitted(self, "net_")
-        data, _ = self._prepare_X(X, reset=False)
+        data, _, _ = prepare_images(self, X, reset=False)
         views = tta_views(self.tta, self.augment, self.random_state)
         with intra_op_threads(self._threads()):
             out = combine(self.net_.predict_logits(data))

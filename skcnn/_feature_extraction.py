@@ -288,9 +288,7 @@ class PretrainedFeatureExtractor(
         # the file's is the one the features were computed with.
         adapter = module.adapter
         if "adapter.mean" in weights and adapter.mean is None:
-            for name in ("mean", "std"):
-                delattr(adapter, name)
-                adapter.register_buffer(name, weights[f"adapter.{name}"].clone())
+            adapter.set_normalisation(weights["adapter.mean"], weights["adapter.std"])
         expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         if expected != {k: tuple(v.shape) for k, v in weights.items()}:
             raise ValueError(

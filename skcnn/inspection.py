@@ -14,7 +14,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._data import to_float_tensor
+from ._data import prepare_images, to_float_tensor
 
 __all__ = [
     "Summary",
@@ -37,7 +37,7 @@ def _module(estimator):
 
 
 def _inputs(estimator, X):
-    data, _ = estimator._prepare_X(X, reset=False)
+    data, _, _ = prepare_images(estimator, X, reset=False)
     device = next(_module(estimator).parameters()).device
     return to_float_tensor(torch.as_tensor(data.numpy()).to(device))
 

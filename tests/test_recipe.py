@@ -161,9 +161,10 @@ def test_tta_averages_views(small_digits, heldout_digits):
     np.testing.assert_allclose(clf.predict_proba(Xt[10:20]), tta[10:20], atol=1e-6)
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[tta.argmax(1)])
     # the views are the plain images and 3 shifted copies, averaged
+    from skcnn._data import prepare_images
     from skcnn._engine.recipe import tta_views
 
-    data, _ = clf._prepare_X(Xt, reset=False)
+    data, _, _ = prepare_images(clf, Xt, reset=False)
     views = [clf._proba(clf.net_.predict_logits(data))] + [
         clf._proba(clf.net_.predict_logits(data, transform=v))
         for v in tta_views(3, clf.augment, clf.random_state)

@@ -22,7 +22,6 @@ SKORCH_SIGNATURES = {
     # overridden
     "get_dataset": "(self, X, y=None)",
     "get_iterator": "(self, dataset, training=False)",
-    "notify": "(self, method_name, **cb_kwargs)",
     "run_single_epoch": "(self, iterator, training, prefix, step_fn, **fit_params)",
     "on_epoch_begin": "(self, net, dataset_train=None, dataset_valid=None, **kwargs)",
     "_set_training": "(self, training=True)",
@@ -30,10 +29,12 @@ SKORCH_SIGNATURES = {
     "__setstate__": "(self, state)",
     "infer": "(self, x, **fit_params)",
     "get_loss": "(self, y_pred, y_true, X=None, training=False)",
-    "train_step": "(self, batch, **fit_params)",
     "train_step_single": "(self, batch, **fit_params)",
     "_step_optimizer": "(self, step_fn)",
-    # called
+    # called, or relied on (train_step runs train_step_single, then notifies
+    # on_grad_computed: user callbacks see the clipped gradients)
+    "notify": "(self, method_name, **cb_kwargs)",
+    "train_step": "(self, batch, **fit_params)",
     "_zero_grad_optimizer": "(self, set_to_none=None)",
     "get_all_learnable_params": "(self)",
     "partial_fit": "(self, X, y=None, classes=None, **fit_params)",

@@ -53,15 +53,20 @@ class InputAdapter(nn.Module):
             tuple(int(s) for s in input_size) if input_size is not None else None
         )
         self.min_size = int(min_size)
+        self.mean = self.std = None
         if mean is not None:
-            self.register_buffer(
-                "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-            )
-            self.register_buffer(
-                "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-            )
-        else:
-            self.mean = self.std = None
+            self.set_normalisation(mean, std)
+
+    def set_normalisation(self, mean, std):
+        """Normalise inputs with ``mean`` and ``std`` (one value per backbone
+        channel; sequences or tensors), kept as buffers of the module."""
+        for name, value in (("mean", mean), ("std", std)):
+            if name in self._buffers:
+                del self._buffers[name]
+            else:
+                delattr(self, name)
+            value = torch.as_tensor(value, dtype=torch.float32).clone()
+            self.register_buffer(name, value.view(1, -1, 1, 1))
 
     def forward(self, x):
         if x.ndim == 3:  # 1-D signals: a 1-row image
