@@ -7,8 +7,6 @@ targets, builds the module and a skorch net (``net_``) and trains it.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -339,12 +337,16 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         validate_params(estimator)
         estimator._set_fitted_state(state)
         estimator.device_ = resolve_device(estimator.device)
-        build = partial(
-            estimator._build_module,
-            estimator.layout_,
-            estimator._n_outputs(),
-            estimator._saved_pretrained(),
-        )
+
+        def build():
+            # a new stand-in per build: the meta-device check must not share
+            # a backbone with the module that keeps the weights
+            return estimator._build_module(
+                estimator.layout_,
+                estimator._n_outputs(),
+                estimator._saved_pretrained(),
+            )
+
         _persistence.check_weight_shapes(build, weights)
         module = build()
         plan = plan_for(

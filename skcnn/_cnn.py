@@ -32,8 +32,36 @@ _CNN_PARAMETER_CONSTRAINTS = {
 }
 
 
+# The architecture parameters of both CNN estimators' docstrings.
+_CNN_PARAMETERS_DOC = """\
+    conv_filters : tuple of int, default=(32, 64)
+        Filters of each conv block (conv, batch norm, activation, max-pool).
+    kernel_size : int or tuple, default=3
+        Kernel size, one for all blocks or one per block.
+    pool_size : int or tuple, default=2
+        Max-pool size after each block (1 or None: no pooling); a map
+        already smaller than the pool is not pooled.
+    padding : {"same", "valid"}, default="same"
+        "same" keeps each block's map size before pooling; "valid" shrinks it.
+    dense_units : tuple of int, default=(128,)
+        Hidden dense layers between the conv blocks and the output layer.
+    dropout : float, default=0.25
+        Dropout rate after each hidden dense layer.
+    batch_norm : bool, default=True
+        Batch normalisation after each convolution.
+    activation : str, default="relu"
+        "relu", "elu", "leaky_relu", "gelu", "selu", "silu", "tanh" or "sigmoid".
+    global_pool : {None, "avg", "max"}, default=None
+        None flattens the last feature map (as Keras ``Flatten``).
+"""
+
+
 class _CNNMixin:
     _parameter_constraints = _CNN_PARAMETER_CONSTRAINTS
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = cls.__doc__.replace("    @cnn_parameters@\n", _CNN_PARAMETERS_DOC)
 
     def _build_module(self, layout, n_outputs, pretrained=None):
         return ConvNet(
@@ -61,25 +89,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
 
     Parameters
     ----------
-    conv_filters : tuple of int, default=(32, 64)
-        Filters of each conv block (conv, batch norm, activation, max-pool).
-    kernel_size : int or tuple, default=3
-        Kernel size, one for all blocks or one per block.
-    pool_size : int or tuple, default=2
-        Max-pool size after each block (1 or None: no pooling); a map
-        already smaller than the pool is not pooled.
-    padding : {"same", "valid"}, default="same"
-        "same" keeps each block's map size before pooling; "valid" shrinks it.
-    dense_units : tuple of int, default=(128,)
-        Hidden dense layers between the conv blocks and the output layer.
-    dropout : float, default=0.25
-        Dropout rate after each hidden dense layer.
-    batch_norm : bool, default=True
-        Batch normalisation after each convolution.
-    activation : str, default="relu"
-        "relu", "elu", "leaky_relu", "gelu", "selu", "silu", "tanh" or "sigmoid".
-    global_pool : {None, "avg", "max"}, default=None
-        None flattens the last feature map (as Keras ``Flatten``).
+    @cnn_parameters@
     @shared_parameters@
 
     Attributes
@@ -176,25 +186,7 @@ class CNNRegressor(NetRegressorMixin, _CNNMixin, BaseNetEstimator):
 
     Parameters
     ----------
-    conv_filters : tuple of int, default=(32, 64)
-        Filters of each conv block (conv, batch norm, activation, max-pool).
-    kernel_size : int or tuple, default=3
-        Kernel size, one for all blocks or one per block.
-    pool_size : int or tuple, default=2
-        Max-pool size after each block (1 or None: no pooling); a map
-        already smaller than the pool is not pooled.
-    padding : {"same", "valid"}, default="same"
-        "same" keeps each block's map size before pooling; "valid" shrinks it.
-    dense_units : tuple of int, default=(128,)
-        Hidden dense layers between the conv blocks and the output layer.
-    dropout : float, default=0.25
-        Dropout rate after each hidden dense layer.
-    batch_norm : bool, default=True
-        Batch normalisation after each convolution.
-    activation : str, default="relu"
-        "relu", "elu", "leaky_relu", "gelu", "selu", "silu", "tanh" or "sigmoid".
-    global_pool : {None, "avg", "max"}, default=None
-        None flattens the last feature map (as Keras ``Flatten``).
+    @cnn_parameters@
     @shared_parameters@
     scale_target : bool, default=True
         Standardise the targets (per output: minus the mean, over the

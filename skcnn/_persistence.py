@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ._device import gpu_missing
 from ._files import atomic_output, check_output_path
@@ -317,8 +318,6 @@ def check_weight_shapes(build, weights):
     """The architecture ``build()`` makes, first on the meta device (no
     memory), against the file's tensors: parameters and layout that do not
     describe them fail here."""
-    import torch
-
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()}
     found = {k: tuple(v.shape) for k, v in weights.items()}
