@@ -26,8 +26,9 @@ import torch
 from _common import sync, write_results
 
 from skcnn import CNNClassifier, DenseNetClassifier
-from skcnn.models import ConvNet, DenseNetModule
-from skcnn.models.densenet import make_densenet
+from skcnn.backbones import build_backbone
+from skcnn.models import ConvNet
+from skcnn.models.finetune import PretrainedNet
 
 
 def hand_loop(module, X, y, epochs, batch, device):
@@ -118,7 +119,7 @@ def main():
             f"DenseNet-121 {args.px}px",
             (4096, args.px, args.px, 3),
             64,
-            lambda: DenseNetModule(make_densenet("densenet121"), 10),
+            lambda: PretrainedNet(build_backbone("densenet121"), 10),
             lambda: DenseNetClassifier(arch="densenet121", batch_size=64, **common),
         ),
     ]

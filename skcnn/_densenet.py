@@ -15,9 +15,9 @@ from ._validation import (
     deprecated_name,
     renamed,
 )
-from .models.adapter import InputAdapter
-from .models.densenet import DENSENET_CONFIGS, DenseNetModule, make_densenet
-from .pretrained import load_into, resolve_weights
+from .backbones import build_backbone, densenet_stages
+from .models.densenet import DENSENET_CONFIGS, make_densenet
+from .models.finetune import PretrainedNet
 
 __all__ = ["DenseNetClassifier"]
 
@@ -33,6 +33,9 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     replaced for the task's classes and ``finetune_depth`` chooses how much of
     the backbone trains (the classic transfer-learning recipe: a new head on
     a frozen base, then the top blocks unfrozen at a lower learning rate).
+    A named ``arch`` with ``weights`` is the same network, built by the same
+    code (:mod:`skcnn.backbones`), as ``PretrainedClassifier(arch,
+    weights=...)``; the stages are the dense blocks.
 
     Inputs that are not 3-channel: 1-channel images are repeated to 3
     channels on the device for a pretrained backbone; from scratch, the first
@@ -74,7 +77,6 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     (2,)
     """
 
-    _backbone_prefix = "features."
     _parameter_constraints = {
         "arch": [StrOptions(set(DENSENET_CONFIGS)), None],
         "growth_rate": [Int(1)],
@@ -141,8 +143,36 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     ):
         self._set_init_params(locals())
 
+    def _backbone(self, weights, *, small_stem=False, in_channels=3):
+        """The DenseNet with ``weights`` loaded and its head cut: a named
+        ``arch`` from the backbone table, otherwise this configuration."""
+        options = dict(
+            bn_size=self.bn_size,
+            drop_rate=renamed(self, "drop_rate", "dropout"),
+            memory_efficient=self.memory_efficient,
+        )
+        if self.arch is not None and not small_stem and in_channels == 3:
+            return build_backbone(self.arch, weights, **options)
+        model = make_densenet(
+            self.arch,
+            growth_rate=self.growth_rate,
+            block_config=self.block_config,
+            num_init_features=self.num_init_features,
+            small_stem=small_stem,
+            in_channels=in_channels,
+            **options,
+        )
+        return build_backbone(
+            model, weights, stages=densenet_stages(len(self._blocks()))
+        )
+
     def _resolve_pretrained(self):
-        return resolve_weights(self.arch, self.weights)
+        return None if self.weights is None else self._backbone(self.weights)
+
+    def _saved_pretrained(self):
+        if self.weights_source_ is None:
+            return None
+        return self._stand_in(self._backbone(None))
 
     def _build_module(self, layout, n_outputs, pretrained=None):
         size = self.input_size or layout.spatial
@@ -155,39 +185,35 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
             raise ValueError(
                 "stem='small' cannot take pretrained weights; use stem='auto' or 'imagenet'."
             )
-        channels = 3 if pretrained is not None else layout.in_channels
-        backbone = make_densenet(
-            self.arch,
-            growth_rate=self.growth_rate,
-            block_config=self.block_config,
-            num_init_features=self.num_init_features,
-            bn_size=self.bn_size,
-            drop_rate=renamed(self, "drop_rate", "dropout"),
-            memory_efficient=self.memory_efficient,
-            small_stem=small,
-            in_channels=channels,
-        )
-        if pretrained is not None and pretrained.state_dict:
-            load_into(backbone, pretrained.state_dict)
+        backbone = pretrained
+        if backbone is None:
+            backbone = self._backbone(
+                None, small_stem=small, in_channels=layout.in_channels
+            )
         # Each transition halves the map; the ImageNet stem quarters it.
-        n_blocks = sum(
-            n.startswith("denseblock") for n, _ in backbone.features.named_children()
+        n_down = len(backbone.stages) - 1 + (0 if small else 2)
+        backbone.min_size = 2**n_down
+        module = PretrainedNet(
+            backbone, n_outputs, adapter=backbone.input_adapter(layout, self.input_size)
         )
-        n_down = n_blocks - 1 + (0 if small else 2)
-        adapter = InputAdapter(
-            layout.in_channels,
-            backbone_channels=channels,
-            input_size=self.input_size,
-            min_size=2**n_down,
-            mean=None if pretrained is None else pretrained.mean,
-            std=None if pretrained is None else pretrained.std,
-        )
-        module = DenseNetModule(backbone, n_outputs, adapter=adapter)
         return module.set_finetune_depth(self.finetune_depth)
+
+    @classmethod
+    def _from_fitted_state(cls, params, state, weights):
+        # skcnn <= 0.2 kept the DenseNet's features at the top of the module
+        weights = {
+            f"body.{k}" if k.startswith("features.") else k: v
+            for k, v in weights.items()
+        }
+        return super()._from_fitted_state(params, state, weights)
+
+    def _blocks(self):
+        """Dense layers per block."""
+        return DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
 
     def _check_params(self):
         super()._check_params()
-        blocks = DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
+        blocks = self._blocks()
         if self.finetune_depth != "all" and self.finetune_depth > len(blocks):
             raise ValueError(
                 f"finetune_depth={self.finetune_depth} is more than the {len(blocks)} "

@@ -11,7 +11,6 @@ from ._transfer import TransferMixin
 from ._validation import Int, Num, Sizes, StrOptions
 from .backbones import build_backbone
 from .models.finetune import PretrainedNet
-from .pretrained import ResolvedWeights
 
 __all__ = ["PretrainedClassifier"]
 
@@ -75,7 +74,6 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     (2,)
     """
 
-    _backbone_prefix = "body."
     _parameter_constraints = {
         "backbone": [str, nn.Module],
         "weights": [None, str, os.PathLike, dict],
@@ -153,12 +151,13 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         self._restored_input_size = None if size is None else tuple(size)
 
     def _saved_pretrained(self):
-        """The architecture without weights (the file holds them all), with
-        the normalisation and input size the fitted model used."""
-        backbone = build_backbone(self.backbone, None)
-        if self.weights_source_ is not None:
-            backbone.weights = ResolvedWeights({}, source=self.weights_source_)
-        backbone.restored_input_size = self._restored_input_size
+        """The architecture without weights, resizing as the fitted model did:
+        ``"auto"`` read the native size of the weights, which the file does
+        not keep, so the stand-in's native size is the size used (``"auto"``
+        gives it back: it never exceeds what it chose from)."""
+        backbone = self._stand_in(build_backbone(self.backbone, None))
+        if self.input_size == "auto" and self._restored_input_size is not None:
+            backbone.input_size = self._restored_input_size[0]
         return backbone
 
     @property

@@ -12,6 +12,8 @@ from __future__ import annotations
 import warnings
 
 from ._engine.callbacks import finetune_callbacks
+from .models.finetune import PretrainedNet
+from .pretrained import ResolvedWeights
 
 __all__ = ["TransferMixin"]
 
@@ -46,10 +48,18 @@ class TransferMixin:
         if self.backbone_lr_scale == 1.0:
             return {}
         lr = float(self.lr) * float(self.backbone_lr_scale)
-        prefix = self._backbone_prefix
+        prefix = PretrainedNet.backbone_prefix
         return {
             "param_groups": [
                 (pattern, {"lr": lr})
                 for pattern in (f"{prefix}*", f"_orig_mod.{prefix}*")
             ]
         }
+
+    def _stand_in(self, backbone):
+        """``backbone`` (built without weights) for a model being loaded: its
+        file holds every weight, including the input normalisation; what
+        matters is whether it was pretrained."""
+        if self.weights_source_ is not None:
+            backbone.weights = ResolvedWeights({}, source=self.weights_source_)
+        return backbone

@@ -1,7 +1,7 @@
 """Backbones as data: how to build, cut, stage and preprocess each network.
 
 One table, shared by :class:`~skcnn.PretrainedClassifier`,
-:class:`~skcnn.DenseNetClassifier` (its named architectures) and
+:class:`~skcnn.DenseNetClassifier` (its pretrained architectures) and
 :class:`~skcnn.PretrainedFeatureExtractor`, in the spirit of timm's
 ``pretrained_cfg``. A row says where the architecture comes from
 (torchvision or timm), its stages (what ``finetune_depth`` unfreezes and a
@@ -66,10 +66,16 @@ class BackboneSpec:
 
 
 def _stages(*names):
-    return tuple(Stage(n, n) if isinstance(n, str) else Stage(*n) for n in names)
+    """Stages from names (start = end), (start, end) pairs or Stages."""
+    return tuple(
+        n if isinstance(n, Stage) else Stage(n, n) if isinstance(n, str) else Stage(*n)
+        for n in names
+    )
 
 
-def _densenet_stages(n_blocks=4):
+def densenet_stages(n_blocks=4):
+    """The stages of a torchvision DenseNet with ``n_blocks`` dense blocks:
+    each block with the transition after it (the last with the final norm)."""
     return _stages(
         *[
             (f"features.denseblock{i}", f"features.transition{i}")
@@ -134,7 +140,7 @@ def _lite0_weights():
 
 BACKBONES = {
     **{
-        name: BackboneSpec("torchvision", name, _densenet_stages())
+        name: BackboneSpec("torchvision", name, densenet_stages())
         for name in ("densenet121", "densenet161", "densenet169", "densenet201")
     },
     **{
@@ -162,7 +168,9 @@ class Backbone:
     """A built backbone: ``model(x)`` returns its pooled features.
 
     ``stages`` are in forward order; ``mean``/``std``/``input_size`` are the
-    preprocessing its weights expect (None for random weights).
+    preprocessing its weights expect (None for random weights); images
+    smaller than ``min_size`` on a side are enlarged to it, so that the
+    network's downsampling keeps a feature map.
     """
 
     model: nn.Module
@@ -173,8 +181,7 @@ class Backbone:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     input_size: int | None = None
-    # A model being loaded: the size it was fitted with, whatever "auto" says.
-    restored_input_size: object = field(default="not restored", repr=False)
+    min_size: int = 32
 
     @property
     def source(self):
@@ -185,23 +192,21 @@ class Backbone:
         """The size images are resized to: ``input_size`` itself, or for
         ``"auto"`` :func:`auto_input_size` of the architecture's native size
         (the same with random weights, so that the two compare fairly)."""
-        if self.restored_input_size != "not restored":
-            return self.restored_input_size
         if input_size != "auto":
             return input_size
         return auto_input_size(self.input_size, spatial)
 
     def input_adapter(self, layout, input_size):
         """What runs in front of the backbone, on the device: 1-channel images
-        repeated to its channels, resizing (``input_size``, at least 32 px so
-        the backbone's pooling keeps a map), and the weights' normalisation
-        (none for random weights)."""
+        repeated to its channels, resizing (``input_size``, at least
+        ``min_size`` so the backbone's pooling keeps a map), and the weights'
+        normalisation (none for random weights)."""
         normalise = self.weights is not None
         return InputAdapter(
             layout.in_channels,
             backbone_channels=self.in_channels,
             input_size=self.resolve_input_size(input_size, layout.spatial),
-            min_size=32,
+            min_size=self.min_size,
             mean=self.mean if normalise else None,
             std=self.std if normalise else None,
         )
@@ -248,16 +253,21 @@ def _timm():
     return timm
 
 
-def _build_model(backbone):
+def _build_model(backbone, model_kwargs):
     """(model, spec or None, source) for a name or a module."""
     if isinstance(backbone, nn.Module):
+        if model_kwargs:
+            raise TypeError(
+                f"Builder arguments {sorted(model_kwargs)} need a backbone name; "
+                "a module is used as it is."
+            )
         return copy.deepcopy(backbone), None, "module"
     spec = BACKBONES.get(backbone)
     source, arch = (spec.source, spec.arch) if spec else (None, backbone)
     from torchvision.models import get_model, list_models
 
     if source in (None, "torchvision") and arch in list_models():
-        return get_model(arch, weights=None), spec, "torchvision"
+        return get_model(arch, weights=None, **model_kwargs), spec, "torchvision"
     timm = _timm()
     if source == "timm" and timm is None:
         raise ImportError(
@@ -265,7 +275,7 @@ def _build_model(backbone):
             "(or pip install 'skcnn[pretrained]')."
         )
     if timm is not None and timm.is_model(arch):
-        return timm.create_model(arch, pretrained=False), spec, "timm"
+        return timm.create_model(arch, pretrained=False, **model_kwargs), spec, "timm"
     raise ValueError(
         f"backbone={backbone!r} is neither in skcnn's table ({sorted(BACKBONES)}), nor a "
         "torchvision model name, nor a timm model name"
@@ -274,16 +284,21 @@ def _build_model(backbone):
     )
 
 
-def _cut_head(model, source):
-    """Replace the classifier by an identity; return the feature width."""
+def _head_name(model, source):
+    """The module name of the classifier: timm's ``default_cfg``, otherwise
+    the last ``nn.Linear``; None when there is none."""
+    if source == "timm":
+        return model.pretrained_cfg.get("classifier", "classifier")
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
+def _cut_head(model, source, name):
+    """Replace the classifier ``name`` by an identity; return the feature width."""
     if source == "timm":
         width = model.num_features
         model.reset_classifier(0)
         return width
-    name = None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            name = n
     if name is None:
         raise ValueError(
             "The backbone has no nn.Linear classifier to cut; pass layer=<module name> "
@@ -324,7 +339,7 @@ def _weights_for(spec, arch, weights):
     return resolve_weights(arch, weights)
 
 
-def build_backbone(backbone, weights=None):
+def build_backbone(backbone, weights=None, *, stages=None, **model_kwargs):
     """Build ``backbone`` (table name, torchvision or timm name, or module),
     load ``weights`` and cut its head.
 
@@ -335,23 +350,37 @@ def build_backbone(backbone, weights=None):
     weights : None, str, path, URL or dict, default=None
         A weight-source name of the table (``"DEFAULT"``), torchvision weights
         names, a file, a URL or a state dict (see :mod:`skcnn.pretrained`).
+        The old classifier's weights are not loaded (a file may lack them or
+        hold another number of classes).
+    stages : sequence or None, default=None
+        The stages, in forward order, when the table and the generic rules
+        do not know them (a module of your own): module names, or
+        ``(start, end)`` pairs where a stage's output is another module's.
+    **model_kwargs
+        Arguments of the architecture's builder for a name
+        (``torchvision.models.get_model`` / ``timm.create_model``), e.g.
+        ``drop_rate``.
 
     Returns
     -------
     backbone : Backbone
         The model (returning pooled features), its stages and preprocessing.
     """
-    model, spec, source = _build_model(backbone)
+    model, spec, source = _build_model(backbone, model_kwargs)
     arch = spec.arch if spec else (backbone if isinstance(backbone, str) else None)
     if source != "torchvision":
         arch = None  # torchvision weight names need a torchvision architecture
+    head = _head_name(model, source)
     resolved = _weights_for(spec, arch, weights)
     if resolved is not None:
-        skip = ("classifier.",) if source == "timm" else ()
+        skip = (f"{head}.",) if head else ()
         load_into(model, resolved.state_dict, skip_prefixes=skip)
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    width = _cut_head(model, source)
-    stages = spec.stages if spec else _generic_stages(model, source)
+    width = _cut_head(model, source, head)
+    if stages is not None:
+        stages = _stages(*stages)
+    else:
+        stages = spec.stages if spec else _generic_stages(model, source)
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     mean, std, size = IMAGENET_MEAN, IMAGENET_STD, None
     if source == "timm" and cfg:

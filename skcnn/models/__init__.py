@@ -4,5 +4,12 @@ from .adapter import InputAdapter
 from .backbone import FeatureBackbone
 from .convnet import ConvNet
 from .densenet import DenseNetModule
+from .finetune import PretrainedNet
 
-__all__ = ["ConvNet", "DenseNetModule", "FeatureBackbone", "InputAdapter"]
+__all__ = [
+    "ConvNet",
+    "DenseNetModule",
+    "FeatureBackbone",
+    "InputAdapter",
+    "PretrainedNet",
+]

@@ -1,25 +1,22 @@
-"""torchvision DenseNets wrapped for skcnn: input adaptation, new head, freezing.
+"""torchvision DenseNets of any configuration, with a small-image stem.
 
 The architecture is torchvision's (``torchvision.models.DenseNet``), not a
-rewrite. This module adds what the estimator needs around it:
-
-- an :class:`~skcnn.models.adapter.InputAdapter` in front (gray to 3
-  channels, resizing on the device, pretrained weights' normalisation);
-- a small-image stem (3x3 conv, stride 1, no max-pool) so 8x8 to 32x32
-  images are not pooled away when training from scratch;
-- a classifier head for the task; ``set_finetune_depth`` (shared with every
-  backbone, :mod:`skcnn.models.finetune`) freezes all but the last ``k``
-  dense blocks. Frozen batch-norm layers stay in eval mode.
+rewrite. What this module adds is what training from scratch needs: custom
+configurations, a first convolution for the images' own channel count, and
+a small-image stem (3x3 conv, stride 1, no max-pool) so that 8x8 to 32x32
+images are not pooled away. Everything else (the head, the input adapter,
+fine-tuning by stages) is the one stack every backbone shares:
+:mod:`skcnn.backbones` and :class:`~skcnn.models.finetune.PretrainedNet`.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+import warnings
+
 from torch import nn
 from torchvision.models import DenseNet
 
-from .finetune import FinetuneMixin
+from .finetune import PretrainedNet
 
 __all__ = ["DenseNetModule", "DENSENET_CONFIGS", "make_densenet"]
 
@@ -71,8 +68,9 @@ def make_densenet(
     return net
 
 
-class DenseNetModule(FinetuneMixin, nn.Module):
-    """Input adapter + torchvision DenseNet features + a new classifier.
+class DenseNetModule(PretrainedNet):
+    """Deprecated (removed in 0.3): a :class:`~skcnn.models.finetune.PretrainedNet`
+    over a torchvision DenseNet, which is what ``DenseNetClassifier`` builds.
 
     Parameters
     ----------
@@ -85,30 +83,20 @@ class DenseNetModule(FinetuneMixin, nn.Module):
     """
 
     def __init__(self, backbone, n_classes, adapter=None):
-        super().__init__()
-        self.adapter = adapter if adapter is not None else nn.Identity()
-        self.features = backbone.features
-        self.num_features = backbone.classifier.in_features
-        self.classifier = nn.Linear(self.num_features, n_classes)
-        nn.init.zeros_(self.classifier.bias)
+        warnings.warn(
+            "DenseNetModule is deprecated and will be removed in 0.3; use "
+            "PretrainedNet(build_backbone(densenet, stages=densenet_stages(n_blocks)), "
+            "n_classes), as DenseNetClassifier does.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        from ..backbones import build_backbone, densenet_stages
 
-    def forward_features(self, x):
-        x = F.relu(self.features(self.adapter(x)))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-
-    def forward_head(self, x, pre_logits=False):
-        return x if pre_logits else self.classifier(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, n_classes):
-        self.classifier = nn.Linear(self.num_features, n_classes)
-
-    def stage_starts(self):
-        """The dense blocks (each with the transition after it)."""
-        return [
-            f"features.{n}"
-            for n, _ in self.features.named_children()
-            if n.startswith("denseblock")
-        ]
+        n_blocks = sum(
+            n.startswith("denseblock") for n, _ in backbone.features.named_children()
+        )
+        super().__init__(
+            build_backbone(backbone, stages=densenet_stages(n_blocks)),
+            n_classes,
+            adapter=adapter,
+        )
