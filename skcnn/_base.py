@@ -83,6 +83,11 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
     def _extra_callbacks(self, module):
         return []
 
+    def _init_head(self, train, plan):
+        """Start the new network's head from ``train`` before training;
+        True when that is the whole fit (no epochs to run)."""
+        return False
+
     def _optimizer_kwargs(self):
         return {}
 
@@ -204,9 +209,11 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         )
         with fit_context(self.device_, seed, self._threads()):
             train, valid = split_data(data, y_enc, plan) if split else (data, None)
+            head_only = False
             if reset:
                 plan = with_batch_size(plan, len(train))
                 self._build_net(plan, layout, len(train))
+                head_only = self._init_head(train, plan)
             key = None
             if plan.checkpoint_dir is not None:
                 key = checkpoint_key(plan.checkpoint_params, train)
@@ -216,7 +223,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                 if resumed is not None:
                     self.resumed_from_ = resumed
             try:
-                interrupted = fit_once(
+                interrupted = not head_only and fit_once(
                     self.net_,
                     plan,
                     train,

@@ -17,7 +17,6 @@ from ._validation import (
 )
 from .backbones import build_backbone, densenet_stages
 from .models.densenet import DENSENET_CONFIGS, make_densenet
-from .models.finetune import PretrainedNet
 
 __all__ = ["DenseNetClassifier"]
 
@@ -104,6 +103,10 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         finetune_depth="all",
         head_epochs=0,
         backbone_lr_scale=1.0,
+        layer=None,
+        pooling="avg",
+        head_init="random",
+        bn_statistics="batch",
         input_size=None,
         stem="auto",
         max_epochs=30,
@@ -193,10 +196,7 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         # Each transition halves the map; the ImageNet stem quarters it.
         n_down = len(backbone.stages) - 1 + (0 if small else 2)
         backbone.min_size = 2**n_down
-        module = PretrainedNet(
-            backbone, n_outputs, adapter=backbone.input_adapter(layout, self.input_size)
-        )
-        return module.set_finetune_depth(self.finetune_depth)
+        return self._transfer_module(backbone, layout, n_outputs, self.input_size)
 
     @classmethod
     def _from_fitted_state(cls, params, state, weights):
@@ -210,12 +210,3 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
     def _blocks(self):
         """Dense layers per block."""
         return DENSENET_CONFIGS[self.arch][1] if self.arch else self.block_config
-
-    def _check_params(self):
-        super()._check_params()
-        blocks = self._blocks()
-        if self.finetune_depth != "all" and self.finetune_depth > len(blocks):
-            raise ValueError(
-                f"finetune_depth={self.finetune_depth} is more than the {len(blocks)} "
-                f"dense blocks of this DenseNet; use 'all' or an int in [0, {len(blocks)}]."
-            )

@@ -37,6 +37,7 @@ __all__ = [
     "OPTIMIZERS",
     "PARAMS",
     "Param",
+    "absent_values",
     "changed_defaults",
     "defaults_for",
     "fill_docstring",
@@ -77,6 +78,9 @@ class Param:
     defaults: dict = field(default_factory=dict)
     # class name -> its default before skcnn 0.2, where 0.2 changed it
     before_0_2: dict = field(default_factory=dict)
+    # the version that added it: a model file written before has none, and
+    # was fitted with what ``default`` does (whatever a class's default is now)
+    new_in: str | None = None
 
     def default_for(self, cls_name):
         return self.defaults.get(cls_name, self.default)
@@ -344,9 +348,11 @@ PARAMS = {
         [StrOptions({"all"}), Int(0)],
         'int or "all"',
         """0 trains only the new head; k trains the last k stages of the
-        backbone (a DenseNet's dense blocks, with their transitions and the
-        final norm) with the head; "all" trains everything. Frozen
-        batch-norm layers stay in eval mode.""",
+        backbone before the cut (``layer``; a DenseNet's stages are its dense
+        blocks, with their transitions and the final norm) with the head,
+        every stage when there are fewer (``finetune_depth_`` says how many
+        trained); "all" trains everything. Frozen batch-norm layers stay in
+        eval mode.""",
         "all",
         group="transfer",
         defaults={"PretrainedClassifier": 2},
@@ -367,6 +373,56 @@ PARAMS = {
         1.0,
         group="transfer",
         defaults={"PretrainedClassifier": 0.1},
+    ),
+    "layer": Param(
+        [Int(None, -1), None],
+        "int < 0 or None",
+        """Cut the backbone after this stage, counted from the end as
+        :class:`PretrainedFeatureExtractor`'s ``layer`` counts (-1: the last
+        stage); the stages after the cut are dropped (not computed, no
+        weights) and ``finetune_depth`` counts the stages before it. None
+        keeps the whole backbone.""",
+        None,
+        group="transfer",
+        new_in="0.3",
+    ),
+    "pooling": Param(
+        [StrOptions({"avg", "max"}), None],
+        '"avg", "max" or None',
+        """How the feature map at the cut (``layer``) becomes the head's
+        input: the mean or maximum over positions, or None: flattened, which
+        keeps where each feature is. A whole backbone (``layer=None``) pools
+        as it was built to.""",
+        "avg",
+        group="transfer",
+        new_in="0.3",
+    ),
+    "bn_statistics": Param(
+        [StrOptions({"batch", "frozen"})],
+        '"batch" or "frozen"',
+        """Batch norm while the backbone trains. "batch": unfrozen layers
+        normalise with each batch's statistics and update their running
+        ones (PyTorch's training mode); "frozen": every layer keeps its
+        pretrained running statistics (its scale and shift still train),
+        so the features a probe was fitted on do not shift, and small
+        batches do not matter. Frozen layers keep theirs either way.""",
+        "batch",
+        group="transfer",
+        new_in="0.3",
+    ),
+    "head_init": Param(
+        [StrOptions({"random", "probe"})],
+        '"random" or "probe"',
+        """How the new head starts. "probe": fitted, before any backbone
+        weight moves, as a linear probe (L2-regularised logistic regression
+        on the standardised frozen features of the training split, the
+        scaling folded into the head's weights), then fine-tuned from there
+        (LP-FT, Kumar et al., ICLR 2022). With ``finetune_depth=0`` the
+        head stays the probe only when ``max_epochs=0``. "random": a new
+        linear layer (zero bias).""",
+        "random",
+        group="transfer",
+        new_in="0.3",
     ),
 }
 
@@ -392,6 +448,16 @@ def shared_constraints(cls):
 def defaults_for(cls):
     """{name: default} of the shared parameters of ``cls``."""
     return {name: PARAMS[name].default_for(cls.__name__) for name in shared_names(cls)}
+
+
+def absent_values(cls):
+    """{name: value} that rebuild a model file lacking the parameters added
+    since it was written (its fit did what the base ``default`` does)."""
+    return {
+        name: PARAMS[name].default
+        for name in shared_names(cls)
+        if PARAMS[name].new_in is not None
+    }
 
 
 def changed_defaults(cls_name):

@@ -22,6 +22,7 @@ import torch
 
 from ._device import gpu_missing
 from ._files import atomic_output, check_output_path
+from ._params import absent_values
 from .augmentation import Augment
 from .pretrained import read_safetensors
 
@@ -201,6 +202,7 @@ def load(path, device=None, *, name=None):
             f"expected one of {sorted(_CLASSES)}."
         )
     params, fitted = _checked_header(header, cls, shown)
+    params = {**absent_values(cls), **params}
     if device is not None:
         params["device"] = device
     elif gpu_missing(str(params.get("device", "auto"))):

@@ -10,7 +10,6 @@ from ._base import BaseNetEstimator, NetClassifierMixin
 from ._transfer import TransferMixin
 from ._validation import Int, Num, Sizes, StrOptions
 from .backbones import build_backbone
-from .models.finetune import PretrainedNet
 
 __all__ = ["PretrainedClassifier"]
 
@@ -88,6 +87,10 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         finetune_depth=2,
         head_epochs=1,
         backbone_lr_scale=0.1,
+        layer=None,
+        pooling="avg",
+        head_init="random",
+        bn_statistics="batch",
         input_size="auto",
         dropout=0.0,
         max_epochs=15,
@@ -130,14 +133,9 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         return build_backbone(self.backbone, self.weights)
 
     def _build_module(self, layout, n_outputs, pretrained=None):
-        backbone = pretrained
-        module = PretrainedNet(
-            backbone,
-            n_outputs,
-            adapter=backbone.input_adapter(layout, self.input_size),
-            dropout=self.dropout,
+        return self._transfer_module(
+            pretrained, layout, n_outputs, self.input_size, dropout=self.dropout
         )
-        return module.set_finetune_depth(self.finetune_depth)
 
     def _fitted_state(self):
         state = super()._fitted_state()

@@ -1,17 +1,22 @@
-"""What fine-tuning estimators share: the classic transfer-learning recipe.
+"""What fine-tuning estimators share: one transfer-learning stack.
 
-A new head on a pretrained base, trained alone for ``head_epochs``, then the
-last ``finetune_depth`` stages unfrozen, the backbone at ``lr *
+A backbone from :mod:`skcnn.backbones`, cut after stage ``layer``; a new
+head started at random or from a linear probe of the frozen features
+(``head_init``), trained alone for ``head_epochs``; then the last
+``finetune_depth`` stages unfrozen, the backbone at ``lr *
 backbone_lr_scale``. Used by :class:`~skcnn.DenseNetClassifier` and
-:class:`~skcnn.PretrainedClassifier`, whose modules mix in
-:class:`~skcnn.models.finetune.FinetuneMixin`.
+:class:`~skcnn.PretrainedClassifier`, whose module is a
+:class:`~skcnn.models.finetune.PretrainedNet`.
 """
 
 from __future__ import annotations
 
 import warnings
 
+from sklearn.utils.validation import check_is_fitted
+
 from ._engine.callbacks import finetune_callbacks
+from ._engine.linear_probe import fit_linear_probe
 from .models.finetune import PretrainedNet
 from .pretrained import ResolvedWeights
 
@@ -19,9 +24,40 @@ __all__ = ["TransferMixin"]
 
 
 class TransferMixin:
-    """Head epochs, fine-tuning depth and the backbone's learning rate."""
+    """Cut, head start, head epochs, fine-tuning depth and the backbone's
+    learning rate."""
 
     _shared_group = ("transfer",)
+
+    def _transfer_module(self, backbone, layout, n_outputs, input_size, dropout=0.0):
+        """The network: ``backbone`` cut after ``layer``, its input adapter
+        and a new head, frozen below ``finetune_depth``."""
+        backbone = backbone.cut(self.layer)
+        module = PretrainedNet(
+            backbone,
+            n_outputs,
+            adapter=backbone.input_adapter(layout, input_size),
+            dropout=dropout,
+            pooling=self.pooling,
+            input_shape=layout.shape,
+        )
+        module.keep_bn_statistics = self.bn_statistics == "frozen"
+        return module.set_finetune_depth(self.finetune_depth)
+
+    def _init_head(self, train, plan):
+        if self.head_init != "probe":
+            return False
+        module = self.module_
+        self.probe_score_ = fit_linear_probe(module, train, plan)
+        # the head alone on frozen features: the probe is its optimum
+        return module.finetune_depth == 0
+
+    @property
+    def finetune_depth_(self):
+        """The depth that trained: ``finetune_depth``, or every stage of the
+        (cut) backbone when it has fewer."""
+        check_is_fitted(self, "net_")
+        return self.module_.finetune_depth
 
     def _check_params(self):
         super()._check_params()

@@ -25,7 +25,7 @@ Architectures not in the table follow generic rules:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -182,6 +182,8 @@ class Backbone:
     std: tuple = IMAGENET_STD
     input_size: int | None = None
     min_size: int = 32
+    # after cut(): the module whose output the network returns
+    cut_at: str | None = None
 
     @property
     def source(self):
@@ -220,6 +222,23 @@ class Backbone:
                 f"use -1 ... -{n}, or a module name."
             )
         return self.stages[index]
+
+    def cut(self, layer):
+        """This backbone ending after stage ``layer`` (negative: counted from
+        the end, as :meth:`stage`; None: the whole network). The stages after
+        the cut are dropped (replaced by identities: not computed, no
+        weights); the network's output is then the cut stage's feature map.
+        The model is changed in place; returns the cut backbone."""
+        if layer is None:
+            return self
+        end = self.stage(layer)
+        index = self.stages.index(end)
+        for stage in self.stages[index + 1 :]:
+            for name in dict.fromkeys((stage.start, stage.end)):
+                parent, _, child = name.rpartition(".")
+                owner = self.model.get_submodule(parent) if parent else self.model
+                setattr(owner, child, nn.Identity())
+        return replace(self, stages=self.stages[: index + 1], cut_at=end.end)
 
 
 def auto_input_size(native, spatial):

@@ -203,10 +203,14 @@ def test_grid_search_over_finetuning_params(densenet121_file, small_digits):
     assert _trainable(best.module_) == trainable[best.finetune_depth]
 
 
-def test_bad_finetune_depth(small_digits):
+def test_finetune_depth_beyond_the_blocks_trains_them_all(small_digits):
+    """A depth beyond the dense blocks there are trains them all, and
+    says so (issue 25: a grid over depths must not crash on a shallow net)."""
     X, y = small_digits
+    clf = DenseNetClassifier(**TINY_DN, finetune_depth=5).fit(X, y)
+    assert clf.finetune_depth_ == len(TINY_DN["block_config"])
     with pytest.raises(ValueError, match="finetune_depth"):
-        DenseNetClassifier(**TINY_DN, finetune_depth=5).fit(X, y)
+        DenseNetClassifier(**TINY_DN, finetune_depth=-1).fit(X, y)
 
 
 # -- one fine-tuning stack (issue 24 step 4) ---------------------------------------

@@ -4,14 +4,17 @@ A module that mixes in :class:`FinetuneMixin` names its head (``head_prefix``),
 its backbone (``backbone_prefix``) and the parameter-name prefixes where its
 stages start (``stage_starts()``, in forward order). ``finetune_depth`` then
 means the same for every architecture: 0 trains the head alone, ``k`` the
-last ``k`` stages and everything after them (final norms, a 1x1 head conv),
-``"all"`` everything. Frozen batch-norm layers stay in eval mode, so their
+last ``k`` stages and everything after them (final norms, a 1x1 head conv;
+every stage when there are fewer than ``k``), ``"all"`` everything. Frozen batch-norm layers stay in eval mode, so their
 running statistics keep the pretrained values.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from .backbone import ForwardTo, pool
 
 __all__ = ["FinetuneMixin", "ParamNames", "PretrainedNet"]
 
@@ -33,11 +36,11 @@ class FinetuneMixin:
         if depth == "all":
             return head | set(body)
         starts = self.stage_starts()
-        if not (isinstance(depth, int) and 0 <= depth <= len(starts)):
+        if not (isinstance(depth, int) and depth >= 0):
             raise ValueError(
-                f"finetune_depth must be 'all' or an int in [0, {len(starts)}] (this "
-                f"backbone has {len(starts)} stage(s)); got {depth!r}."
+                f"finetune_depth must be 'all' or an int >= 0; got {depth!r}."
             )
+        depth = min(depth, len(starts))
         if depth == 0:
             return head
         start = starts[len(starts) - depth]
@@ -45,10 +48,18 @@ class FinetuneMixin:
         return head | set(body[first:])
 
     def set_finetune_depth(self, depth):
+        """Train the head and the last ``depth`` stages (all of them when
+        there are fewer); ``self.finetune_depth`` is the depth that trains."""
         trainable = self.trainable_names(depth)
         for name, p in self.named_parameters():
             p.requires_grad_(name in trainable)
+        n = len(self.stage_starts())
+        self.finetune_depth = depth if depth == "all" else min(int(depth), n)
         return self
+
+    # True: every batch norm keeps its running statistics while training
+    # (its scale and shift still train where they are unfrozen)
+    keep_bn_statistics = False
 
     def train(self, mode=True):
         super().train(mode)
@@ -57,43 +68,78 @@ class FinetuneMixin:
             for m in self.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     params = list(m.parameters(recurse=False))
-                    if params and not any(p.requires_grad for p in params):
+                    frozen = params and not any(p.requires_grad for p in params)
+                    if frozen or self.keep_bn_statistics:
                         m.eval()
         return self
 
 
 class PretrainedNet(FinetuneMixin, nn.Module):
-    """Input adapter + a backbone returning pooled features + a new head.
+    """Input adapter + a backbone returning features + a new head.
 
     Parameters
     ----------
     backbone : skcnn.backbones.Backbone
-        The built backbone (its head cut).
+        The built backbone (its head cut), possibly cut after a stage
+        (:meth:`~skcnn.backbones.Backbone.cut`).
     n_classes : int
         Outputs of the new linear head.
     adapter : nn.Module or None
         Channel repeat, resizing and normalisation in front of the backbone.
     dropout : float, default=0.0
         Dropout on the features, before the head.
+    pooling : {"avg", "max", None}, default="avg"
+        How the feature map of a cut backbone becomes a vector (None
+        flattens it); a whole backbone pools as it was built to.
+    input_shape : tuple or None
+        ``(C, H, W)`` of the images, to size the head of a cut backbone.
     """
 
     backbone_prefix = "body."
 
-    def __init__(self, backbone, n_classes, adapter=None, dropout=0.0):
+    def __init__(
+        self,
+        backbone,
+        n_classes,
+        adapter=None,
+        dropout=0.0,
+        pooling="avg",
+        input_shape=None,
+    ):
         super().__init__()
         self.adapter = adapter if adapter is not None else nn.Identity()
         self.body = backbone.model
+        self.pooling = pooling
+        self._forward_to = (
+            None if backbone.cut_at is None else ForwardTo(self.body, backbone.cut_at)
+        )
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         self.num_features = backbone.feature_dim
+        if self._forward_to is not None:
+            self.num_features = self._width(input_shape)
         self.classifier = nn.Linear(self.num_features, n_classes)
         nn.init.zeros_(self.classifier.bias)
         self._stage_starts = [self.backbone_prefix + s.start for s in backbone.stages]
+
+    def _width(self, input_shape):
+        """Features of the cut backbone on images of ``input_shape``."""
+        if input_shape is None:
+            raise ValueError("A cut backbone needs input_shape to size its head.")
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            width = self.forward_features(torch.zeros(2, *input_shape)).shape[1]
+        self.train(was_training)
+        return int(width)
 
     def stage_starts(self):
         return list(self._stage_starts)
 
     def forward_features(self, x):
-        return self.body(self.adapter(x))
+        x = self.adapter(x)
+        if self._forward_to is None:
+            return self.body(x)
+        return pool(self._forward_to(self.body, x), self.pooling)
 
     def forward_head(self, x, pre_logits=False):
         return x if pre_logits else self.classifier(self.dropout(x))
