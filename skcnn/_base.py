@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import _persistence
 from ._data import ImageLayout, prepare_images
@@ -29,7 +29,7 @@ from ._engine.run import configure, fit_context, fit_once, history_summary
 from ._engine.run import split as split_data
 from ._params import fill_docstring, shared_constraints
 from ._targets import NetClassifierMixin, NetRegressorMixin
-from ._validation import validate_params
+from ._validation import check_sample_weight, validate_params
 from .export import OnnxExportMixin
 from .pretrained import ResolvedWeights
 
@@ -84,8 +84,10 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         return []
 
     def _init_head(self, train, plan):
-        """Start the new network's head from ``train`` before training;
-        True when that is the whole fit (no epochs to run)."""
+        """Start the new network's head from ``train``; True: that was the fit."""
+        return False
+
+    def _head_init_is_the_fit(self):  # then no validation split is held out
         return False
 
     def _optimizer_kwargs(self):
@@ -208,6 +210,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             strict_precision=reset,
         )
         with fit_context(self.device_, seed, self._threads()):
+            split = split and not (reset and self._head_init_is_the_fit())
             train, valid = split_data(data, y_enc, plan) if split else (data, None)
             head_only = False
             if reset:
@@ -263,18 +266,10 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
 
     def _sample_weights(self, y, sample_weight, n):
         """Per-sample loss weights, or None when they are all one."""
-        if sample_weight is None:
-            return None
-        weights = _check_sample_weight(
-            sample_weight, np.empty((n, 0)), dtype=np.float64
-        )
-        if np.any(weights < 0):
-            raise ValueError("sample_weight must be non-negative.")
-        return weights.astype(np.float32)
+        return check_sample_weight(sample_weight, n)
 
     # -- prediction ----------------------------------------------------------------
-    def _threads(self):
-        # models from files or pickles of older versions lack the parameter
+    def _threads(self):  # pickles of older versions lack num_threads
         cpu = str(self.device_).startswith("cpu")
         return getattr(self, "num_threads", "auto") if cpu else None
 

@@ -44,6 +44,9 @@ class TransferMixin:
         module.keep_bn_statistics = self.bn_statistics == "frozen"
         return module.set_finetune_depth(self.finetune_depth)
 
+    def _head_init_is_the_fit(self):
+        return self.head_init == "probe" and self.finetune_depth == 0
+
     def _init_head(self, train, plan):
         if self.head_init != "probe":
             return False

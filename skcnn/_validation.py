@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
     make_constraint,
 )
+from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
     "DEPRECATED",
@@ -175,3 +176,14 @@ def renamed(estimator, old, new):
         stacklevel=3,
     )
     return value
+
+
+def check_sample_weight(sample_weight, n):
+    """Per-sample loss weights as float32, or None when none are given;
+    scikit-learn's checks (length, finite) and non-negative."""
+    if sample_weight is None:
+        return None
+    weights = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64)
+    if np.any(weights < 0):
+        raise ValueError("sample_weight must be non-negative.")
+    return weights.astype(np.float32)

@@ -45,9 +45,10 @@ def test_probe_at_depth_zero_is_sklearns_logistic_regression(digits):
     """finetune_depth=0 with head_init="probe" is exactly a linear probe on
     the cut: the extractor's features, standardised, logistic regression."""
     X, y = digits
-    clf = PretrainedClassifier(
-        _net(), head_init="probe", finetune_depth=0, validation_fraction=0, **CUT
-    ).fit(X, y)
+    # no validation split either: nothing would use it
+    clf = PretrainedClassifier(_net(), head_init="probe", finetune_depth=0, **CUT).fit(
+        X, y
+    )
     assert clf.n_iter_ == 0 and clf.finetune_depth_ == 0
     extractor = PretrainedFeatureExtractor(
         _net(), weights=None, layer=-2, pooling=None, input_size=None, device="cpu"

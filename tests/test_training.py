@@ -375,3 +375,20 @@ def test_clip_grad_norm_is_validated():
 
     with pytest.raises(InvalidParameterError, match="clip_grad_norm"):
         CNNClassifier(**TINY, clip_grad_norm=0).fit(np.zeros((4, 8, 8)), [0, 1, 0, 1])
+
+
+def test_the_sklearn_face_stays_small():
+    """BaseNetEstimator keeps the scikit-learn face and the subclass hooks;
+    how a fit runs lives in skcnn/_engine (issue 24: at most 350 lines)."""
+    import ast
+    import inspect
+
+    import skcnn._base
+
+    tree = ast.parse(inspect.getsource(skcnn._base))
+    (cls,) = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.ClassDef) and n.name == "BaseNetEstimator"
+    ]
+    assert cls.end_lineno - cls.lineno + 1 <= 350
