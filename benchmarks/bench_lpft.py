@@ -9,7 +9,8 @@ configuration is fitted on
   of printed digits, ``render_font_digits(random_state=1)`` (never the
   bundled external set, which is a test set);
 - ``full``: 1,617 digits (90 %), scored on the 180 held out and on the same
-  selection population.
+  selection population;
+- ``lfw``: scikit-image's 200 faces / non-faces, stratified 3-fold CV.
 
     python benchmarks/bench_lpft.py --stage few --seeds 100 101
     python benchmarks/bench_lpft.py --stage full --configs lpft_all_1e-4
@@ -27,15 +28,28 @@ import warnings
 import numpy as np
 from _common import write_results
 from sklearn.metrics import f1_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from skcnn import PretrainedClassifier
-from skcnn.datasets import load_digits_images, render_font_digits
+from skcnn.datasets import load_digits_images, load_lfw, render_font_digits
 
 PROBE = dict(layer=-4, pooling=None, input_size=64, head_init="probe")
 CONFIGS = {
-    # today's defaults (0.2)
-    "ft_defaults": dict(),
+    # the defaults of this skcnn version
+    "defaults": dict(),
+    # skcnn 0.2's defaults: fine-tuning of the whole network from a random head
+    "ft_0.2": dict(
+        layer=None,
+        pooling="avg",
+        input_size="auto",
+        head_init="random",
+        finetune_depth=2,
+        head_epochs=1,
+        lr=1e-3,
+        backbone_lr_scale=0.1,
+        max_epochs=15,
+        bn_statistics="batch",
+    ),
     # the linear probe, through the estimator (finetune_depth=0 + probe)
     "lp": dict(**PROBE, finetune_depth=0),
     **{
@@ -53,6 +67,16 @@ CONFIGS = {
         for epochs in (5, 10)
         for bn in ("frozen", "batch")
     },
+    # the chosen recipe at the automatic input size (96 px for digits)
+    "lpft_all_auto": dict(
+        **{**PROBE, "input_size": "auto"},
+        finetune_depth="all",
+        lr=1e-4,
+        backbone_lr_scale=1.0,
+        head_epochs=0,
+        max_epochs=10,
+        bn_statistics="frozen",
+    ),
     # fine-tuning at the cut, from a random head (LP-FT's ablation)
     "ft_cut_all_1e-4": dict(
         layer=-4,
@@ -90,7 +114,7 @@ def full_splits(y, seeds):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--stage", choices=("few", "full"), default="few")
+    parser.add_argument("--stage", choices=("few", "full", "lfw"), default="few")
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101])
     parser.add_argument("--configs", nargs="+", default=None)
     parser.add_argument("--name", default=None)
@@ -104,9 +128,15 @@ def main():
     args = parser.parse_args()
     X, y = load_digits_images()
     Xs, ys = render_font_digits(random_state=1)
+    if args.stage == "lfw":  # faces / non-faces: no selection population
+        X, y = load_lfw()
+        Xs, ys = X[:0], y[:0]
     names = args.configs or list(CONFIGS)
     if args.stage == "few":
         splits = list(few_splits(y, args.seeds, args.per_class))
+    elif args.stage == "lfw":
+        folds = StratifiedKFold(3, shuffle=True, random_state=args.seeds[0])
+        splits = [(i, tr, te) for i, (tr, te) in enumerate(folds.split(X, y))]
     else:
         splits = list(full_splits(y, args.seeds))
     if args.external_test:
@@ -127,7 +157,10 @@ def main():
             times.append(time.perf_counter() - t)
             epochs.append(clf.n_iter_)
             ids.append(clf.score(X[test], y[test]))
-            exts.append(f1_score(ys, clf.predict(Xs), average="macro"))
+            if len(Xs):
+                exts.append(f1_score(ys, clf.predict(Xs), average="macro"))
+            else:
+                exts.append(float("nan"))
             if args.external_test:
                 tests.append(f1_score(ye, clf.predict(Xe), average="macro"))
             valid = [h["valid_acc"] for h in clf.history_ if "valid_acc" in h]

@@ -95,7 +95,7 @@ PARAMS = {
         defaults={
             "CNNClassifier": 30,
             "DenseNetClassifier": 30,
-            "PretrainedClassifier": 15,
+            "PretrainedClassifier": 10,
         },
         before_0_2={"CNNClassifier": 40},
     ),
@@ -113,7 +113,7 @@ PARAMS = {
         """Learning rate (the peak of a "onecycle" schedule; a fine-tuned
         backbone's is ``lr * backbone_lr_scale``).""",
         1e-3,
-        defaults={"CNNClassifier": 3e-3},
+        defaults={"CNNClassifier": 3e-3, "PretrainedClassifier": 1e-4},
         before_0_2={"CNNClassifier": 1e-3},
     ),
     "optimizer": Param(
@@ -355,7 +355,6 @@ PARAMS = {
         eval mode.""",
         "all",
         group="transfer",
-        defaults={"PretrainedClassifier": 2},
     ),
     "head_epochs": Param(
         [Int(0)],
@@ -364,7 +363,6 @@ PARAMS = {
         to ``finetune_depth``.""",
         0,
         group="transfer",
-        defaults={"PretrainedClassifier": 1},
     ),
     "backbone_lr_scale": Param(
         [Num(0)],
@@ -372,18 +370,19 @@ PARAMS = {
         "The backbone's learning rate is ``lr * backbone_lr_scale``.",
         1.0,
         group="transfer",
-        defaults={"PretrainedClassifier": 0.1},
     ),
     "layer": Param(
         [Int(None, -1), None],
         "int < 0 or None",
         """Cut the backbone after this stage, counted from the end as
         :class:`PretrainedFeatureExtractor`'s ``layer`` counts (-1: the last
-        stage); the stages after the cut are dropped (not computed, no
-        weights) and ``finetune_depth`` counts the stages before it. None
-        keeps the whole backbone.""",
+        stage; the first stage when there are fewer, ``layer_`` says which);
+        the stages after the cut are dropped (not computed, no weights) and
+        ``finetune_depth`` counts the stages before it. None keeps the whole
+        backbone.""",
         None,
         group="transfer",
+        defaults={"PretrainedClassifier": -4},
         new_in="0.3",
     ),
     "pooling": Param(
@@ -395,6 +394,7 @@ PARAMS = {
         as it was built to.""",
         "avg",
         group="transfer",
+        defaults={"PretrainedClassifier": None},
         new_in="0.3",
     ),
     "bn_statistics": Param(
@@ -408,6 +408,7 @@ PARAMS = {
         batches do not matter. Frozen layers keep theirs either way.""",
         "batch",
         group="transfer",
+        defaults={"PretrainedClassifier": "frozen"},
         new_in="0.3",
     ),
     "head_init": Param(
@@ -422,6 +423,7 @@ PARAMS = {
         linear layer (zero bias).""",
         "random",
         group="transfer",
+        defaults={"PretrainedClassifier": "probe"},
         new_in="0.3",
     ),
 }

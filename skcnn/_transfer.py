@@ -28,6 +28,8 @@ class TransferMixin:
     learning rate."""
 
     _shared_group = ("transfer",)
+    # the least size of input_size="auto"
+    _auto_smallest = 96
 
     def _transfer_module(self, backbone, layout, n_outputs, input_size, dropout=0.0):
         """The network: ``backbone`` cut after ``layer``, its input adapter
@@ -36,7 +38,7 @@ class TransferMixin:
         module = PretrainedNet(
             backbone,
             n_outputs,
-            adapter=backbone.input_adapter(layout, input_size),
+            adapter=backbone.input_adapter(layout, input_size, self._auto_smallest),
             dropout=dropout,
             pooling=self.pooling,
             input_shape=layout.shape,
@@ -54,6 +56,13 @@ class TransferMixin:
         self.probe_score_ = fit_linear_probe(module, train, plan)
         # the head alone on frozen features: the probe is its optimum
         return module.finetune_depth == 0
+
+    @property
+    def layer_(self):
+        """The stage the backbone was cut after: ``layer``, or the first stage
+        when it has fewer (None: the whole backbone)."""
+        check_is_fitted(self, "net_")
+        return self.module_.layer
 
     @property
     def finetune_depth_(self):

@@ -182,32 +182,38 @@ class Backbone:
     std: tuple = IMAGENET_STD
     input_size: int | None = None
     min_size: int = 32
-    # after cut(): the module whose output the network returns
+    # a model being loaded: the size its input_size="auto" resolved to at fit
+    fitted_auto_size: tuple | None = None
+    # after cut(): the module whose output the network returns, and its stage
     cut_at: str | None = None
+    cut_layer: int | None = None
 
     @property
     def source(self):
         """Where the weights came from (None: random initialisation)."""
         return None if self.weights is None else self.weights.source
 
-    def resolve_input_size(self, input_size, spatial):
+    def resolve_input_size(self, input_size, spatial, smallest=96):
         """The size images are resized to: ``input_size`` itself, or for
         ``"auto"`` :func:`auto_input_size` of the architecture's native size
         (the same with random weights, so that the two compare fairly)."""
         if input_size != "auto":
             return input_size
-        return auto_input_size(self.input_size, spatial)
+        if self.fitted_auto_size is not None:
+            return self.fitted_auto_size
+        return auto_input_size(self.input_size, spatial, smallest)
 
-    def input_adapter(self, layout, input_size):
+    def input_adapter(self, layout, input_size, smallest=96):
         """What runs in front of the backbone, on the device: 1-channel images
         repeated to its channels, resizing (``input_size``, at least
-        ``min_size`` so the backbone's pooling keeps a map), and the weights'
-        normalisation (none for random weights)."""
+        ``min_size`` so the backbone's pooling keeps a map; ``smallest`` is
+        the least size of ``"auto"``), and the weights' normalisation (none
+        for random weights)."""
         normalise = self.weights is not None
         return InputAdapter(
             layout.in_channels,
             backbone_channels=self.in_channels,
-            input_size=self.resolve_input_size(input_size, layout.spatial),
+            input_size=self.resolve_input_size(input_size, layout.spatial, smallest),
             min_size=self.min_size,
             mean=self.mean if normalise else None,
             std=self.std if normalise else None,
@@ -225,12 +231,14 @@ class Backbone:
 
     def cut(self, layer):
         """This backbone ending after stage ``layer`` (negative: counted from
-        the end, as :meth:`stage`; None: the whole network). The stages after
-        the cut are dropped (replaced by identities: not computed, no
-        weights); the network's output is then the cut stage's feature map.
-        The model is changed in place; returns the cut backbone."""
+        the end, as :meth:`stage`, and the first stage when there are fewer;
+        None: the whole network). The stages after the cut are dropped
+        (replaced by identities: not computed, no weights); the network's
+        output is then the cut stage's feature map. The model is changed in
+        place; returns the cut backbone (``cut_layer``: the stage cut at)."""
         if layer is None:
             return self
+        layer = max(int(layer), -len(self.stages))
         end = self.stage(layer)
         index = self.stages.index(end)
         for stage in self.stages[index + 1 :]:
@@ -238,14 +246,17 @@ class Backbone:
                 parent, _, child = name.rpartition(".")
                 owner = self.model.get_submodule(parent) if parent else self.model
                 setattr(owner, child, nn.Identity())
-        return replace(self, stages=self.stages[: index + 1], cut_at=end.end)
+        return replace(
+            self, stages=self.stages[: index + 1], cut_at=end.end, cut_layer=layer
+        )
 
 
-def auto_input_size(native, spatial):
+def auto_input_size(native, spatial, smallest=96):
     """``input_size="auto"``: small images are enlarged about 4x, to at least
-    96 px, and never beyond the native size of the architecture's weights
-    (224 for ImageNet weights; no cap when it is unknown). The choice is
-    measured in ``benchmarks/bench_transfer.py``.
+    ``smallest`` px, and never beyond the native size of the architecture's
+    weights (224 for ImageNet weights; no cap when it is unknown). The choice
+    is measured in ``benchmarks/bench_transfer.py`` (features: 96 px) and
+    ``benchmarks/bench_lpft.py`` (fine-tuning: 64 px).
 
     Parameters
     ----------
@@ -253,6 +264,8 @@ def auto_input_size(native, spatial):
         The native input size of the weights (None: unknown, no cap).
     spatial : tuple of int
         The images' own size.
+    smallest : int, default=96
+        The least size.
 
     Returns
     -------
@@ -260,7 +273,7 @@ def auto_input_size(native, spatial):
         The side images are resized to.
     """
     side = max(spatial) if spatial else 1
-    size = max(96, 4 * side)
+    size = max(smallest, 4 * side)
     return int(min(native, size)) if native else int(size)
 
 

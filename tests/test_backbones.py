@@ -78,7 +78,7 @@ def test_random_lite0_is_not_the_real_one():
 def test_finetune_depth_zero_trains_the_head_alone_and_frozen_layers_stay(lfw):
     X, y = lfw
     clf = PretrainedClassifier(
-        finetune_depth=0, head_epochs=0, max_epochs=2, device="cpu", random_state=0
+        layer=None, finetune_depth=0, max_epochs=2, device="cpu", random_state=0
     ).fit(X[:60], y[:60])
     trainable = [n for n, p in clf.module_.named_parameters() if p.requires_grad]
     assert trainable == ["classifier.weight", "classifier.bias"]
@@ -147,6 +147,9 @@ def test_resnet18_with_a_weight_file_and_a_user_module(lfw, tmp_path):
     clf = PretrainedClassifier(
         "resnet18",
         weights=path,
+        layer=None,
+        finetune_depth=2,
+        head_epochs=1,
         max_epochs=2,  # the head alone, then the last 2 stages too
         early_stopping=False,
         input_size=32,
@@ -166,7 +169,7 @@ def test_resnet18_with_a_weight_file_and_a_user_module(lfw, tmp_path):
         torch.nn.Linear(8, 1000),
     )
     user = PretrainedClassifier(
-        net, weights=None, finetune_depth=1, max_epochs=2, device="cpu"
+        net, weights=None, layer=None, finetune_depth=1, max_epochs=2, device="cpu"
     ).fit(X[:40], y[:40])
     assert user.module_.classifier.in_features == 8
     trainable = {n for n, p in user.module_.named_parameters() if p.requires_grad}

@@ -129,8 +129,8 @@ def test_a_depth_beyond_the_stages_trains_them_all(digits):
     clf = PretrainedClassifier(
         _net(),
         weights=None,
+        layer=None,
         max_epochs=1,
-        head_epochs=0,
         finetune_depth=5,
         device="cpu",
     ).fit(X, y)
@@ -200,3 +200,13 @@ def test_files_without_the_new_parameters_load_as_fitted(digits, tmp_path):
     loaded = skcnn.load(old)
     assert loaded.layer is None and loaded.bn_statistics == "batch"
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_the_defaults_work_on_a_shallow_module(digits):
+    """The issue's failing case: the defaults (layer=-4, finetune_depth
+    "all", a probe) on a module of two stages."""
+    X, y = digits
+    clf = PretrainedClassifier(_net(), weights=None, max_epochs=2).fit(X, y)
+    assert clf.layer_ == -2 and clf.finetune_depth_ == "all"
+    assert isinstance(clf.module_.body[1], torch.nn.Identity)
+    assert clf.score(X, y) > 0.5

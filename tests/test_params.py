@@ -38,8 +38,8 @@ def test_groups_follow_the_estimator_kind():
     assert "class_weight" not in shared_names(CNNRegressor)
     assert "head_epochs" not in shared_names(CNNClassifier)
     assert {"class_weight", "head_epochs"} <= set(shared_names(PretrainedClassifier))
-    assert defaults_for(PretrainedClassifier)["finetune_depth"] == 2
-    assert defaults_for(DenseNetClassifier)["finetune_depth"] == "all"
+    assert defaults_for(PretrainedClassifier)["layer"] == -4
+    assert defaults_for(DenseNetClassifier)["layer"] is None
 
 
 def test_the_0_2_default_changes_are_the_warned_ones():

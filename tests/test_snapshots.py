@@ -130,6 +130,13 @@ CASES = {
     "pretrained_user_module": lambda d: PretrainedClassifier(
         _user_module(),
         weights=None,
+        # skcnn 0.2's defaults, which 0.3 changed (issue 25): the same
+        # parameters still build the same net
+        layer=None,
+        pooling="avg",
+        head_init="random",
+        bn_statistics="batch",
+        lr=1e-3,
         finetune_depth=1,
         head_epochs=1,
         backbone_lr_scale=0.1,

@@ -110,6 +110,7 @@ class PretrainedNet(FinetuneMixin, nn.Module):
         self.adapter = adapter if adapter is not None else nn.Identity()
         self.body = backbone.model
         self.pooling = pooling
+        self.layer = backbone.cut_layer
         self._forward_to = (
             None if backbone.cut_at is None else ForwardTo(self.body, backbone.cut_at)
         )
