@@ -28,12 +28,22 @@ import warnings
 import numpy as np
 from _common import write_results
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
 from skcnn import PretrainedClassifier
 from skcnn.datasets import load_digits_images, load_lfw, render_font_digits
 
 PROBE = dict(layer=-4, pooling=None, input_size=64, head_init="probe")
+# the recipe chosen from the runs below (PretrainedClassifier's defaults)
+CHOSEN = dict(
+    **PROBE,
+    finetune_depth="all",
+    lr=1e-4,
+    backbone_lr_scale=1.0,
+    head_epochs=0,
+    max_epochs=10,
+    bn_statistics="frozen",
+)
 CONFIGS = {
     # the defaults of this skcnn version
     "defaults": dict(),
@@ -52,6 +62,7 @@ CONFIGS = {
     ),
     # the linear probe, through the estimator (finetune_depth=0 + probe)
     "lp": dict(**PROBE, finetune_depth=0),
+    "lp_stage_search": dict(**PROBE, finetune_depth=0),
     **{
         f"lpft_{depth}_{lr:g}_{epochs}ep_{bn}": dict(
             **PROBE,
@@ -67,28 +78,11 @@ CONFIGS = {
         for epochs in (5, 10)
         for bn in ("frozen", "batch")
     },
-    # the chosen recipe at the automatic input size (96 px for digits)
-    "lpft_all_auto": dict(
-        **{**PROBE, "input_size": "auto"},
-        finetune_depth="all",
-        lr=1e-4,
-        backbone_lr_scale=1.0,
-        head_epochs=0,
-        max_epochs=10,
-        bn_statistics="frozen",
-    ),
-    # fine-tuning at the cut, from a random head (LP-FT's ablation)
-    "ft_cut_all_1e-4": dict(
-        layer=-4,
-        pooling=None,
-        input_size=64,
-        finetune_depth="all",
-        lr=1e-4,
-        backbone_lr_scale=1.0,
-        head_epochs=0,
-        max_epochs=10,
-        bn_statistics="frozen",
-    ),
+    # the chosen recipe at 96 px (skcnn 0.2's "auto" for 8 px digits; the
+    # results files of that run call it lpft_all_auto)
+    "lpft_all_96": dict(**{**CHOSEN, "input_size": 96}),
+    # fine-tuning at the cut from a random head (LP-FT's ablation)
+    "ft_cut_all_1e-4": dict(**{**CHOSEN, "head_init": "random"}),
 }
 
 
@@ -150,12 +144,15 @@ def main():
             clf = PretrainedClassifier(
                 "efficientnet_lite0", device="cpu", random_state=seed, **CONFIGS[name]
             )
+            if name == "lp_stage_search":  # the stage picked by 3-fold CV
+                clf = GridSearchCV(clf, {"layer": [-2, -3, -4]}, cv=3)
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 clf.fit(X[train], y[train])
             times.append(time.perf_counter() - t)
-            epochs.append(clf.n_iter_)
+            fitted = getattr(clf, "best_estimator_", clf)
+            epochs.append(fitted.n_iter_)
             ids.append(clf.score(X[test], y[test]))
             if len(Xs):
                 exts.append(f1_score(ys, clf.predict(Xs), average="macro"))
@@ -163,8 +160,8 @@ def main():
                 exts.append(float("nan"))
             if args.external_test:
                 tests.append(f1_score(ye, clf.predict(Xe), average="macro"))
-            valid = [h["valid_acc"] for h in clf.history_ if "valid_acc" in h]
-            vals.append(valid[clf.best_epoch_ - 1] if valid else float("nan"))
+            valid = [h["valid_acc"] for h in fitted.history_ if "valid_acc" in h]
+            vals.append(valid[fitted.best_epoch_ - 1] if valid else float("nan"))
             print(
                 f"{name} seed {seed}: id {ids[-1]:.4f} sel-ext F1 {exts[-1]:.4f} "
                 f"val {vals[-1]:.4f} {times[-1]:.1f}s {epochs[-1]} epochs",

@@ -129,9 +129,11 @@ class NetClassifierMixin(ClassifierMixin):
         Returns
         -------
         log_proba : ndarray of shape (n, n_classes)
-            Log-probabilities (clipped at 1e-12 before the log).
+            ``np.log(predict_proba(X))`` (as scikit-learn's classifiers; -inf
+            only where a probability underflows float64).
         """
-        return np.log(np.clip(self.predict_proba(X), 1e-12, None))
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
 
     def predict(self, X):
         """Predicted labels.

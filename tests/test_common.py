@@ -76,7 +76,13 @@ EXPECTED_FAILED = {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS
     },
     "PretrainedClassifier": {
-        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        # measured: probabilities differ by up to 1.1e-6 (relative 5e-6)
+        "check_methods_subset_invariance": (
+            "float32 inference: CPU convolutions round differently for other batch "
+            "sizes, and a head started from a linear probe (the default) is confident, "
+            "which turns that into about 1e-6 in probabilities; the check allows 1e-7"
+        ),
     },
     "AddNoise": {
         name: "by design fit_transform adds noise (training rows) and transform does not"

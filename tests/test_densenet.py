@@ -225,6 +225,11 @@ def test_pretrained_densenet_is_pretrained_classifier(densenet121_file, small_di
     X, y = small_digits[0][:40], small_digits[1][:40]
     common = dict(
         weights=path,
+        # PretrainedClassifier's defaults differ since 0.3 (issue 25)
+        layer=None,
+        head_init="random",
+        bn_statistics="batch",
+        lr=1e-3,
         finetune_depth=1,
         head_epochs=1,
         backbone_lr_scale=0.1,

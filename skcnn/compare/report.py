@@ -49,7 +49,10 @@ def _fmt(v):
 
 def _space(grid):
     if grid is None:
-        return "one fit on the training split, no search"
+        return (
+            "one fit on the training split, no search (no CV F1: cross-validating "
+            "a fine-tuning costs minutes on a CPU)"
+        )
     if not grid:
         return "defaults, no search"
     return "; ".join(f"{k.split('__')[-1]} in {list(v)}" for k, v in grid.items())
