@@ -51,7 +51,7 @@ CONFIGS = {
     "ft_0.2": dict(
         layer=None,
         pooling="avg",
-        input_size="auto",
+        input_size=96,  # 0.2's "auto" for 8 px digits (and 25 px faces: 100)
         head_init="random",
         finetune_depth=2,
         head_epochs=1,
