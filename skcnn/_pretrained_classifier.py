@@ -69,6 +69,15 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         Where the pretrained weights came from.
     input_size_ : tuple or None
         The size images are resized to (None: their own size).
+    layer_ : int or None
+        The stage the backbone was cut after (``layer``, or the first stage
+        when the backbone has fewer).
+    finetune_depth_ : int or "all"
+        The stages that trained (``finetune_depth``, or all of them when the
+        cut backbone has fewer).
+    probe_score_ : float or None
+        Training accuracy of the linear probe the head started from
+        (``head_init="probe"``; None otherwise; not kept in model files).
     module_ : PretrainedNet
         The network: ``adapter``, ``body`` (the backbone) and ``classifier``.
     history_ : list of dict

@@ -50,6 +50,7 @@ class TransferMixin:
         return self.head_init == "probe" and self.finetune_depth == 0
 
     def _init_head(self, train, plan):
+        self.probe_score_ = None
         if self.head_init != "probe":
             return False
         module = self.module_

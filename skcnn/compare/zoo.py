@@ -198,7 +198,7 @@ def _lite0_models(*, quick, device, random_state):
     # backbone before the cut fine-tuned with kept batch-norm statistics);
     # "auto" size (64 px for 8 px digits). benchmarks/bench_lpft.py chose the
     # recipe with 10 epochs; one epoch keeps this row within the time the
-    # 0.2 row took (12.9 s against 28.3 s for 3 epochs on the slower host).
+    # 0.2 row took (2 cores: 12.9 s; 3 epochs 28.3 s; 0.2's row 23.2 s).
     finetune = PretrainedClassifier(
         "efficientnet_lite0",
         max_epochs=1,
