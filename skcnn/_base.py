@@ -84,10 +84,9 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         return []
 
     def _init_head(self, train, plan):
-        """Start the new network's head from ``train``; True: that was the fit."""
-        return False
+        """Start the new network's head from ``train``, before training."""
 
-    def _head_init_is_the_fit(self):  # then no validation split is held out
+    def _head_init_is_the_fit(self):  # no epochs, no validation split
         return False
 
     def _optimizer_kwargs(self):
@@ -210,13 +209,13 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             strict_precision=reset,
         )
         with fit_context(self.device_, seed, self._threads()):
-            split = split and not (reset and self._head_init_is_the_fit())
+            head_only = reset and self._head_init_is_the_fit()
+            split = split and not head_only
             train, valid = split_data(data, y_enc, plan) if split else (data, None)
-            head_only = False
             if reset:
                 plan = with_batch_size(plan, len(train))
                 self._build_net(plan, layout, len(train))
-                head_only = self._init_head(train, plan)
+                self._init_head(train, plan)
             key = None
             if plan.checkpoint_dir is not None:
                 key = checkpoint_key(plan.checkpoint_params, train)

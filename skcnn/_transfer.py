@@ -42,21 +42,18 @@ class TransferMixin:
             dropout=dropout,
             pooling=self.pooling,
             input_shape=layout.shape,
+            keep_bn_statistics=self.bn_statistics == "frozen",
         )
-        module.keep_bn_statistics = self.bn_statistics == "frozen"
         return module.set_finetune_depth(self.finetune_depth)
 
     def _head_init_is_the_fit(self):
+        # the head alone on frozen features: the probe is its optimum
         return self.head_init == "probe" and self.finetune_depth == 0
 
     def _init_head(self, train, plan):
         self.probe_score_ = None
-        if self.head_init != "probe":
-            return False
-        module = self.module_
-        self.probe_score_ = fit_linear_probe(module, train, plan)
-        # the head alone on frozen features: the probe is its optimum
-        return module.finetune_depth == 0
+        if self.head_init == "probe":
+            self.probe_score_ = fit_linear_probe(self.module_, train, plan)
 
     @property
     def layer_(self):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._device import eval_mode
 from .backbone import ForwardTo, pool
 
 __all__ = ["FinetuneMixin", "ParamNames", "PretrainedNet"]
@@ -28,21 +29,28 @@ class FinetuneMixin:
     def stage_starts(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def trained_depth(self, depth):
+        """The stages ``finetune_depth=depth`` trains: ``depth``, or all of
+        them when there are fewer ("all" stays "all")."""
+        if depth == "all":
+            return depth
+        if not (isinstance(depth, int) and depth >= 0):
+            raise ValueError(
+                f"finetune_depth must be 'all' or an int >= 0; got {depth!r}."
+            )
+        return min(depth, len(self.stage_starts()))
+
     def trainable_names(self, depth):
         """Names of the parameters that train at fine-tuning ``depth``."""
         names = [n for n, _ in self.named_parameters()]
         head = {n for n in names if n.startswith(self.head_prefix)}
         body = [n for n in names if n.startswith(self.backbone_prefix)]
+        depth = self.trained_depth(depth)
         if depth == "all":
             return head | set(body)
-        starts = self.stage_starts()
-        if not (isinstance(depth, int) and depth >= 0):
-            raise ValueError(
-                f"finetune_depth must be 'all' or an int >= 0; got {depth!r}."
-            )
-        depth = min(depth, len(starts))
         if depth == 0:
             return head
+        starts = self.stage_starts()
         start = starts[len(starts) - depth]
         first = next(i for i, n in enumerate(body) if n.startswith(start + "."))
         return head | set(body[first:])
@@ -53,8 +61,7 @@ class FinetuneMixin:
         trainable = self.trainable_names(depth)
         for name, p in self.named_parameters():
             p.requires_grad_(name in trainable)
-        n = len(self.stage_starts())
-        self.finetune_depth = depth if depth == "all" else min(int(depth), n)
+        self.finetune_depth = self.trained_depth(depth)
         return self
 
     # True: every batch norm keeps its running statistics while training
@@ -93,6 +100,9 @@ class PretrainedNet(FinetuneMixin, nn.Module):
         flattens it); a whole backbone pools as it was built to.
     input_shape : tuple or None
         ``(C, H, W)`` of the images, to size the head of a cut backbone.
+    keep_bn_statistics : bool, default=False
+        Every batch norm keeps its running statistics while training (its
+        scale and shift still train where they are unfrozen).
     """
 
     backbone_prefix = "body."
@@ -105,8 +115,10 @@ class PretrainedNet(FinetuneMixin, nn.Module):
         dropout=0.0,
         pooling="avg",
         input_shape=None,
+        keep_bn_statistics=False,
     ):
         super().__init__()
+        self.keep_bn_statistics = keep_bn_statistics
         self.adapter = adapter if adapter is not None else nn.Identity()
         self.body = backbone.model
         self.pooling = pooling
@@ -126,12 +138,8 @@ class PretrainedNet(FinetuneMixin, nn.Module):
         """Features of the cut backbone on images of ``input_shape``."""
         if input_shape is None:
             raise ValueError("A cut backbone needs input_shape to size its head.")
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            width = self.forward_features(torch.zeros(2, *input_shape)).shape[1]
-        self.train(was_training)
-        return int(width)
+        with eval_mode(self), torch.no_grad():
+            return int(self.forward_features(torch.zeros(2, *input_shape)).shape[1])
 
     def stage_starts(self):
         return list(self._stage_starts)
