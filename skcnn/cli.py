@@ -30,15 +30,32 @@ def _parser():
         "--data",
         default="digits",
         help="'digits' (default: scikit-learn's 8x8 handwritten digits), 'lfw-subset' "
-        "(scikit-image's 200 25x25 face / non-face images; alias 'lfw'), or a folder "
-        "with one subfolder per class",
+        "(scikit-image's 200 25x25 face / non-face images; alias 'lfw'), a folder "
+        "with one subfolder per class, or an .npz file of arrays X (images) and y",
     )
     cmp.add_argument(
         "--external",
+        action="append",
         default=None,
-        help="external test set: a folder of class subfolders, or 'shifted' (the "
-        "validation split through skcnn's augmentation); default: printed digits "
-        "for --data digits, 'shifted' otherwise",
+        help="an external test set, scored in its own columns; give it several times "
+        "for several sets: a folder of class subfolders, an .npz file, 'shifted' (the "
+        "validation split through skcnn's augmentation) or 'digits-printed'; default: "
+        "printed digits for --data digits, 'shifted' otherwise",
+    )
+    cmp.add_argument(
+        "--budget",
+        default="300",
+        help="seconds the whole run may take (default 300): each row's cost is "
+        "measured on your images first, then rows get fewer folds, candidates or "
+        "epochs, or are listed as not run, so that the run fits; 'none' runs every "
+        "row in full",
+    )
+    cmp.add_argument(
+        "--resume",
+        default=None,
+        metavar="OUT",
+        help="continue the stopped run whose results are in OUT, with its own "
+        "options (--budget is then the time for the rows still to run)",
     )
     cmp.add_argument(
         "--models",
@@ -50,8 +67,9 @@ def _parser():
     cmp.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run (about 30 s): fewer epochs, 2 folds, smaller searches, "
-        "a smaller robustness profile, summary figures only",
+        help="a smoke run: fewer epochs, 2 folds, smaller searches, a smaller "
+        "robustness profile, summary figures only (with the default budget, about "
+        "a minute on 2 cores)",
     )
     cmp.add_argument(
         "--device",
@@ -106,23 +124,9 @@ def main(argv=None):
     if args.command == "compare":
         from .compare import run_comparison
 
-        models = args.models
         try:
-            result = run_comparison(
-                args.data,
-                external=args.external,
-                models=models,
-                quick=args.quick,
-                device=args.device,
-                n_jobs=args.n_jobs,
-                cv=args.cv,
-                weights=args.weights,
-                image_size=args.image_size,
-                random_state=args.random_state,
-                out=args.out,
-                robustness=not args.no_robustness,
-                dask=args.dask,
-            )
+            options = _run_options(args)
+            result = run_comparison(**options)
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"skcnn compare: error: {exc}", file=sys.stderr)
             return 2
@@ -136,17 +140,63 @@ def main(argv=None):
             )
             return 2
         except KeyboardInterrupt:
-            where = f"; finished rows are in {args.out}" if args.out else ""
+            out = args.resume or args.out
+            where = (
+                f"; finished rows and report.md are in {out} (continue with "
+                f"skcnn compare --resume {out})"
+                if out
+                else ""
+            )
             print(f"skcnn compare: interrupted{where}.", file=sys.stderr)
             return 130
-        print(f"External set: {result.external}.")
+        for e in result.externals:
+            print(f"External set {e['label']} ({e['name']}): {e['description']}.")
         print("F1 is macro-averaged; fit_time_s covers each model's whole search.\n")
         print(result.to_markdown())
         print(
             f"\nwall time: {result.wall_time_s:.1f}s"
-            + (f"; results in {args.out}" if args.out else "")
+            + (f"; results in {options['out']}" if options["out"] else "")
         )
     return 0
+
+
+def _budget(text):
+    if str(text).lower() in ("none", "off", "0"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--budget takes seconds (a positive number) or 'none'; got {text!r}."
+        ) from None
+
+
+def _run_options(args):
+    """run_comparison's arguments from the command line (--resume: from the
+    stopped run's folder)."""
+    options = dict(
+        data=args.data,
+        external=args.external,
+        models=args.models,
+        quick=args.quick,
+        device=args.device,
+        n_jobs=args.n_jobs,
+        cv=args.cv,
+        weights=args.weights,
+        image_size=args.image_size,
+        random_state=args.random_state,
+        out=args.out,
+        robustness=not args.no_robustness,
+        dask=args.dask,
+        budget=_budget(args.budget),
+    )
+    if args.resume is not None:
+        from .compare.state import saved_args
+
+        saved = saved_args(args.resume)
+        options.update({k: v for k, v in saved.items() if k in options})
+        options.update(out=args.resume, resume=True)
+    return options
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,6 +50,33 @@ class OnnxExportMixin:
         return to_onnx(self, path, **kwargs)
 
 
+def _check_exportable(estimator):
+    """A Pipeline (or another meta-estimator) is not one skcnn network: say
+    which step is, and what exports the rest."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        return
+    nets = [
+        name
+        for name, step in estimator.steps
+        if hasattr(step, "layout_")
+        or (hasattr(step, "to_onnx") and not isinstance(step, Pipeline))
+    ]
+    others = [type(s).__name__ for n, s in estimator.steps if n not in nets]
+    if nets:
+        raise TypeError(
+            f"to_onnx exports one skcnn network; this Pipeline's network step is "
+            f"{nets[0]!r}: export it with to_onnx(pipe.named_steps[{nets[0]!r}], path). "
+            f"Its other steps ({', '.join(others)}) are scikit-learn's: convert them "
+            "with skl2onnx, or save the whole Pipeline with skcnn.save_any(pipe, path)."
+        )
+    raise TypeError(
+        f"to_onnx exports skcnn networks; this Pipeline ({', '.join(others)}) has none. "
+        "Convert scikit-learn models with skl2onnx, or save it with skcnn.save_any."
+    )
+
+
 class _Graph(nn.Module):
     """User input -> skcnn's network input -> the estimator's output."""
 
@@ -193,6 +220,7 @@ PretrainedClassifier or PretrainedFeatureExtractor
         ) from None
     from . import __version__
 
+    _check_exportable(estimator)
     check_is_fitted(estimator, "layout_")
     check_output_path(path, "ONNX file")
     tta = getattr(estimator, "tta", 0) or 0

@@ -341,8 +341,9 @@ def _pyplot():
 
 
 def plot_learning_curves(estimator, ax=None, title=None):
-    """Training and internal-validation loss (and accuracy) per epoch, best
-    epoch marked.
+    """Training and internal-validation loss (and accuracy) per epoch, the
+    epoch whose weights the model kept marked (the best one under early
+    stopping, the last one without it).
 
     The "validation" curve is the estimator's internal early-stopping split
     (``validation_fraction`` of the rows it was fitted on), not a test set.
@@ -374,6 +375,14 @@ def plot_learning_curves(estimator, ax=None, title=None):
     else:
         axes, fig = np.atleast_1d(ax), np.atleast_1d(ax)[0].figure
     panels = [("loss", "train_loss", "valid_loss")]
+    if getattr(estimator, "early_stopping", False):
+        kept, kept_label = (
+            estimator.best_epoch_,
+            f"best epoch ({estimator.best_epoch_})",
+        )
+    else:  # no early stopping: the weights are the last epoch's
+        kept = epochs[-1] if epochs else 0
+        kept_label = f"weights kept: last epoch ({kept})"
     if has_acc:
         panels.append(("accuracy", "train_acc", "valid_acc"))
     for a, (label, train_key, valid_key) in zip(axes, panels):
@@ -384,12 +393,7 @@ def plot_learning_curves(estimator, ax=None, title=None):
                 [h.get(valid_key, np.nan) for h in hist],
                 label="early-stopping split",
             )
-        a.axvline(
-            estimator.best_epoch_,
-            color="gray",
-            linestyle="--",
-            label=f"best epoch ({estimator.best_epoch_})",
-        )
+        a.axvline(kept, color="gray", linestyle="--", label=kept_label)
         a.set_xlabel("epoch")
         a.set_ylabel(label)
         a.legend()

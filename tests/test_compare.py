@@ -31,10 +31,11 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
     for f in ["robustness.csv", "robustness.png"]:
         assert (out / f).stat().st_size > 0, f
     lines = (out / "results.csv").read_text().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6  # the four rows and their ensemble
+    assert lines[-1].startswith("ensemble,ok,")
     profile = (out / "robustness.csv").read_text().splitlines()
     assert profile[0] == "model,kind,severity,magnitude,score"
-    assert len(profile) == 1 + 4 * 8 * 4  # models x kinds x severities 0-3
+    assert len(profile) == 1 + 5 * 8 * 4  # models x kinds x severities 0-3
     report = (out / "report.md").read_text()
     for section in [
         "## Verdict",
@@ -44,7 +45,7 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
     ]:
         assert section in report
     assert "![robustness profile](robustness.png)" in report
-    assert "Best on the external set: **" in report
+    assert "Best on the external set printed digits (ext): **" in report
 
 
 def test_full_run_figures_per_model(tmp_path):
@@ -206,7 +207,7 @@ def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch
     from skcnn import cli
 
     monkeypatch.setattr(
-        "skcnn.compare.run.load_comparison_data",
+        "skcnn.compare.run.load_run_data",
         lambda *a, **k: pytest.fail("data loaded before the options were checked"),
     )
     assert cli.main(["compare", "--models", "pca+svm", *argv]) == 2
@@ -432,7 +433,7 @@ def test_weights_that_do_not_fit_densenet121_fail_up_front(
     import torch
 
     monkeypatch.setattr(
-        "skcnn.compare.run.load_comparison_data",
+        "skcnn.compare.run.load_run_data",
         lambda *a, **k: pytest.fail("data loaded before the weights were checked"),
     )
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
@@ -446,7 +447,7 @@ def test_out_of_memory_gets_advice(monkeypatch, capsys):
     def no_memory(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr("skcnn.compare.run.load_comparison_data", no_memory)
+    monkeypatch.setattr("skcnn.compare.run.load_run_data", no_memory)
     assert main(["compare", "--models", "pca+svm", "--image-size", "512"]) == 2
     err = capsys.readouterr().err
     assert "ran out of memory" in err and "--image-size" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from ..datasets import (
 
 def describe_external(data, external):
     """What the external test set of a run is, in words (the report says it)."""
-    if external is None and data == "digits":
+    if external == "digits-printed" or (external is None and data == "digits"):
         return (
             "500 printed digits (load_digits_external): another population, drawn by "
             "15 fonts instead of hands, reduced to 8x8 as the handwritten ones were"
@@ -29,7 +31,18 @@ def describe_external(data, external):
             "10 degrees, 10% translations, noise 0.05): an augmentation-family shift, "
             "not a new population; models trained with those transforms are flattered"
         )
-    return f"the images of the folder {str(external)!r}"
+    if _is_npz(external):
+        return f"the images of the file {_short(external)!r}"
+    return f"the images of the folder {_short(external)!r}"
+
+
+def _short(path):
+    """A path as the report shows it: its last part, never the absolute path."""
+    return Path(str(path)).name or str(path)
+
+
+def _is_npz(path):
+    return isinstance(path, (str, Path)) and str(path).lower().endswith(".npz")
 
 
 def describe_data(data):
@@ -42,53 +55,208 @@ def describe_data(data):
             "Faces in the Wild) and 100 non-faces; a face / non-face task, not face "
             "recognition"
         )
-    return f"the images of the folder {str(data)!r}, one subfolder per class"
+    if _is_npz(data):
+        return f"the images of the file {_short(data)!r} (arrays X, y)"
+    return f"the images of the folder {_short(data)!r}, one subfolder per class"
+
+
+@dataclass
+class ExternalSet:
+    """One external test set of a run: its column label ("ext", "ext2", ...),
+    what it is in words, and its images and labels."""
+
+    label: str
+    description: str
+    X: np.ndarray
+    y: np.ndarray
+    name: str = ""  # how the verdict names it (a folder or file name)
+
+
+def _load_images(source, image_size, what):
+    """(X, y) of 'digits', 'lfw-subset', 'digits-printed', a folder or an .npz."""
+    if source == "digits":
+        return load_digits_images()
+    if source in ("lfw", "lfw-subset"):
+        return load_lfw()
+    if source == "digits-printed":
+        return load_digits_external()
+    if _is_npz(source):
+        return load_npz(source, what=what)
+    if Path(str(source)).is_dir():
+        return load_image_folder(source, image_size=image_size or (32, 32))
+    raise ValueError(
+        f"{what} must be 'digits', 'lfw-subset' (alias 'lfw'), a folder of class "
+        f"subfolders or an .npz file of arrays X, y; got {source!r}."
+    )
+
+
+def load_npz(path, what="data"):
+    """Images ``X`` (n, H, W) or (n, H, W, C) and labels ``y`` from an ``.npz``
+    file, read without pickle; pixels as uint8 0-255 (float pixels in [0, 1]
+    are scaled by 255, as the estimators read them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"The {what} file {_short(path)!r} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+            if "X" not in keys or "y" not in keys:
+                raise ValueError(
+                    f"The {what} file {_short(path)!r} has the arrays {keys}; expected "
+                    "X (images) and y (labels), as np.savez(path, X=X, y=y) writes."
+                )
+            X, y = f["X"], f["y"]
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"The {what} file {_short(path)!r} is not a readable .npz file: {exc}."
+        ) from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ValueError(
+                f"The {what} file {_short(path)!r} holds Python objects, which are not "
+                "read (no pickle); store X as numbers and y as numbers or strings."
+            ) from None
+        raise
+    if X.ndim == 4 and X.shape[-1] == 1:
+        X = X[..., 0]
+    if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"X in {_short(path)!r} has shape {X.shape}; expected images (n, H, W) or "
+            "(n, H, W, C) with C in 1, 3, 4."
+        )
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(
+            f"y in {_short(path)!r} has shape {y.shape}; expected one label per image "
+            f"({len(X)},)."
+        )
+    return _as_uint8(X[..., :3] if X.ndim == 4 else X, path), y
+
+
+def _as_uint8(X, path):
+    if X.dtype == np.uint8:
+        return X
+    if X.dtype.kind in "iu" and X.size and (X.min() >= 0 and X.max() <= 255):
+        return X.astype(np.uint8)
+    if X.dtype.kind == "f" and X.size and np.isfinite(X).all():
+        lo, hi = float(X.min()), float(X.max())
+        if lo >= 0 and hi <= 1:
+            return np.round(X * 255).astype(np.uint8)
+    raise ValueError(
+        f"X in {_short(path)!r} has {X.dtype} pixels in "
+        f"[{X.min() if X.size else ''}, {X.max() if X.size else ''}]; expected uint8 "
+        "(or integers 0-255), or floats in [0, 1]."
+    )
+
+
+def _resize(X, size):
+    """uint8 images ``X`` resized to ``size`` (H, W), channels kept."""
+    if X.shape[1:3] == tuple(size):
+        return X
+    from skimage.transform import resize
+
+    shape = tuple(size) + X.shape[3:]
+    X = np.stack([resize(x, shape, preserve_range=True, anti_aliasing=True) for x in X])
+    return np.clip(np.round(X), 0, 255).astype(np.uint8)
+
+
+def _match_images(X, like):
+    """``X`` at the data's image size, and gray / colour as the data is."""
+    X = _resize(X, like.shape[1:3])
+    if X.ndim != like.ndim:
+        X = (
+            X.mean(-1).astype(np.uint8)
+            if like.ndim == 3
+            else np.repeat(X[..., None], 3, -1)
+        )
+    return X
+
+
+def load_run_data(data="digits", externals=None, image_size=None, random_state=0):
+    """Train / validation splits of ``data`` and the run's external sets.
+
+    ``externals``: a list of folders, ``.npz`` files, ``"shifted"`` (the
+    validation split through skcnn's augmentation) or ``"digits-printed"``;
+    None or empty: printed digits for digits, the shifted copy otherwise.
+    Returns ``(X_train, y_train, X_val, y_val, [ExternalSet, ...])``.
+    """
+    X, y = _load_images(data, image_size, "data")
+    if _is_npz(data) and image_size:
+        X = _resize(X, (image_size, image_size))
+    _check_classes(data, y)
+    X_train, X_val, y_train, y_val = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=random_state
+    )
+    if isinstance(externals, (str, Path)):
+        externals = [externals]
+    externals = list(externals or [None])
+    sets = []
+    for i, source in enumerate(externals):
+        label = "ext" if i == 0 else f"ext{i + 1}"
+        if source is None and data != "digits":
+            source = "shifted"
+        if source is None or source == "digits-printed":
+            X_ext, y_ext = load_digits_external()
+            name = "printed digits"
+        elif source == "shifted":
+            X_ext = make_shifted(X_val, random_state=random_state)
+            y_ext, name = y_val, "shifted validation"
+        else:
+            X_ext, y_ext = _load_images(source, X.shape[1:3], "external set")
+            X_ext, name = _match_images(X_ext, X), _short(source)
+        sets.append(
+            ExternalSet(label, describe_external(data, source), X_ext, y_ext, name)
+        )
+    if any(s.y.dtype.kind in "US" for s in sets) or y.dtype.kind in "US":
+        # Folder names are strings: compare labels as strings on every side.
+        y_train, y_val = y_train.astype(str), y_val.astype(str)
+        for s in sets:
+            s.y = s.y.astype(str)
+    for s in sets:
+        unknown = sorted(str(c) for c in set(s.y) - set(y_train))
+        if unknown:
+            raise ValueError(
+                f"The external set {s.name!r} has classes {unknown} that the data "
+                "does not have."
+            )
+    return X_train, y_train, X_val, y_val, sets
 
 
 def load_comparison_data(data="digits", external=None, image_size=None, random_state=0):
     """Return train / validation / external splits as uint8 image arrays.
 
-    ``external``: a folder of class subfolders, ``"shifted"`` (the validation
-    split through skcnn's augmentation) or None: for digits a truly external
-    population (:func:`~skcnn.datasets.load_digits_external`), otherwise the
-    shifted copy. :func:`describe_external` says which.
+    ``external``: a folder of class subfolders, an ``.npz`` file,
+    ``"shifted"`` (the validation split through skcnn's augmentation) or
+    None: for digits a truly external population
+    (:func:`~skcnn.datasets.load_digits_external`), otherwise the shifted
+    copy. :func:`describe_external` says which. :func:`load_run_data` takes
+    several external sets.
     """
-    if data == "digits":
-        X, y = load_digits_images()
-    elif data in ("lfw", "lfw-subset"):
-        X, y = load_lfw()
-    elif Path(str(data)).is_dir():
-        X, y = load_image_folder(data, image_size=image_size or (32, 32))
-    else:
-        raise ValueError(
-            "data must be 'digits', 'lfw-subset' (alias 'lfw') or a folder of class "
-            f"subfolders; got {data!r}."
-        )
-    _check_classes(data, y)
-    X_train, X_val, y_train, y_val = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=random_state
+    X_train, y_train, X_val, y_val, sets = load_run_data(
+        data, None if external is None else [external], image_size, random_state
     )
-    if external is None and data == "digits":
-        X_ext, y_ext = load_digits_external()
-    elif external not in (None, "shifted"):
-        size = X.shape[1:3]
-        X_ext, y_ext = load_image_folder(external, image_size=size)
-        if X_ext.ndim != X.ndim:  # match colour / gray
-            X_ext = (
-                X_ext.mean(-1).astype(np.uint8)
-                if X.ndim == 3
-                else np.repeat(X_ext[..., None], 3, -1)
-            )
-        # Folder names are strings: compare labels as strings on both sides.
-        y_train, y_val = y_train.astype(str), y_val.astype(str)
-        unknown = sorted(str(c) for c in set(y_ext) - set(y_train))
-        if unknown:
-            raise ValueError(
-                f"The external set has classes {unknown} that the data does not have."
-            )
-    else:
-        X_ext, y_ext = make_shifted(X_val, random_state=random_state), y_val
-    return X_train, y_train, X_val, y_val, X_ext, y_ext
+    return X_train, y_train, X_val, y_val, sets[0].X, sets[0].y
+
+
+def summarize_images(X, y):
+    """Count, size, colour and per-class counts of an image set, in words."""
+    classes, counts = np.unique(y, return_counts=True)
+    colour = "colour" if X.ndim == 4 else "gray"
+    per = (
+        ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
+        if len(classes) <= 12
+        else f"min {counts.min()}, median {int(np.median(counts))}, max {counts.max()}"
+    )
+    return (
+        f"{len(y):,} images, {X.shape[1]}x{X.shape[2]} {colour}, {len(classes)} "
+        f"classes (per class: {per})"
+    )
+
+
+def chance_f1(y):
+    """The chance level of macro F1: guessing at random in the classes'
+    proportions gives each class an F1 equal to its share, 1 / n_classes on
+    average, whatever the balance."""
+    return 1.0 / len(np.unique(y))
 
 
 MAX_IMAGE_SIZE = 1024

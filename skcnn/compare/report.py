@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COLUMNS", "table_markdown", "verdict", "write_outputs", "write_table"]
+__all__ = [
+    "COLUMNS",
+    "rebuild_code",
+    "table_columns",
+    "table_markdown",
+    "verdict",
+    "write_outputs",
+    "write_table",
+]
 
 COLUMNS = (
     "model",
@@ -28,11 +36,25 @@ COLUMNS = (
 )
 GLOSSARY = (
     "cv_f1 / cv_f1_std: mean and std over the CV folds of the search (best candidate); "
-    "val_*: the held-out validation split; ext_*: the external test set; *_ci: 95% "
-    "paired-bootstrap interval; ext_rank: 'best' external F1, and the models whose "
-    "paired difference from the best is not significant; fit_time_s: the whole search "
-    "and refit. F1 is macro-averaged."
+    "val_*: the held-out validation split; ext_*, ext2_*, ...: the external test sets; "
+    "*_ci: 95% paired-bootstrap interval; ext_rank: 'best' external F1, and the models "
+    "whose paired difference from the best is not significant; worst_ext_f1: the lowest "
+    "F1 over the external sets; fit_time_s: the whole search and refit; notes: a set on "
+    "which the model predicts one class, or whose F1 interval reaches the chance level "
+    "(1 / classes: the macro F1 of guessing at random in the class proportions). F1 is "
+    "macro-averaged."
 )
+
+
+def table_columns(result):
+    """The columns of ``result``'s table: :data:`COLUMNS` with those of every
+    further external set, the worst external F1 and the notes."""
+    labels = [e["label"] for e in result.externals[1:]]
+    extra = [f"{lab}_{c}" for lab in labels for c in ("f1", "f1_ci", "acc", "rank")]
+    if labels:
+        extra.append("worst_ext_f1")
+    cut = COLUMNS.index("fit_time_s")
+    return COLUMNS[:cut] + tuple(extra) + COLUMNS[cut:] + ("notes",)
 
 
 def _fmt(v):
@@ -58,14 +80,14 @@ def _space(grid):
     return "; ".join(f"{k.split('__')[-1]} in {list(v)}" for k, v in grid.items())
 
 
-def table_markdown(rows):
-    """The result rows as a Markdown table with the columns of ``COLUMNS``."""
+def table_markdown(rows, columns=COLUMNS):
+    """The result rows as a Markdown table with ``columns``."""
     lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -90,28 +112,48 @@ def robustness_summary(profile):
     }
 
 
+def _set_verdict(ok, ext):
+    """The verdict lines of one external set."""
+    label, name = ext["label"], ext["name"]
+    best = max(ok, key=lambda r: r[f"{label}_f1"])
+    lo, hi = best[f"{label}_f1_ci"]
+    tied = [
+        r["model"] for r in ok if r.get(f"{label}_rank") == "not significantly worse"
+    ]
+    lines = [
+        f"Best on the external set {name} ({label}): **{best['model']}**, macro F1 "
+        f"{best[f'{label}_f1']:.3f} (95% interval {lo:.3f}-{hi:.3f}; chance "
+        f"{ext['chance_f1']:.3f})."
+    ]
+    if tied:
+        lines.append(
+            f"On {name} it is not significantly better than {', '.join(tied)} (paired "
+            "bootstrap on the same external images): treat these as tied."
+        )
+    else:
+        lines.append(
+            f"On {name} it is significantly better than every other model (paired "
+            "bootstrap on the same external images)."
+        )
+    return lines
+
+
 def verdict(result):
     """A few sentences computed from the numbers (no judgement typed in)."""
     ok = _ok(result)
     if not ok:
         return ["No model finished."]
+    externals = result.externals or [
+        {"label": "ext", "name": "external", "chance_f1": float("nan")}
+    ]
     lines = []
-    best = max(ok, key=lambda r: r["ext_f1"])
-    lo, hi = best["ext_f1_ci"]
-    tied = [r["model"] for r in ok if r.get("ext_rank") == "not significantly worse"]
-    lines.append(
-        f"Best on the external set: **{best['model']}**, macro F1 {best['ext_f1']:.3f} "
-        f"(95% interval {lo:.3f}-{hi:.3f})."
-    )
-    if tied:
+    for ext in externals:
+        lines += _set_verdict(ok, ext)
+    if len(externals) > 1:
+        robust = max(ok, key=lambda r: r["worst_ext_f1"])
         lines.append(
-            f"It is not significantly better than {', '.join(tied)} (paired bootstrap on "
-            "the same external images): treat these as tied."
-        )
-    else:
-        lines.append(
-            "It is significantly better than every other model (paired bootstrap on "
-            "the same external images)."
+            f"Most robust across the {len(externals)} external sets: **{robust['model']}** "
+            f"(best worst-case F1, {robust['worst_ext_f1']:.3f})."
         )
     drops = sorted(ok, key=lambda r: r["val_f1"] - r["ext_f1"], reverse=True)
     worst = drops[0]
@@ -120,12 +162,19 @@ def verdict(result):
         f"{worst['val_f1']:.3f} -> {worst['ext_f1']:.3f}. Median drop over "
         f"{len(ok)} models: {np.median([r['val_f1'] - r['ext_f1'] for r in ok]):.3f}."
     )
+    best = max(ok, key=lambda r: r["ext_f1"])
     val_best = max(ok, key=lambda r: r["val_f1"])
     if val_best is not best:
         lines.append(
             f"The best validation F1 ({val_best['model']}, {val_best['val_f1']:.3f}) does "
             "not pick the best external model: validation scores from the same "
             "population overstate how a model transfers."
+        )
+    flagged = [r["model"] for r in ok if r.get("notes")]
+    if flagged:
+        lines.append(
+            f"Look at the notes column for {', '.join(flagged)}: a model that predicts one "
+            "class, or scores at chance, on a set has learnt nothing that carries to it."
         )
     if result.robustness:
         summary = robustness_summary(result.robustness)
@@ -147,8 +196,9 @@ def verdict(result):
 def write_table(result, out):
     """results.csv and results.md with the rows finished so far."""
     out = Path(out)
+    columns = table_columns(result)
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for r in result.rows:
             writer.writerow(
@@ -156,12 +206,12 @@ def write_table(result, out):
                     c: _fmt(r.get(c))
                     if c == "best_params" or c.endswith("_ci")
                     else r.get(c, "")
-                    for c in COLUMNS
+                    for c in columns
                 }
             )
     (out / "results.md").write_text(
         f"# skcnn compare: {result.data}\n\n{_header(result)}\n\n"
-        f"{table_markdown(result.rows)}\n\n## Search spaces\n\n{_spaces(result)}"
+        f"{table_markdown(result.rows, columns)}\n\n## Search spaces\n\n{_spaces(result)}"
     )
 
 
@@ -170,10 +220,24 @@ def _header(result):
         f"\n\nNot run: {name} ({reason.removeprefix('skipped: ')})."
         for name, reason in result.not_run.items()
     )
+    state = "" if result.finished else " (the run stopped or is still running)"
+    externals = (
+        "".join(
+            f"\n\nExternal set {e['label']} ({e['name']}): {e['description']}; "
+            f"{e['summary']}; chance F1 {e['chance_f1']:.3f}."
+            for e in result.externals
+        )
+        or f"\n\nExternal set: {result.external}."
+    )
+    budget = (
+        f"budget {result.budget:.0f}s"
+        if result.budget is not None
+        else "no time budget"
+    )
     return (
-        f"Data: {result.data_description}. Train {result.n_train}, validation "
-        f"{result.n_val}, external {result.n_ext}; wall time {result.wall_time_s:.0f}s.\n\n"
-        f"External set: {result.external}.\n\n{GLOSSARY}{not_run}"
+        f"Data: {result.data_description}; {result.data_summary}. Train {result.n_train}, "
+        f"validation {result.n_val} (chance F1 {result.val_chance_f1:.3f}); {budget}; "
+        f"wall time {result.wall_time_s:.0f}s{state}.{externals}\n\n{GLOSSARY}{not_run}"
     )
 
 
@@ -183,18 +247,162 @@ def _spaces(result):
     )
 
 
+def _plan_table(result):
+    rows = [
+        f"| {r['model']} | {result.plan.get(r['model'], '')} | {r.get('plan', '')} | "
+        f"{_fmt(r.get('fit_time_s'))} |"
+        for r in result.rows
+        if r.get("plan") or r["model"] in result.plan
+    ]
+    if not rows:
+        return []
+    budget = (
+        f"{result.budget:.0f}s"
+        if result.budget is not None
+        else "none (full configurations)"
+    )
+    return [
+        "## Plan",
+        f"Budget: {budget}. Each row's cost was measured on the training images "
+        f"(a short fit on a subsample, {result.calibration_s:.1f}s in all) and the "
+        "rows were cut to fit: fewer folds, one candidate, no search, fewer epochs, "
+        "or not run. Each row was planned again before it ran, with the time left "
+        "and the pace so far.",
+        "| model | first plan | as run | seconds |\n|---|---|---|---|\n"
+        + "\n".join(rows),
+    ]
+
+
+def _public_module(cls):
+    """Where ``cls`` is imported from: the shortest public module path."""
+    from importlib import import_module
+
+    parts = cls.__module__.split(".")
+    for i in range(1, len(parts) + 1):
+        module = ".".join(parts[:i])
+        if any(p.startswith("_") for p in parts[1:i]):
+            break
+        try:
+            if getattr(import_module(module), cls.__name__, None) is cls:
+                return module
+        except ImportError:
+            break
+    return cls.__module__
+
+
+def _classes(obj, found):
+    from sklearn.base import BaseEstimator
+
+    if isinstance(obj, BaseEstimator):
+        found.add(type(obj))
+        for v in obj.get_params(deep=False).values():
+            _classes(v, found)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _classes(v, found)
+    return found
+
+
+def rebuild_code(estimator):
+    """Python that rebuilds ``estimator`` unfitted: imports and one
+    constructor call (scikit-learn's repr of the changed parameters)."""
+    import sklearn
+    from sklearn.base import clone
+
+    est = clone(estimator)
+    imports = sorted(
+        f"from {_public_module(c)} import {c.__name__}" for c in _classes(est, set())
+    )
+    with sklearn.config_context(print_changed_only=True):
+        body = est.__repr__(N_CHAR_MAX=100_000)
+    return "\n".join(imports) + f"\n\nmodel = {body}\nmodel.fit(X_train, y_train)"
+
+
+def _ensemble_code(result):
+    from sklearn.base import clone
+    from sklearn.ensemble import VotingClassifier
+
+    members = result.ensemble["members"]
+    classic = result.ensemble.get("classic")
+    if members[0] not in result.fitted or classic is None:
+        return None
+    vote = VotingClassifier(
+        [("network", clone(result.fitted[members[0]])), ("classic", clone(classic))],
+        voting="soft",
+    )
+    return rebuild_code(vote)
+
+
+def _export_advice(estimator):
+    """How to export a fitted row (one sentence)."""
+    from sklearn.pipeline import Pipeline
+
+    if hasattr(estimator, "to_onnx"):
+        return "`model.to_onnx('model.onnx')` (skcnn's exporter; onnxruntime runs it)."
+    if isinstance(estimator, Pipeline):
+        nets = [n for n, s in estimator.steps if hasattr(s, "to_onnx")]
+        if nets:
+            return (
+                f"`model.named_steps['{nets[0]}'].to_onnx('features.onnx')` exports its "
+                "network step; the scikit-learn steps after it convert with skl2onnx "
+                "(`pip install skl2onnx`), or save the whole Pipeline with "
+                "`skcnn.save_any(model, 'model.skcnn')`."
+            )
+    return (
+        "a scikit-learn model: `skcnn.save_any(model, 'model.skcnn')` (a safe file), or "
+        "skl2onnx for ONNX."
+    )
+
+
+def _rebuild_section(result):
+    ok = sorted(_ok(result), key=lambda r: -r["ext_f1"])
+    parts = []
+    for r in ok:
+        name = r["model"]
+        if name == "ensemble":
+            code = _ensemble_code(result)
+        else:
+            code = rebuild_code(result.fitted[name]) if name in result.fitted else None
+        if code is None:
+            continue
+        export = (
+            _export_advice(result.fitted[name])
+            if name in result.fitted
+            else "each member as its own row says."
+        )
+        parts.append(f"### {name}\n\n```python\n{code}\n```\n\nExport: {export}")
+    if not parts:
+        return []
+    return [
+        "## Rebuild a model",
+        "Each fitted row as Python (the best on the external set first): the "
+        "parameters its search chose, fitted on the training split as the table's "
+        "model was.",
+        *parts,
+    ]
+
+
 def write_report(result, out, figures):
-    """report.md: verdict, table, figures, robustness, search spaces."""
+    """report.md: verdict, table, plan, figures, robustness, rebuild code."""
     parts = [
         f"# skcnn compare: {result.data}",
         _header(result),
         "## Verdict",
         "\n".join(f"- {line}" for line in verdict(result)),
         "## Results",
-        table_markdown(result.rows),
+        table_markdown(result.rows, table_columns(result)),
     ]
+    if result.ensemble:
+        net, cla = result.ensemble["members"]
+        by = result.ensemble["chosen_by"]
+        parts += [
+            f"The ensemble row is a soft vote (the mean of predicted probabilities) of "
+            f"{net}, the best network by {by[0]}, and {cla}, the best classic model by "
+            f"{by[1]}, as fitted (no search of its own, hence no CV F1)."
+        ]
     if "f1_bars.png" in figures:
         parts += ["![validation vs external F1](f1_bars.png)"]
+    parts += _plan_table(result)
     if result.robustness:
         summary = robustness_summary(result.robustness)
         kinds = [k for k in next(iter(summary.values())) if k != "clean"]
@@ -221,22 +429,29 @@ def write_report(result, out, figures):
         parts += ["## Confusion matrices and learning curves"]
         parts += [f"![{f[:-4]}]({f})" for f in per_model]
     parts += ["## Search spaces", _spaces(result)]
+    parts += _rebuild_section(result)
     (Path(out) / "report.md").write_text("\n\n".join(parts) + "\n")
 
 
-def write_outputs(result, out, y_val, y_ext, per_model_figures=True):
+def write_outputs(
+    result, out, y_val, y_ext, per_model_figures=True, summary_figures=True
+):
     """results.csv/.md, report.md, robustness.csv and the figures (the
     confusion matrices and learning curves of each model too, unless
-    ``per_model_figures`` is False)."""
+    ``per_model_figures`` is False). ``y_ext``: the labels of the external
+    set, or a list of them (one per set)."""
     from ..robustness import write_profile_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    y_exts = [y_ext] if isinstance(y_ext, np.ndarray) else list(y_ext)
     write_table(result, out)
     if result.robustness:
         write_profile_csv(result.robustness, out / "robustness.csv")
     try:
-        figures = _write_figures(result, out, y_val, y_ext, per_model_figures)
+        figures = _write_figures(
+            result, out, y_val, y_exts, per_model_figures, summary_figures
+        )
     except ImportError:
         print(
             "matplotlib not installed: no figures written (pip install 'skcnn[plot]').",
@@ -246,7 +461,11 @@ def write_outputs(result, out, y_val, y_ext, per_model_figures=True):
     write_report(result, out, figures)
 
 
-def _write_figures(result, out, y_val, y_ext, per_model_figures):
+def _figure_name(kind, model):
+    return f"{kind}_{model.replace('+', '_')}.png"
+
+
+def _write_figures(result, out, y_val, y_exts, per_model_figures, summary_figures):
     import matplotlib
 
     if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
@@ -265,45 +484,67 @@ def _write_figures(result, out, y_val, y_ext, per_model_figures):
         written.append(name)
 
     ok = _ok(result)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(ok)), 4))
-    x = np.arange(len(ok))
-    for shift, key, label in ((-0.2, "val", "validation"), (0.2, "ext", "external")):
-        f1 = np.array([r[f"{key}_f1"] for r in ok])
-        ci = np.array([r[f"{key}_f1_ci"] for r in ok]).T
-        # 95% paired-bootstrap intervals as error bars
-        ax.bar(
-            x + shift, f1, 0.4, label=label, yerr=[f1 - ci[0], ci[1] - f1], capsize=3
+    labels = [("val", "validation")] + [
+        (e["label"], f"external: {e['name']}") for e in result.externals
+    ] or [("val", "validation"), ("ext", "external")]
+    if summary_figures and ok:
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(ok) * len(labels) / 2), 4))
+        x = np.arange(len(ok))
+        width = 0.8 / len(labels)
+        for i, (key, label) in enumerate(labels):
+            f1 = np.array([r[f"{key}_f1"] for r in ok])
+            ci = np.array([r[f"{key}_f1_ci"] for r in ok]).T
+            # 95% paired-bootstrap intervals as error bars
+            ax.bar(
+                x + (i - (len(labels) - 1) / 2) * width,
+                f1,
+                width,
+                label=label,
+                yerr=[f1 - ci[0], ci[1] - f1],
+                capsize=3,
+            )
+        ax.set_xticks(x, [r["model"] for r in ok], rotation=30, ha="right")
+        ax.set_ylabel("macro F1")
+        ax.set_ylim(0, 1.15)
+        ax.legend(loc="upper right", ncols=len(labels))
+        ax.set_title(
+            f"{result.data}: validation vs external F1 (95% bootstrap intervals)"
         )
-    ax.set_xticks(x, [r["model"] for r in ok], rotation=30, ha="right")
-    ax.set_ylabel("macro F1")
-    ax.set_ylim(0, 1.15)
-    ax.legend(loc="upper right", ncols=2)
-    ax.set_title(f"{result.data}: validation vs external F1 (95% bootstrap intervals)")
-    fig.tight_layout()
-    save(fig, "f1_bars.png")
-    if result.robustness:
-        fig = plot_shift_profile(
-            result.robustness,
-            ylabel="macro F1",
-            title=f"{result.data}: F1 under controlled shifts of the validation images",
+        fig.tight_layout()
+        save(fig, "f1_bars.png")
+        if result.robustness:
+            fig = plot_shift_profile(
+                result.robustness,
+                ylabel="macro F1",
+                title=f"{result.data}: F1 under controlled shifts of the validation images",
+            )
+            save(fig, "robustness.png")
+    elif (out / "f1_bars.png").exists():
+        written.append("f1_bars.png")
+    if per_model_figures is True:
+        per_model_figures = list(result.predictions)
+    for name in per_model_figures or ():
+        preds = result.predictions[name]
+        fig, axes = plt.subplots(
+            1, len(preds), figsize=(5 * len(preds), 4.5), squeeze=False
         )
-        save(fig, "robustness.png")
-    for name, (pred_val, pred_ext) in result.predictions.items():
-        if not per_model_figures:
-            break
-        safe = name.replace("+", "_")
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-        for ax, y, pred, title in (
-            (axes[0], y_val, pred_val, "validation split"),
-            (axes[1], y_ext, pred_ext, "external set"),
-        ):
+        for ax, y, pred, (_, title) in zip(axes[0], [y_val, *y_exts], preds, labels):
             ConfusionMatrixDisplay.from_predictions(y, pred, ax=ax, colorbar=False)
             ax.set_title(title)
         fig.suptitle(f"{name}: confusion matrices")
         fig.tight_layout()
-        save(fig, f"confusion_{safe}.png")
-        est = result.fitted[name]
-        if hasattr(est, "history_"):
+        save(fig, _figure_name("confusion", name))
+        est = result.fitted.get(name)
+        if getattr(est, "history_", None):
             fig = plot_learning_curves(est, title=f"{name}: learning curves (refit)")
-            save(fig, f"learning_curves_{safe}.png")
+            save(fig, _figure_name("learning_curves", name))
+    for r in ok:  # figures of rows drawn earlier in this run (or a stopped one)
+        for kind in ("confusion", "learning_curves"):
+            f = _figure_name(kind, r["model"])
+            if (
+                f not in written
+                and (out / f).exists()
+                and per_model_figures is not False
+            ):
+                written.append(f)
     return written

@@ -14,19 +14,26 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
-from .._compare_names import EXPECTED_S
+from .._compare_names import GROUPS
 from ..pretrained import hub_checkpoint_dir
 from ..robustness import shift_profile
 from .data import (
     MAX_IMAGE_SIZE,
     _check_folds,
+    _short,
+    chance_f1,
     describe_data,
-    describe_external,
-    load_comparison_data,
+    load_run_data,
+    summarize_images,
 )
-from .report import write_outputs, write_table
+from .plan import DEFAULT_BUDGET_S, _n_candidates, calibrate, is_network, plan_rows
+from .report import write_outputs
+from .state import load_state, restore_rows, save_state
 from .stats import PairedBootstrap, _rank
 from .zoo import _shift_transforms, default_models, resolve_models
+
+# Rows that hold a network (the ensemble's first member comes from these).
+NETWORK_ROWS = GROUPS["networks"] + GROUPS["transfer"]
 
 
 @dataclass
@@ -38,6 +45,7 @@ class ComparisonResult:
     n_ext: int
     wall_time_s: float
     fitted: dict = field(default_factory=dict)
+    # model -> (validation predictions, external predictions, more external sets')
     predictions: dict = field(default_factory=dict)
     external: str = ""
     searches: dict = field(default_factory=dict)  # model -> its search space
@@ -45,11 +53,28 @@ class ComparisonResult:
     robustness: dict = None  # the shift_profile table, when computed
     robustness_n: int = 0  # validation images it was computed on
     not_run: dict = field(default_factory=dict)  # default rows unavailable here
+    # one dict per external set: label, name, description, summary, chance_f1
+    externals: list = field(default_factory=list)
+    data_summary: str = ""  # sizes and per-class counts of the data
+    val_chance_f1: float = 0.0
+    budget: float = None  # seconds; None: no budget
+    plan: dict = field(default_factory=dict)  # model -> the first plan, in words
+    calibration_s: float = 0.0
+    # model -> (validation probabilities, [external probabilities per set])
+    probabilities: dict = field(default_factory=dict)
+    ensemble: dict = field(default_factory=dict)  # how the ensemble row was made
+    finished: bool = False  # False while running, or after a stop
+    resumed_s: float = 0.0  # seconds the stopped run had taken (resume)
+
+    def columns(self):
+        from .report import table_columns
+
+        return table_columns(self)
 
     def to_markdown(self):
         from .report import table_markdown
 
-        return table_markdown(self.rows)
+        return table_markdown(self.rows, self.columns())
 
     def __str__(self):
         return self.to_markdown()
@@ -60,23 +85,24 @@ def _progress(msg):
 
 
 class _Clock:
-    """Elapsed time and an estimate of what is left, from the expected
-    cost of each row (:data:`EXPECTED_S`) scaled by the pace so far."""
+    """Elapsed time and an estimate of what is left: the plan's estimate of
+    each row still to run, scaled by the pace measured so far."""
 
-    def __init__(self, expected):
+    def __init__(self, expected=None):
         self.start = time.perf_counter()
-        self.left = dict(expected)
-        self.done_expected = 0.0
+        self.left = dict(expected or {})
+        self.pace = 1.0
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
 
     def finish(self, name):
-        self.done_expected += self.left.pop(name, 0.0)
+        self.left.pop(name, None)
 
     def __str__(self):
-        elapsed = time.perf_counter() - self.start
-        text = f"{elapsed:.0f}s elapsed"
-        if self.done_expected and self.left:
-            pace = elapsed / self.done_expected
-            text += f", about {pace * sum(self.left.values()):.0f}s left"
+        text = f"{self.elapsed():.0f}s elapsed"
+        if self.left:
+            text += f", about {self.pace * sum(self.left.values()):.0f}s left"
         return text
 
 
@@ -133,18 +159,23 @@ def run_comparison(
     out=None,
     robustness=True,
     dask=None,
+    budget=DEFAULT_BUDGET_S,
+    resume=False,
     progress=_progress,
 ):
     """Run every model on the same folds; return a :class:`ComparisonResult`.
 
     Parameters
     ----------
-    data : "digits", "lfw-subset" or a folder path
+    data : "digits", "lfw-subset", a folder path or an ``.npz`` file
         The images to compare on ("lfw" is an alias of "lfw-subset",
-        scikit-image's 200 face / non-face images).
-    external : folder, "shifted" or None
-        External test set; None uses printed digits for digits and a shifted
-        copy of the validation split otherwise (:func:`describe_external`).
+        scikit-image's 200 face / non-face images; an ``.npz`` file holds
+        arrays ``X`` (n, H, W[, C]) and ``y``).
+    external : folder, ``.npz`` file, "shifted", "digits-printed", a list of
+        them, or None
+        External test sets, each scored in its own columns; None uses
+        printed digits for digits and a shifted copy of the validation split
+        otherwise (:func:`describe_external`).
     models : list of names and groups, str or None
         Models of :data:`MODEL_NAMES` and groups of :data:`GROUPS` ("classic",
         "networks", "transfer", "noise", "all"), or a comma-separated string of
@@ -162,12 +193,13 @@ def run_comparison(
         DenseNet-121 weights for the pretrained rows; None looks in the
         torch hub cache.
     image_size : int or None
-        Size images from a folder are resized to (default 32).
+        Size images from a folder (or an ``.npz`` file) are resized to
+        (folders: default 32).
     random_state : int, default=0
         Seeds the splits, the models and the shifts.
     out : folder or None
         Write results.csv, results.md, report.md, robustness.csv and PNG
-        figures there.
+        figures there, updated after every row.
     robustness : bool, default=True
         Score every model under the controlled shifts of
         :func:`skcnn.robustness.shift_profile` (8 kinds x 3 severities) on
@@ -175,6 +207,17 @@ def run_comparison(
     dask : str or None, default=None
         Address of a Dask scheduler: the searches run on that cluster
         through joblib's dask backend.
+    budget : float or None, default=300
+        Seconds the whole run may take. Each row's cost is measured on the
+        data first (:mod:`skcnn.compare.plan`); rows then get fewer folds,
+        candidates or epochs, or are listed as not run with the time they
+        would need, so that the run fits. None: every row at its full
+        configuration, however long it takes.
+    resume : bool, default=False
+        Continue the run whose state is in ``out``: rows it finished are kept
+        (one table and one verdict over all rows); the arguments that shape
+        the results must be the ones it was started with. ``budget`` is then
+        the time for the rows still to run.
     progress : callable, default=print to stderr
         Called with one line of progress text at a time.
 
@@ -184,13 +227,32 @@ def run_comparison(
         The table's rows, the fitted models, their predictions and the
         robustness profile.
     """
-    start = time.perf_counter()
+    clock = _Clock()
+    externals = _as_list(external)
     _check_options(
-        out=out, device=device, weights=weights, image_size=image_size, cv=cv
+        out=out,
+        device=device,
+        weights=weights,
+        image_size=image_size,
+        cv=cv,
+        budget=budget,
+        resume=resume,
     )
+    args = dict(
+        data=str(data),
+        external=[str(e) for e in externals],
+        models=models,
+        quick=bool(quick),
+        cv=cv,
+        weights=None if weights is None else str(weights),
+        image_size=image_size,
+        random_state=random_state,
+        robustness=bool(robustness),
+    )
+    saved = load_state(out, args) if resume else None
     names = resolve_models(models)
-    X_train, y_train, X_val, y_val, X_ext, y_ext = load_comparison_data(
-        data, external, image_size, random_state
+    X_train, y_train, X_val, y_val, sets = load_run_data(
+        data, externals, image_size, random_state
     )
     candidates = default_models(
         image_shape=X_train.shape[1:],
@@ -198,14 +260,29 @@ def run_comparison(
         device=device,
         weights=weights,
         random_state=random_state,
+        pixel_std=float(np.std(X_train / 255.0)),
     )
-    folds = StratifiedKFold(
-        n_splits=2 if quick else cv, shuffle=True, random_state=random_state
+    _check_folds(y_train, 2 if quick else cv)
+    result = ComparisonResult(
+        [], _short(data), len(X_train), len(X_val), len(sets[0].y), 0.0
     )
-    _check_folds(y_train, folds.get_n_splits())
-    result = ComparisonResult([], str(data), len(X_train), len(X_val), len(X_ext), 0.0)
-    result.external = describe_external(data, external)
+    result.external = sets[0].description
     result.data_description = describe_data(data)
+    result.data_summary = summarize_images(
+        np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
+    )
+    result.val_chance_f1 = chance_f1(y_val)
+    result.budget = budget
+    result.externals = [
+        dict(
+            label=s.label,
+            name=s.name,
+            description=s.description,
+            summary=summarize_images(s.X, s.y),
+            chance_f1=chance_f1(s.y),
+        )
+        for s in sets
+    ]
     if models is None:
         # The default run has the rows that can run here; the others are
         # named (with what they need), not listed as failed rows.
@@ -215,62 +292,238 @@ def run_comparison(
         names = [n for n in names if n not in result.not_run]
         for name, reason in result.not_run.items():
             progress(f"not run: {name} ({reason.removeprefix('skipped: ')})")
+    done = restore_rows(result, saved, y_val, sets) if saved else set()
+    result.resumed_s = (saved or {}).get("elapsed_s", 0.0)
+    todo = [n for n in names if n not in done and candidates[n][0] is not None]
     progress(
         f"skcnn compare: {result.data_description}\n"
-        f"  train {len(X_train)}, validation {len(X_val)}, external {len(X_ext)}; "
-        f"{len(names)} models, {folds.get_n_splits()} folds"
+        f"  train {len(X_train)}, validation {len(X_val)}, "
+        + ", ".join(f"{s.name} {len(s.y)}" for s in sets)
+        + f"; {len(names)} models, {2 if quick else cv} folds"
+        + (f", budget {budget:.0f}s" if budget is not None else ", no time budget")
+        + (f", {len(done)} rows from the stopped run" if done else "")
         + (f", searches on the Dask cluster {dask}" if dask else "")
-        + f"\n  external set: {result.external}"
+        + "".join(f"\n  external set {s.label}: {s.description}" for s in sets)
     )
-    boot_val = PairedBootstrap(y_val, random_state=random_state)
-    boot_ext = PairedBootstrap(y_ext, random_state=random_state)
-    if "shifted" in result.external:
-        flattered = {
-            n: t
-            for n in names
-            if candidates[n][0] is not None and (t := _shift_transforms(*candidates[n]))
-        }
-        if flattered:
-            which = "; ".join(f"{n} ({', '.join(t)})" for n, t in flattered.items())
-            warnings.warn(
-                f"{which} train with transforms that made the external set: their "
-                "external scores are flattered. Pass --external FOLDER with another "
-                "population.",
-                UserWarning,
-                stacklevel=2,
+    _warn_flattered(sets, names, candidates)
+    folds_max = 2 if quick else cv
+    costs = _calibrate(todo, candidates, X_train, y_train, random_state, progress)
+    result.calibration_s = sum(c.seconds for c in costs.values())
+    left = budget  # a resumed run: the time for the rows still to run
+    rob_sizes = ([80, 0] if quick else [200, 80, 0]) if robustness else [0]
+    plan = _plan(
+        todo,
+        candidates,
+        costs,
+        folds_max,
+        len(y_train),
+        len(y_val) + sum(len(s.y) for s in sets),
+        left,
+        clock,
+        rob_sizes,
+    )
+    result.plan = {n: p.describe() for n, p in plan.rows.items()}
+    result.plan["robustness"] = (
+        f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
+        if plan.robustness_n
+        else "not run"
+    )
+    rob_n = (
+        (saved or {}).get("robustness_n", plan.robustness_n)
+        if done
+        else plan.robustness_n
+    )
+    result.robustness_n = min(rob_n, len(y_val))
+    if budget is not None or todo:
+        progress(
+            f"plan ({'budget ' + format(left, '.0f') + 's, ' if left is not None else ''}"
+            f"calibrated in {result.calibration_s:.1f}s; estimate "
+            f"{plan.seconds:.0f}s):\n"
+            + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())
+            + (
+                f"\n  robustness profile: {plan.robustness_n} validation images"
+                f" (~{plan.robustness_s:.0f}s)"
+                if plan.robustness_n
+                else "\n  robustness profile: not run"
             )
-    clock = _Clock(
-        {n: EXPECTED_S[n] if candidates[n][0] is not None else 0.0 for n in names}
-        | ({"robustness": EXPECTED_S["robustness"]} if robustness else {})
-    )
+        )
+    clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+    rob_data = _robustness_images(X_val, y_val, result.robustness_n, random_state)
+    boot_val = PairedBootstrap(y_val, random_state=random_state)
+    boots_ext = [PairedBootstrap(s.y, random_state=random_state) for s in sets]
     backend = _dask_backend(dask) if dask else contextlib.nullcontext()
     in_process = dask is None and n_jobs in (None, 1)
-    with backend:
-        for i, name in enumerate(names, 1):
-            _run_row(
-                result,
-                name,
-                *candidates[name],
-                tag=f"[{i}/{len(names)}] {name}",
-                data=(X_train, y_train, X_val, y_val, X_ext, y_ext),
-                folds=folds,
-                n_jobs=-1 if dask else n_jobs,
-                boots=(boot_val, boot_ext),
-                progress=progress,
-                clock=clock,
-                in_process=in_process,
+    estimated = actual = 0.0
+    try:
+        with backend, warnings.catch_warnings():
+            # The comparison's rows choose their own settings: the notes about
+            # skcnn 0.2's changed defaults are for users' own estimators.
+            warnings.filterwarnings(
+                "ignore",
+                category=FutureWarning,
+                message=r"(CNNClassifier's defaults changed|Since skcnn 0\.2)",
             )
-            clock.finish(name)
-            if out is not None:  # a crash or Ctrl-C later loses no finished row
-                write_table(result, out)
-    _rank(result, boot_ext)
-    if robustness and result.fitted:
-        _robustness(result, X_val, y_val, quick, random_state, progress, clock)
-        clock.finish("robustness")
-    result.wall_time_s = time.perf_counter() - start
+            for i, name in enumerate(names, 1):
+                if name in done:
+                    continue
+                tag = f"[{i}/{len(names)}] {name}"
+                if candidates[name][0] is None:
+                    _not_available(result, name, candidates[name][1], tag, progress)
+                    continue
+                rest = [n for n in todo if n not in {r["model"] for r in result.rows}]
+                pace = min(max(actual / estimated, 0.5), 4.0) if estimated else 1.0
+                clock.pace = pace
+                now = _plan(
+                    rest,
+                    candidates,
+                    costs,
+                    folds_max,
+                    len(y_train),
+                    len(y_val) + sum(len(s.y) for s in sets),
+                    None if left is None else left - clock.elapsed(),
+                    clock,
+                    [result.robustness_n],
+                    pace=pace,
+                )
+                row_plan = now.rows[name]
+                if not row_plan.run:
+                    progress(f"{tag}: not run ({row_plan.note})")
+                    result.rows.append(
+                        {
+                            "model": name,
+                            "status": f"not run: {row_plan.note}",
+                            "plan": row_plan.describe(),
+                        }
+                    )
+                else:
+                    t0 = time.perf_counter()
+                    _run_row(
+                        result,
+                        name,
+                        *candidates[name],
+                        row_plan,
+                        tag=tag,
+                        data=(X_train, y_train, X_val, y_val, sets),
+                        random_state=random_state,
+                        n_jobs=-1 if dask else n_jobs,
+                        boots=(boot_val, boots_ext),
+                        progress=progress,
+                        clock=clock,
+                        in_process=in_process,
+                    )
+                    if rob_data is not None:
+                        _robustness(result, name, rob_data, random_state)
+                    actual += time.perf_counter() - t0
+                    estimated += row_plan.seconds / pace
+                clock.finish(name)
+                if (
+                    out is not None
+                ):  # a crash, Ctrl-C or kill later loses no finished row
+                    _write_progress(result, out, args, clock, y_val, sets, quick, name)
+            _ensemble_row(
+                result,
+                candidates,
+                (X_train, y_train, X_val, y_val, sets),
+                (boot_val, boots_ext),
+                rob_data,
+                random_state,
+                progress,
+            )
+    except BaseException:
+        if out is not None and result.rows:
+            result.wall_time_s = clock.elapsed() + result.resumed_s
+            _rank_all(result, boots_ext)
+            write_outputs(
+                result, out, y_val, [s.y for s in sets], per_model_figures=False
+            )
+        raise
+    _rank_all(result, boots_ext)
+    result.finished = True
+    result.wall_time_s = clock.elapsed() + result.resumed_s
     if out is not None:
-        write_outputs(result, out, y_val, y_ext, per_model_figures=not quick)
+        _write_progress(result, out, args, clock, y_val, sets, quick)
     return result
+
+
+def _as_list(external):
+    if external is None:
+        return []
+    if isinstance(external, (str, Path)):
+        return [external]
+    return list(external)
+
+
+def _warn_flattered(sets, names, candidates):
+    if not any(s.name == "shifted validation" for s in sets):
+        return
+    flattered = {
+        n: t
+        for n in names
+        if candidates[n][0] is not None and (t := _shift_transforms(*candidates[n]))
+    }
+    if flattered:
+        which = "; ".join(f"{n} ({', '.join(t)})" for n, t in flattered.items())
+        warnings.warn(
+            f"{which} train with transforms that made the external set: their "
+            "external scores are flattered. Pass --external FOLDER with another "
+            "population.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _calibrate(names, candidates, X, y, random_state, progress):
+    """name -> Cost, each row's estimator timed on a subsample of the data."""
+    costs = {}
+    if names:
+        progress(f"calibrating {len(names)} rows on a subsample of the training images")
+    for name in names:
+        with _thread_limits(candidates[name][0]):
+            costs[name] = calibrate(
+                candidates[name][0], X, y, random_state=random_state
+            )
+    return costs
+
+
+def _plan(
+    names, candidates, costs, cv, n_train, n_predict, budget, clock, rob_sizes, pace=1.0
+):
+    rows = {n: (candidates[n][0], candidates[n][1], costs[n]) for n in names}
+    # The end of the run (ensemble, ranks, report and figures) keeps a reserve.
+    reserve = 2.0 + 0.3 * len(names)
+    return plan_rows(
+        rows,
+        None if budget is None else max(budget - reserve, 0.0),
+        cv=cv,
+        n_train=n_train,
+        n_predict=n_predict,
+        pace=pace,
+        robustness=rob_sizes,
+    )
+
+
+def _thread_limits(estimator):
+    """The BLAS / OpenMP pools of a scikit-learn row limited as skcnn limits
+    torch's threads (the cores other processes do not keep busy): on a busy
+    2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
+    thread. A network row sets its own threads."""
+    if is_network(estimator):
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    from .._device import fit_threads
+
+    return threadpool_limits(limits=fit_threads("auto"))
+
+
+def _not_available(result, name, reason, tag, progress):
+    hint = (
+        f"; or place densenet121-a639ec97.pth in {hub_checkpoint_dir()}"
+        if "DenseNet" in reason
+        else ""
+    )
+    progress(f"{tag}: {reason}{hint}")
+    result.rows.append({"model": name, "status": reason})
 
 
 def _run_row(
@@ -278,96 +531,159 @@ def _run_row(
     name,
     estimator,
     grid,
+    row_plan,
     *,
     tag,
     data,
-    folds,
+    random_state,
     n_jobs,
     boots,
     progress,
     clock,
     in_process,
 ):
-    """Search, refit and score one model; append its row to ``result``."""
-    X_train, y_train, X_val, y_val, X_ext, y_ext = data
-    if estimator is None:
-        hint = (
-            f"; or place densenet121-a639ec97.pth in {hub_checkpoint_dir()}"
-            if "DenseNet" in grid
-            else ""
-        )
-        progress(f"{tag}: {grid}{hint}")
-        result.rows.append({"model": name, "status": grid})
-        return
+    """Search, refit and score one model as planned; append its row."""
+    X_train, y_train, X_val, y_val, sets = data
+    estimator = clone(estimator)
+    if row_plan.epochs is not None:
+        estimator.set_params(max_epochs=row_plan.epochs)
     t0 = time.perf_counter()
     cv_f1 = cv_std = None
-    if grid is None:
-        progress(f"{tag}: one fit on the training split ({clock})")
-        best, best_params = clone(estimator).fit(X_train, y_train), {}
-    else:
-        n_cand = int(np.prod([len(v) for v in grid.values()])) if grid else 1
-        n_fits = n_cand * folds.get_n_splits()
-        progress(
-            f"{tag}: {n_cand} candidate(s) x {folds.get_n_splits()} folds + refit ({clock})"
-        )
-        scoring = _FitProgress(progress, n_fits, clock) if in_process else "f1_macro"
-        search = GridSearchCV(
-            clone(estimator),
-            grid,
-            scoring=scoring,
-            cv=folds,
-            n_jobs=n_jobs,
-            refit=True,
-            error_score="raise",
-        ).fit(X_train, y_train)
-        best, best_params = search.best_estimator_, search.best_params_
-        cv_f1 = float(search.best_score_)
-        cv_std = float(search.cv_results_["std_test_score"][search.best_index_])
-    fit_time = time.perf_counter() - t0
-    pred_val, pred_ext = best.predict(X_val), best.predict(X_ext)
-    boot_val, boot_ext = boots
+    with _thread_limits(estimator):
+        if row_plan.grid is None:
+            progress(f"{tag}: one fit on the training split ({clock})")
+            best, best_params = estimator.fit(X_train, y_train), {}
+        else:
+            folds = StratifiedKFold(
+                n_splits=row_plan.folds, shuffle=True, random_state=random_state
+            )
+            n_cand = _n_candidates(row_plan.grid)
+            n_fits = n_cand * row_plan.folds
+            progress(
+                f"{tag}: {n_cand} candidate(s) x {row_plan.folds} folds + refit ({clock})"
+            )
+            scoring = (
+                _FitProgress(progress, n_fits, clock) if in_process else "f1_macro"
+            )
+            search = GridSearchCV(
+                estimator,
+                row_plan.grid,
+                scoring=scoring,
+                cv=folds,
+                n_jobs=n_jobs,
+                refit=True,
+                error_score="raise",
+            ).fit(X_train, y_train)
+            best, best_params = search.best_estimator_, search.best_params_
+            cv_f1 = float(search.best_score_)
+            cv_std = float(search.cv_results_["std_test_score"][search.best_index_])
+        fit_time = time.perf_counter() - t0
+        preds = [best.predict(X_val)] + [best.predict(s.X) for s in sets]
+        if hasattr(best, "predict_proba"):
+            result.probabilities[name] = (
+                best.predict_proba(X_val),
+                [best.predict_proba(s.X) for s in sets],
+            )
     row = {
         "model": name,
         "status": "ok",
         "best_params": best_params,
         "cv_f1": cv_f1,
         "cv_f1_std": cv_std,
-        "val_f1": float(f1_score(y_val, pred_val, average="macro")),
-        "val_f1_ci": boot_val.interval(pred_val),
-        "val_acc": float(accuracy_score(y_val, pred_val)),
-        "ext_f1": float(f1_score(y_ext, pred_ext, average="macro")),
-        "ext_f1_ci": boot_ext.interval(pred_ext),
-        "ext_acc": float(accuracy_score(y_ext, pred_ext)),
-        "fit_time_s": float(fit_time),
     }
+    row.update(_scores(preds, y_val, sets, boots))
+    row["fit_time_s"] = float(fit_time)
+    row["plan"] = row_plan.describe()
     result.rows.append(row)
     result.fitted[name] = best
-    result.searches[name] = grid
-    result.predictions[name] = (pred_val, pred_ext)
+    result.searches[name] = row_plan.grid
+    result.predictions[name] = tuple(preds)
     progress(
-        f"    val F1 {row['val_f1']:.3f}  external F1 {row['ext_f1']:.3f}  "
-        f"({fit_time:.1f}s)"
+        f"    val F1 {row['val_f1']:.3f}  "
+        + "  ".join(f"{s.name} F1 {row[s.label + '_f1']:.3f}" for s in sets)
+        + f"  ({fit_time:.1f}s; planned ~{row_plan.seconds:.0f}s)"
     )
 
 
-def _robustness(result, X_val, y_val, quick, random_state, progress, clock):
-    """The shift profile of every fitted model on (a stratified part of) the
-    validation images: the same shifted images for every model."""
-    n = min(len(y_val), 80 if quick else 200)
+def _scores(preds, y_val, sets, boots):
+    """F1, interval and accuracy on the validation split and every external
+    set, and what a reader must know about them (one class, chance level)."""
+    boot_val, boots_ext = boots
+    out = {
+        "val_f1": float(f1_score(y_val, preds[0], average="macro")),
+        "val_f1_ci": boot_val.interval(preds[0]),
+        "val_acc": float(accuracy_score(y_val, preds[0])),
+    }
+    notes = []
+    for s, pred, boot in zip(sets, preds[1:], boots_ext):
+        out[f"{s.label}_f1"] = float(f1_score(s.y, pred, average="macro"))
+        out[f"{s.label}_f1_ci"] = boot.interval(pred)
+        out[f"{s.label}_acc"] = float(accuracy_score(s.y, pred))
+    for label, y, pred in [("val", y_val, preds[0])] + [
+        (s.label, s.y, p) for s, p in zip(sets, preds[1:])
+    ]:
+        if len(np.unique(pred)) == 1:
+            notes.append(f"{label}: predicts one class")
+        elif out[f"{label}_f1_ci"][0] <= chance_f1(y) + 1e-9:
+            notes.append(f"{label}: not above chance")
+    if len(sets) > 1:
+        out["worst_ext_f1"] = min(out[f"{s.label}_f1"] for s in sets)
+    out["notes"] = "; ".join(notes)
+    return out
+
+
+def _robustness_images(X_val, y_val, n, random_state):
+    """A stratified part of the validation images for the shift profile:
+    the same images, shifted the same way, for every model."""
+    if n <= 0:
+        return None
     if n < len(y_val):
         X_val, _, y_val, _ = train_test_split(
             X_val, y_val, train_size=n, stratify=y_val, random_state=random_state
         )
-    t0 = time.perf_counter()
-    progress(
-        f"robustness profile: {len(result.fitted)} models x 8 shifts x 3 severities "
-        f"on {n} validation images ({clock})"
+    return X_val, y_val
+
+
+def _robustness(result, name, rob_data, random_state):
+    """Add the shift profile of one fitted model (seeded: every model sees
+    the same shifted images)."""
+    profile = shift_profile(
+        {name: result.fitted[name]},
+        *rob_data,
+        scoring="f1_macro",
+        random_state=random_state,
     )
-    result.robustness = shift_profile(
-        result.fitted, X_val, y_val, scoring="f1_macro", random_state=random_state
+    if result.robustness is None:
+        result.robustness = {k: [] for k in profile}
+    for k, v in profile.items():
+        result.robustness[k].extend(v)
+
+
+def _rank_all(result, boots_ext):
+    for i, (s, boot) in enumerate(zip(result.externals, boots_ext)):
+        _rank(result, boot, i, s["label"])
+
+
+def _write_progress(result, out, args, clock, y_val, sets, quick, name=None):
+    """The table, report.md, the finished row's figures and the state of the
+    run as they stand (a run stopped at any point leaves a report and can be
+    resumed); ``name=None``: the end of the run, with the summary figures."""
+    result.wall_time_s = clock.elapsed() + result.resumed_s
+    if quick:
+        figures = False
+    elif name is None:
+        figures = [n for n in result.predictions if n == "ensemble"]
+    else:
+        figures = [name] if name in result.predictions else []
+    write_outputs(
+        result,
+        out,
+        y_val,
+        [s.y for s in sets],
+        per_model_figures=figures,
+        summary_figures=name is None,
     )
-    result.robustness_n = n
-    progress(f"    done ({time.perf_counter() - t0:.1f}s)")
+    save_state(out, args, result, result.wall_time_s)  # last: the report exists
 
 
 def _check_weights_file(weights):
@@ -386,11 +702,22 @@ def _check_weights_file(weights):
         ) from None
 
 
-def _check_options(*, out, device, weights, image_size, cv):
+def _check_options(*, out, device, weights, image_size, cv, budget, resume):
     """Everything a run needs, checked before the first model trains."""
     from .._device import resolve_device
 
     resolve_device(device)
+    if budget is not None and (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float))
+        or not np.isfinite(budget)
+        or budget <= 0
+    ):
+        raise ValueError(
+            f"budget must be a positive number of seconds or None (no budget); got {budget!r}."
+        )
+    if resume and out is None:
+        raise ValueError("resume needs out: the folder of the run to continue.")
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise ValueError(f"cv must be an int >= 2 (CV folds); got {cv!r}.")
     if image_size is not None and (
@@ -416,3 +743,97 @@ def _check_options(*, out, device, weights, image_size, cv):
             raise ValueError(
                 f"Cannot write results to {str(out)!r}: {exc.strerror or exc}."
             ) from None
+
+
+def _pick(rows):
+    """The best row by CV F1 (rows without one by validation F1, said so)."""
+    with_cv = [r for r in rows if r.get("cv_f1") is not None]
+    if with_cv:
+        return max(with_cv, key=lambda r: r["cv_f1"]), "CV F1"
+    return (
+        (max(rows, key=lambda r: r["val_f1"]), "validation F1") if rows else (None, "")
+    )
+
+
+def _ensemble_row(result, candidates, data, boots, rob_data, random_state, progress):
+    """A soft vote of the best network and the best classic row (by CV F1):
+    the mean of their predicted probabilities, scored like every row."""
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.frozen import FrozenEstimator
+
+    X_train, y_train, X_val, y_val, sets = data
+    ok = [
+        r for r in result.rows if r.get("status") == "ok" and r["model"] != "ensemble"
+    ]
+    nets = [
+        r
+        for r in ok
+        if r["model"] in NETWORK_ROWS and r["model"] in result.probabilities
+    ]
+    classic = [r for r in ok if r["model"] in GROUPS["classic"]]
+    (net, net_by), (cla, cla_by) = _pick(nets), _pick(classic)
+    if net is None or cla is None:
+        return
+    t0 = time.perf_counter()
+    members = [net["model"], cla["model"]]
+    progress(
+        f"[+] ensemble: soft vote of {members[0]} (best network by {net_by}) and "
+        f"{members[1]} (best classic model by {cla_by})"
+    )
+    if cla["model"] not in result.probabilities:
+        # No probabilities (an SVC): calibrated on CV predictions (sklearn's
+        # replacement for SVC(probability=True), deprecated in 1.9).
+        from sklearn.calibration import CalibratedClassifierCV
+
+        est, _ = candidates[cla["model"]]
+        classic_model = CalibratedClassifierCV(
+            clone(est).set_params(**cla["best_params"]), cv=3, ensemble=False
+        )
+        with _thread_limits(est):
+            classic_model.fit(X_train, y_train)
+            result.probabilities[cla["model"]] = (
+                classic_model.predict_proba(X_val),
+                [classic_model.predict_proba(s.X) for s in sets],
+            )
+    else:
+        classic_model = result.fitted.get(cla["model"])
+    classes = np.unique(y_train)
+    p_net, p_cla = (
+        result.probabilities[net["model"]],
+        result.probabilities[cla["model"]],
+    )
+    probs = [(a + b) / 2 for a, b in zip([p_net[0], *p_net[1]], [p_cla[0], *p_cla[1]])]
+    preds = [classes[p.argmax(1)] for p in probs]
+    row = {
+        "model": "ensemble",
+        "status": "ok",
+        "best_params": {"members": " + ".join(members)},
+        "cv_f1": None,
+        "cv_f1_std": None,
+    }
+    row.update(_scores(preds, y_val, sets, boots))
+    row["fit_time_s"] = time.perf_counter() - t0
+    row["plan"] = "soft vote of two fitted rows"
+    result.rows.append(row)
+    result.predictions["ensemble"] = tuple(preds)
+    result.ensemble = {
+        "members": members,
+        "chosen_by": [net_by, cla_by],
+        "classic": None if classic_model is None else clone(classic_model),
+    }
+    if net["model"] in result.fitted and classic_model is not None:
+        vote = VotingClassifier(
+            [
+                ("network", FrozenEstimator(result.fitted[net["model"]])),
+                ("classic", FrozenEstimator(classic_model)),
+            ],
+            voting="soft",
+        ).fit(X_train, y_train)
+        result.fitted["ensemble"] = vote
+        if rob_data is not None:
+            _robustness(result, "ensemble", rob_data, random_state)
+    progress(
+        f"    val F1 {row['val_f1']:.3f}  "
+        + "  ".join(f"{s.name} F1 {row[s.label + '_f1']:.3f}" for s in sets)
+        + f"  ({row['fit_time_s']:.1f}s)"
+    )

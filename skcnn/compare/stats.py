@@ -38,21 +38,22 @@ class PairedBootstrap:
         return (float(lo), float(hi))
 
 
-def _rank(result, boot):
-    """Mark the best external F1 and the models not significantly different
-    from it: a paired bootstrap of the difference whose 95% interval holds 0."""
+def _rank(result, boot, index=0, label="ext"):
+    """Mark the best F1 on external set ``index`` and the models not
+    significantly different from it: a paired bootstrap of the difference
+    whose 95% interval holds 0."""
     ok = [r for r in result.rows if r.get("status") == "ok"]
     if not ok:
         return
-    best = max(ok, key=lambda r: r["ext_f1"])
-    best_scores = boot.scores(result.predictions[best["model"]][1])
+    best = max(ok, key=lambda r: r[f"{label}_f1"])
+    best_scores = boot.scores(result.predictions[best["model"]][1 + index])
     for r in ok:
         if r is best:
-            r["ext_rank"] = "best"
+            r[f"{label}_rank"] = "best"
             continue
-        diff = best_scores - boot.scores(result.predictions[r["model"]][1])
+        diff = best_scores - boot.scores(result.predictions[r["model"]][1 + index])
         lo, hi = np.quantile(diff, [0.025, 0.975])
-        r["ext_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
+        r[f"{label}_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
 
 
 # Folder images are resized to at most this side: every row of the run

@@ -1,0 +1,266 @@
+"""The comparison at a user's scale: the time budget and its planner, .npz data,
+several external sets, the ensemble row, the report's rebuild code, --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from skcnn.cli import main
+from skcnn.compare import run_comparison
+from skcnn.compare.plan import Cost, calibrate, plan_rows
+
+
+def _quiet(msg):
+    pass
+
+
+def test_a_slow_row_is_not_run_with_its_reason_and_a_tight_budget_cuts_epochs():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
+    from skcnn import CNNClassifier
+    from skcnn.baselines import ImageFlattener
+
+    cheap = make_pipeline(ImageFlattener(), SVC())
+    net = CNNClassifier(max_epochs=30)
+    fast = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.1, predict=0.0)
+    net_cost = Cost(m=100, const=0.1, fixed=0.0, per_epoch=0.2, predict=0.0)
+    slow = Cost(m=100, const=500.0, fixed=0.0, per_epoch=1.0, predict=0.0)
+    rows = {
+        "svm": (cheap, {"svc__C": [1.0, 10.0]}, fast),
+        "cnn": (net, {"dropout": [0.25, 0.5]}, net_cost),
+        "slow": (cheap, {}, slow),
+    }
+    kw = dict(cv=3, n_train=100, n_predict=100, robustness=[0])
+    roomy = plan_rows(rows, 10_000, **kw)
+    assert all(p.run and p.note == "full" for p in roomy.rows.values())
+    assert roomy.rows["cnn"].epochs == 30
+    plan = plan_rows(rows, 60, **kw)
+    assert not plan.rows["slow"].run
+    assert "needs ~50" in plan.rows["slow"].note  # its cheapest level: 500 s+
+    assert plan.rows["svm"].run and plan.rows["cnn"].run
+    assert plan.rows["cnn"].epochs == 30  # room enough: the searches keep going
+    tight = plan_rows(rows, 5, **kw)
+    assert tight.rows["cnn"].run and tight.rows["cnn"].grid is None
+    assert tight.rows["cnn"].epochs < 30
+    assert tight.seconds <= 5
+    # the searches are cut before any epoch is
+    middle = plan_rows(rows, 8, **kw)
+    assert middle.rows["cnn"].epochs == 30 and middle.rows["cnn"].grid is None
+    assert plan_rows(rows, None, **kw).rows["slow"].run  # no budget: everything
+
+
+def test_calibration_measures_the_row_on_the_data():
+    from skcnn import CNNClassifier
+    from skcnn.datasets import load_digits_images
+
+    X, y = load_digits_images()
+    small = calibrate(CNNClassifier(max_epochs=3, random_state=0), X[:300], y[:300])
+    assert small.m == 256 and small.per_epoch > 0 and small.predict > 0
+    # a fit of more epochs on more images is estimated to cost more
+    assert small.fit(1000, 30) > small.fit(1000, 3) > small.fit(100, 3)
+
+
+def _npz(path, X, y):
+    np.savez(path, X=X, y=y)
+    return str(path)
+
+
+def test_npz_data_two_external_sets_ensemble_and_report(tmp_path):
+    from skcnn.datasets import load_digits_external, load_digits_images
+
+    X, y = load_digits_images()
+    data = _npz(tmp_path / "digits.npz", X, y)
+    X_ext, y_ext = load_digits_external()
+    # float pixels in [0, 1] are read as the estimators read them
+    ext = _npz(tmp_path / "printed.npz", X_ext / 255.0, y_ext)
+    out = tmp_path / "out"
+    result = run_comparison(
+        data,
+        external=[ext, "shifted"],
+        models=["pca+svm", "cnn"],
+        quick=True,
+        robustness=False,
+        out=out,
+        budget=120,
+        progress=_quiet,
+    )
+    assert [e["label"] for e in result.externals] == ["ext", "ext2"]
+    assert [e["name"] for e in result.externals] == [
+        "printed.npz",
+        "shifted validation",
+    ]
+    ok = {r["model"]: r for r in result.rows}
+    assert set(ok) == {"pca+svm", "cnn", "ensemble"}
+    for r in ok.values():
+        assert r["worst_ext_f1"] == min(r["ext_f1"], r["ext2_f1"])
+        assert 0 <= r["ext2_f1_ci"][0] <= r["ext2_f1"] <= r["ext2_f1_ci"][1] <= 1
+    assert ok["ensemble"]["best_params"] == {"members": "cnn + pca+svm"}
+    # the ensemble is the mean of the members' probabilities
+    p = (result.probabilities["cnn"][0] + result.probabilities["pca+svm"][0]) / 2
+    np.testing.assert_array_equal(
+        result.predictions["ensemble"][0], np.unique(y)[p.argmax(1)]
+    )
+    report = (out / "report.md").read_text()
+    assert "Best on the external set printed.npz (ext)" in report
+    assert "Best on the external set shifted validation (ext2)" in report
+    assert "Most robust across the 2 external sets" in report
+    assert "chance F1 0.100" in report and "budget 120s" in report
+    assert "## Plan" in report and "## Rebuild a model" in report
+    assert str(tmp_path) not in report  # folder and file names, never the path
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"ext2_f1", "ext2_f1_ci", "worst_ext_f1", "notes"} <= set(header)
+
+
+def test_rebuild_code_rebuilds_the_row(tmp_path):
+    from skcnn.compare.report import rebuild_code
+
+    result = run_comparison(
+        models=["pca+svm"], quick=True, robustness=False, budget=None, progress=_quiet
+    )
+    fitted = result.fitted["pca+svm"]
+    code = rebuild_code(fitted)
+    assert "from sklearn.decomposition import PCA" in code
+    from skcnn.compare import load_comparison_data
+
+    X_train, y_train, X_val, *_ = load_comparison_data()
+    scope = {"X_train": X_train, "y_train": y_train}
+    exec(code, scope)  # noqa: S102 - our own generated code
+    np.testing.assert_array_equal(scope["model"].predict(X_val), fitted.predict(X_val))
+
+
+def test_notes_say_one_class_and_chance():
+    from skcnn.compare.data import chance_f1
+    from skcnn.compare.run import _scores
+    from skcnn.compare.stats import PairedBootstrap
+
+    class Set:
+        label, name = "ext", "e"
+
+    y = np.repeat([0, 1, 2], 20)
+    s = Set()
+    s.y = y
+    boots = (PairedBootstrap(y), [PairedBootstrap(y)])
+    scores = _scores([y, np.zeros_like(y)], y, [s], boots)
+    assert scores["notes"] == "ext: predicts one class"
+    assert scores["ext_f1"] == pytest.approx(0.5 / 3)  # F1 0.5 on one class of 3
+    assert chance_f1(y) == pytest.approx(1 / 3)
+    rng = np.random.default_rng(0)
+    guess = rng.permutation(y)  # random guesses in the class proportions
+    assert "ext: not above chance" in _scores([y, guess], y, [s], boots)["notes"]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--budget", "-5"], "budget must be a positive number"),
+        (["--budget", "soon"], "--budget takes seconds"),
+        (["--resume", "/nonexistent/run"], "Nothing to resume"),
+    ],
+)
+def test_bad_budget_and_resume_fail_clearly(argv, match, capsys):
+    assert main(["compare", "--models", "pca+svm", *argv]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_npz_errors_are_clear(tmp_path):
+    from skcnn.compare.data import load_npz
+
+    np.savez(tmp_path / "a.npz", images=np.zeros((4, 8, 8)))
+    with pytest.raises(ValueError, match=r"expected X \(images\) and y"):
+        load_npz(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", X=np.full((4, 8, 8), 7.5), y=np.arange(4))
+    with pytest.raises(ValueError, match=r"floats in \[0, 1\]"):
+        load_npz(tmp_path / "b.npz")
+    np.savez(
+        tmp_path / "c.npz", X=np.zeros((4, 8, 8), np.uint8), y=np.array([1, 2], object)
+    )
+    with pytest.raises(ValueError, match="not read"):
+        load_npz(tmp_path / "c.npz")
+
+
+def test_resume_after_a_kill_gives_one_table_and_one_verdict(tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "skcnn",
+        "compare",
+        "--quick",
+        "--no-robustness",
+        "--models",
+        "pixels+rf,hog+svm,pca+svm,cnn",
+        "--budget",
+        "none",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    state = out / "state.json"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and len(json.loads(state.read_text())["rows"]) >= 1:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = [r["model"] for r in json.loads(state.read_text())["rows"]]
+    assert 1 <= len(done) < 4
+    report = (out / "report.md").read_text()  # a killed run leaves its report
+    assert "the run stopped or is still running" in report
+    assert main(["compare", "--resume", str(out)]) == 0
+    rows = (out / "results.csv").read_text().splitlines()[1:]
+    models = [r.split(",")[0] for r in rows]
+    assert sorted(models) == sorted(
+        ["pixels+rf", "hog+svm", "pca+svm", "cnn", "ensemble"]
+    )
+    report = (out / "report.md").read_text()
+    assert "the run stopped" not in report
+    assert report.count("## Verdict") == 1
+    # a resumed run with other arguments is refused
+    with pytest.raises(ValueError, match="started with other arguments"):
+        run_comparison(
+            models=["cnn"], quick=True, out=out, resume=True, progress=_quiet
+        )
+
+
+def test_to_onnx_on_a_pipeline_says_which_step_to_export():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skcnn.baselines import ImageFlattener
+    from skcnn.export import to_onnx
+
+    with pytest.raises(TypeError, match="has none"):
+        to_onnx(make_pipeline(ImageFlattener(), StandardScaler()), "x.onnx")
+
+
+def test_learning_curve_marks_the_weights_kept():
+    pytest.importorskip("matplotlib")
+    from skcnn import CNNClassifier
+    from skcnn.datasets import load_digits_images
+    from skcnn.inspection import plot_learning_curves
+
+    X, y = load_digits_images()
+    clf = CNNClassifier(
+        conv_filters=(4,),
+        dense_units=(),
+        max_epochs=3,
+        early_stopping=False,
+        random_state=0,
+    ).fit(X[:200], y[:200])
+    fig = plot_learning_curves(clf)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "weights kept: last epoch (3)" in labels
