@@ -274,19 +274,15 @@ def _plan_table(result):
 
 
 def _public_module(cls):
-    """Where ``cls`` is imported from: the shortest public module path."""
-    from importlib import import_module
-
+    """Where ``cls`` is imported from: the shortest public module path that
+    holds it (modules already imported: a class's parents always are)."""
     parts = cls.__module__.split(".")
     for i in range(1, len(parts) + 1):
-        module = ".".join(parts[:i])
         if any(p.startswith("_") for p in parts[1:i]):
             break
-        try:
-            if getattr(import_module(module), cls.__name__, None) is cls:
-                return module
-        except ImportError:
-            break
+        module = ".".join(parts[:i])
+        if getattr(sys.modules.get(module), cls.__name__, None) is cls:
+            return module
     return cls.__module__
 
 

@@ -594,6 +594,7 @@ def _run_row(
     row.update(_scores(preds, y_val, sets, boots))
     row["fit_time_s"] = float(fit_time)
     row["plan"] = row_plan.describe()
+    row["planned_s"] = float(row_plan.seconds)
     result.rows.append(row)
     result.fitted[name] = best
     result.searches[name] = row_plan.grid

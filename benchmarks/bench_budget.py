@@ -1,0 +1,149 @@
+"""``skcnn compare`` within a time budget (issue 26): planned against actual
+time per row, the whole run's wall time, and the table's quality, for
+several budgets on two data sets.
+
+- ``digits``: the bundled default (1,347 train / 450 validation 8x8 digits;
+  external: the bundled printed digits);
+- ``folder28``: a folder of 4,000 28x28 PNG digits, written by this script
+  (scikit-learn's digits upscaled to 28 px, plus copies shifted by skcnn's
+  augmentation with other seeds to reach 4,000; a stand-in for a user's
+  folder of photos, made offline), with two external sets: printed digits
+  (``render_font_digits(random_state=3)``, 28 px, as a folder) and the
+  shifted validation split.
+
+    python benchmarks/bench_budget.py --budgets 60 150 300 --data digits folder28
+
+Results: ``results/bench_budget.{csv,md}`` (one line per run) and
+``results/bench_budget_rows.{csv,md}`` (one line per row of each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _common import write_results
+
+from skcnn.compare import run_comparison
+from skcnn.datasets import load_digits_images, make_shifted, render_font_digits
+
+
+def _upscale(X, size=28):
+    from skimage.transform import resize
+
+    out = [resize(x, (size, size), preserve_range=True, anti_aliasing=False) for x in X]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _write_folder(root, X, y):
+    from PIL import Image
+
+    for i, (x, label) in enumerate(zip(X, y)):
+        d = Path(root) / str(label)
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x).save(d / f"{i:05d}.png")
+    return str(root)
+
+
+def make_folder28(root, n=4000):
+    """4,000 28x28 digits as PNG files in class subfolders, and an external
+    folder of printed digits; returns (data folder, external folder)."""
+    X, y = load_digits_images()
+    X = _upscale(X)
+    parts, labels, seed = [X], [y], 1
+    while sum(len(p) for p in parts) < n:
+        parts.append(make_shifted(X, random_state=seed))
+        labels.append(y)
+        seed += 1
+    X_all, y_all = np.concatenate(parts)[:n], np.concatenate(labels)[:n]
+    data = _write_folder(Path(root) / "digits28", X_all, y_all)
+    X_ext, y_ext = render_font_digits(n_per_class=30, random_state=3)
+    ext = _write_folder(Path(root) / "printed28", _upscale(X_ext), y_ext)
+    return data, ext
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300])
+    parser.add_argument("--data", nargs="+", default=["digits", "folder28"])
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    runs, rows = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = {"digits": ("digits", None, None)}
+        if "folder28" in args.data:
+            data, ext = make_folder28(tmp)
+            sources["folder28"] = (data, [ext, "shifted"], 28)
+        for name in args.data:
+            data, external, size = sources[name]
+            for budget in args.budgets:
+                print(f"== {name}, budget {budget:.0f}s", flush=True)
+                t0 = time.perf_counter()
+                result = run_comparison(
+                    data,
+                    external=external,
+                    image_size=size,
+                    budget=budget,
+                    out=Path(tmp) / f"out_{name}_{budget:.0f}",
+                    progress=lambda m: None,
+                )
+                wall = time.perf_counter() - t0
+                ok = [r for r in result.rows if r.get("status") == "ok"]
+                labels = [e["label"] for e in result.externals]
+                runs.append(
+                    {
+                        "data": name,
+                        "budget_s": budget,
+                        "wall_s": round(wall, 1),
+                        "wall/budget": round(wall / budget, 2),
+                        "calibration_s": round(result.calibration_s, 1),
+                        "rows_run": len(ok),
+                        "rows_not_run": sum(
+                            r.get("status", "").startswith("not run") for r in result.rows
+                        ),
+                        "best_val_f1": round(max(r["val_f1"] for r in ok), 3),
+                        **{
+                            f"best_{lab}_f1": round(max(r[f"{lab}_f1"] for r in ok), 3)
+                            for lab in labels
+                        },
+                        "ensemble_ext_f1": next(
+                            (round(r["ext_f1"], 3) for r in ok if r["model"] == "ensemble"),
+                            "",
+                        ),
+                    }
+                )
+                for r in result.rows:
+                    rows.append(
+                        {
+                            "data": name,
+                            "budget_s": budget,
+                            "model": r["model"],
+                            "first_plan": result.plan.get(r["model"], ""),
+                            "as_run": r.get("plan", r.get("status", "")),
+                            "planned_s": round(r.get("planned_s", float("nan")), 1),
+                            "actual_s": round(r.get("fit_time_s", float("nan")), 1),
+                            "val_f1": round(r.get("val_f1", float("nan")), 3),
+                            "ext_f1": round(r.get("ext_f1", float("nan")), 3),
+                        }
+                    )
+                print(runs[-1], flush=True)
+    write_results(
+        "bench_budget",
+        runs,
+        notes="wall_s: the whole run_comparison call (data, calibration, rows, "
+        "robustness, ensemble, report). Best F1s over the rows that ran.",
+    )
+    write_results(
+        "bench_budget_rows",
+        rows,
+        notes="planned_s: the estimate of the plan made just before the row ran "
+        "(calibration x the pace so far); actual_s: its search and refit.",
+    )
+
+
+if __name__ == "__main__":
+    main()
