@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import write_results
+from _common import RESULTS, write_results
 
 from skcnn.compare import run_comparison
 from skcnn.datasets import load_digits_images, make_shifted, render_font_digits
@@ -83,14 +83,16 @@ def main():
             for budget in args.budgets:
                 print(f"== {name}, budget {budget:.0f}s", flush=True)
                 t0 = time.perf_counter()
-                result = run_comparison(
-                    data,
-                    external=external,
-                    image_size=size,
-                    budget=budget,
-                    out=Path(tmp) / f"out_{name}_{budget:.0f}",
-                    progress=lambda m: None,
-                )
+                log = RESULTS / f"bench_budget_{name}_{budget:.0f}.log"
+                with open(log, "w") as f:
+                    result = run_comparison(
+                        data,
+                        external=external,
+                        image_size=size,
+                        budget=budget,
+                        out=Path(tmp) / f"out_{name}_{budget:.0f}",
+                        progress=lambda m, f=f: print(m, file=f, flush=True),
+                    )
                 wall = time.perf_counter() - t0
                 ok = [r for r in result.rows if r.get("status") == "ok"]
                 labels = [e["label"] for e in result.externals]
@@ -103,7 +105,8 @@ def main():
                         "calibration_s": round(result.calibration_s, 1),
                         "rows_run": len(ok),
                         "rows_not_run": sum(
-                            r.get("status", "").startswith("not run") for r in result.rows
+                            r.get("status", "").startswith("not run")
+                            for r in result.rows
                         ),
                         "best_val_f1": round(max(r["val_f1"] for r in ok), 3),
                         **{
@@ -111,7 +114,11 @@ def main():
                             for lab in labels
                         },
                         "ensemble_ext_f1": next(
-                            (round(r["ext_f1"], 3) for r in ok if r["model"] == "ensemble"),
+                            (
+                                round(r["ext_f1"], 3)
+                                for r in ok
+                                if r["model"] == "ensemble"
+                            ),
                             "",
                         ),
                     }
@@ -131,6 +138,17 @@ def main():
                         }
                     )
                 print(runs[-1], flush=True)
+    _write(runs, rows)
+
+
+def _write(runs, rows):
+    # one set of columns for every line (the folder runs have a second external set)
+    for table in (runs, rows):
+        keys = list(dict.fromkeys(k for r in table for k in r))
+        for r in table:
+            for k in keys:
+                r.setdefault(k, "")
+            r.update({k: r.pop(k) for k in keys})
     write_results(
         "bench_budget",
         runs,

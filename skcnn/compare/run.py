@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from .plan import DEFAULT_BUDGET_S, _n_candidates, calibrate, is_network, plan_r
 from .report import write_outputs
 from .state import load_state, restore_rows, save_state
 from .stats import PairedBootstrap, _rank
-from .zoo import _shift_transforms, default_models, resolve_models
+from .zoo import CALIBRATE_AS, _shift_transforms, default_models, resolve_models
 
 # Rows that hold a network (the ensemble's first member comes from these).
 NETWORK_ROWS = GROUPS["networks"] + GROUPS["transfer"]
@@ -311,6 +311,7 @@ def run_comparison(
     result.calibration_s = sum(c.seconds for c in costs.values())
     left = budget  # a resumed run: the time for the rows still to run
     rob_sizes = ([80, 0] if quick else [200, 80, 0]) if robustness else [0]
+    end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
     plan = _plan(
         todo,
         candidates,
@@ -318,9 +319,9 @@ def run_comparison(
         folds_max,
         len(y_train),
         len(y_val) + sum(len(s.y) for s in sets),
-        left,
-        clock,
+        None if left is None else left - clock.elapsed(),
         rob_sizes,
+        end_s=end_s,
     )
     result.plan = {n: p.describe() for n, p in plan.rows.items()}
     result.plan["robustness"] = (
@@ -381,9 +382,9 @@ def run_comparison(
                     len(y_train),
                     len(y_val) + sum(len(s.y) for s in sets),
                     None if left is None else left - clock.elapsed(),
-                    clock,
                     [result.robustness_n],
                     pace=pace,
+                    end_s=end_s,
                 )
                 row_plan = now.rows[name]
                 if not row_plan.run:
@@ -433,9 +434,7 @@ def run_comparison(
         if out is not None and result.rows:
             result.wall_time_s = clock.elapsed() + result.resumed_s
             _rank_all(result, boots_ext)
-            write_outputs(
-                result, out, y_val, [s.y for s in sets], per_model_figures=False
-            )
+            write_outputs(result, out, y_val, [s.y for s in sets], per_model_figures=[])
         raise
     _rank_all(result, boots_ext)
     result.finished = True
@@ -477,7 +476,11 @@ def _calibrate(names, candidates, X, y, random_state, progress):
     costs = {}
     if names:
         progress(f"calibrating {len(names)} rows on a subsample of the training images")
-    for name in names:
+    for name in sorted(names, key=lambda n: n in CALIBRATE_AS):
+        like = CALIBRATE_AS.get(name)
+        if like in costs:  # the same model with noise or one more step
+            costs[name] = replace(costs[like], seconds=0.0)
+            continue
         with _thread_limits(candidates[name][0]):
             costs[name] = calibrate(
                 candidates[name][0], X, y, random_state=random_state
@@ -486,19 +489,45 @@ def _calibrate(names, candidates, X, y, random_state, progress):
 
 
 def _plan(
-    names, candidates, costs, cv, n_train, n_predict, budget, clock, rob_sizes, pace=1.0
+    names,
+    candidates,
+    costs,
+    cv,
+    n_train,
+    n_predict,
+    budget,
+    rob_sizes,
+    pace=1.0,
+    end_s=0.0,
 ):
+    """The plan of ``names`` within ``budget`` seconds, less a reserve for
+    the end of the run: ``end_s`` (the ensemble) plus the ranks, the report
+    and the figures (a few seconds, and 5% of the budget for the estimates'
+    error)."""
     rows = {n: (candidates[n][0], candidates[n][1], costs[n]) for n in names}
-    # The end of the run (ensemble, ranks, report and figures) keeps a reserve.
-    reserve = 2.0 + 0.3 * len(names)
+    if budget is not None:
+        budget = max(0.95 * budget - end_s * pace - 2.0 - 0.3 * len(names), 0.0)
     return plan_rows(
         rows,
-        None if budget is None else max(budget - reserve, 0.0),
+        budget,
         cv=cv,
         n_train=n_train,
         n_predict=n_predict,
         pace=pace,
         robustness=rob_sizes,
+    )
+
+
+def _ensemble_seconds(names, candidates, costs, n_train):
+    """The ensemble's cost: a classic row without probabilities (an SVM) is
+    refitted through CalibratedClassifierCV (3 folds and a refit)."""
+    return max(
+        (
+            3.5 * costs[n].fit(n_train)
+            for n in names
+            if n in GROUPS["classic"] and not hasattr(candidates[n][0], "predict_proba")
+        ),
+        default=0.0,
     )
 
 

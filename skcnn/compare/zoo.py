@@ -17,6 +17,15 @@ from .._pretrained_classifier import PretrainedClassifier
 from ..baselines import AddNoise, ColorHistogram, HOGTransformer, ImageFlattener
 from ..pretrained import cached_densenet121
 
+# Rows whose cost is measured as another row's: the same model with input
+# noise or augmentation, or one more cheap step (the planner's calibration).
+CALIBRATE_AS = {
+    "cnn+aug": "cnn",
+    "cnn+noise": "cnn",
+    "pca+svm+noise": "pca+svm",
+    "hog+pca+svm": "hog+svm",
+}
+
 
 def noise_levels(pixel_std):
     """Three noise levels (std on the 0-1 pixel scale) relative to the data's
