@@ -46,13 +46,15 @@ def test_a_slow_row_is_not_run_with_its_reason_and_a_tight_budget_cuts_epochs():
     assert "needs ~50" in plan.rows["slow"].note  # its cheapest level: 500 s+
     assert plan.rows["svm"].run and plan.rows["cnn"].run
     assert plan.rows["cnn"].epochs == 30  # room enough: the searches keep going
-    tight = plan_rows(rows, 5, **kw)
+    tight = plan_rows(rows, 6, **kw)
     assert tight.rows["cnn"].run and tight.rows["cnn"].grid is None
     assert tight.rows["cnn"].epochs < 30
-    assert tight.seconds <= 5
+    assert tight.seconds <= 6
     # the searches are cut before any epoch is
-    middle = plan_rows(rows, 8, **kw)
+    middle = plan_rows(rows, 9, **kw)
     assert middle.rows["cnn"].epochs == 30 and middle.rows["cnn"].grid is None
+    # a fit without a search takes the grid's first candidate
+    assert middle.rows["cnn"].params == {"dropout": 0.25}
     assert plan_rows(rows, None, **kw).rows["slow"].run  # no budget: everything
 
 

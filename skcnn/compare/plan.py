@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sklearn.base import clone
@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_BUDGET_S", "Cost", "RowPlan", "calibrate", "plan_rows"]
 # 120-230 s on 2 cores; a user's folder gets what fits in the same time.
 DEFAULT_BUDGET_S = 300.0
 # Seconds a row costs beyond its fits (its scores, table and report files).
-ROW_OVERHEAD_S = 0.5
+ROW_OVERHEAD_S = 1.0
 # Fewest epochs a network row is planned with.
 MIN_EPOCHS = 3
 
@@ -68,6 +68,7 @@ class RowPlan:
     note: str = "full"
     run: bool = True
     cuts_epochs: bool = False  # this level trains fewer epochs than the row's own
+    params: dict = field(default_factory=dict)  # set before a fit without search
 
     def describe(self):
         if not self.run:
@@ -183,6 +184,9 @@ def _levels(estimator, grid, cv, cost, n_train, n_predict):
     """The row's configurations, from the full one to the cheapest."""
     epochs = estimator.get_params()["max_epochs"] if is_network(estimator) else None
     first = {k: [v[0]] for k, v in grid.items()} if grid else grid
+    # A fit without a search takes the grid's first candidate, not the
+    # estimator's bare defaults (PCA keeping every component, ...).
+    one = {k: v[0] for k, v in grid.items()} if grid else {}
     configs = []
     if grid is not None:
         configs.append((grid, cv, epochs, "full"))
@@ -208,7 +212,13 @@ def _levels(estimator, grid, cv, cost, n_train, n_predict):
         seconds = fits + cost.fit(n_train, ep or 1) + cost.predict * n_predict
         out.append(
             RowPlan(
-                g, folds, ep, seconds + ROW_OVERHEAD_S, note, cuts_epochs=ep != epochs
+                g,
+                folds,
+                ep,
+                seconds + ROW_OVERHEAD_S,
+                note,
+                cuts_epochs=ep != epochs,
+                params=one if g is None else {},
             )
         )
     return out
@@ -230,14 +240,7 @@ def plan_rows(
     (0: none)."""
     levels = {
         name: [
-            RowPlan(
-                p.grid,
-                p.folds,
-                p.epochs,
-                p.seconds * pace,
-                p.note,
-                cuts_epochs=p.cuts_epochs,
-            )
+            replace(p, seconds=p.seconds * pace)
             for p in _levels(est, grid, cv, cost, n_train, n_predict)
         ]
         for name, (est, grid, cost) in rows.items()

@@ -72,8 +72,9 @@ def _fmt(v):
 def _space(grid):
     if grid is None:
         return (
-            "one fit on the training split, no search (no CV F1: cross-validating "
-            "a fine-tuning costs minutes on a CPU)"
+            "one fit on the training split, no search, no CV F1 (a fine-tuning row "
+            "always: cross-validating it costs minutes on a CPU; another row when the "
+            "plan cut its search to fit the budget, with its grid's first candidate)"
         )
     if not grid:
         return "defaults, no search"

@@ -573,7 +573,7 @@ def _run_row(
 ):
     """Search, refit and score one model as planned; append its row."""
     X_train, y_train, X_val, y_val, sets = data
-    estimator = clone(estimator)
+    estimator = clone(estimator).set_params(**row_plan.params)
     if row_plan.epochs is not None:
         estimator.set_params(max_epochs=row_plan.epochs)
     t0 = time.perf_counter()
@@ -581,7 +581,7 @@ def _run_row(
     with _thread_limits(estimator):
         if row_plan.grid is None:
             progress(f"{tag}: one fit on the training split ({clock})")
-            best, best_params = estimator.fit(X_train, y_train), {}
+            best, best_params = estimator.fit(X_train, y_train), dict(row_plan.params)
         else:
             folds = StratifiedKFold(
                 n_splits=row_plan.folds, shuffle=True, random_state=random_state
