@@ -268,6 +268,12 @@ def run_comparison(
     )
     result.external = sets[0].description
     result.data_description = describe_data(data)
+    if image_size is not None or Path(str(data)).is_dir():
+        # said, not silent: every row trains on images of this size
+        h, w = X_train.shape[1:3]
+        result.data_description += (
+            f", resized to {h}x{w} (--image-size{'' if image_size else '; default 32'})"
+        )
     result.data_summary = summarize_images(
         np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
     )
