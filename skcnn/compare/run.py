@@ -318,17 +318,23 @@ def run_comparison(
     left = budget  # a resumed run: the time for the rows still to run
     rob_sizes = ([80, 0] if quick else [200, 80, 0]) if robustness else [0]
     end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
-    plan = _plan(
-        todo,
-        candidates,
-        costs,
-        folds_max,
-        len(y_train),
-        len(y_val) + sum(len(s.y) for s in sets),
-        None if left is None else left - clock.elapsed(),
-        rob_sizes,
-        end_s=end_s,
-    )
+
+    def replan(names, sizes, pace=1.0):
+        """The plan of ``names`` with the time left now."""
+        return _plan(
+            names,
+            candidates,
+            costs,
+            folds_max,
+            len(y_train),
+            len(y_val) + sum(len(s.y) for s in sets),
+            None if left is None else left - clock.elapsed(),
+            sizes,
+            pace=pace,
+            end_s=end_s,
+        )
+
+    plan = replan(todo, rob_sizes)
     result.plan = {n: p.describe() for n, p in plan.rows.items()}
     result.plan["robustness"] = (
         f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
@@ -384,18 +390,7 @@ def run_comparison(
                 # DenseNet 1.2x slower; a pace below 1 made it overrun).
                 pace = min(max(actual / estimated, 1.0), 4.0) if estimated else 1.0
                 clock.pace = pace
-                now = _plan(
-                    rest,
-                    candidates,
-                    costs,
-                    folds_max,
-                    len(y_train),
-                    len(y_val) + sum(len(s.y) for s in sets),
-                    None if left is None else left - clock.elapsed(),
-                    [result.robustness_n],
-                    pace=pace,
-                    end_s=end_s,
-                )
+                now = replan(rest, [result.robustness_n], pace)
                 row_plan = now.rows[name]
                 if not row_plan.run:
                     progress(f"{tag}: not run ({row_plan.note})")

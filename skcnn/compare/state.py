@@ -63,8 +63,7 @@ def save_state(out, args, result, elapsed_s):
         Path(tmp).write_text(json.dumps(state, default=_plain))
 
 
-def load_state(out, args):
-    """The saved state of the run in ``out``; its arguments must be ``args``."""
+def _read_state(out):
     if out is None:
         raise ValueError("resume needs out: the folder of the run to continue.")
     path = Path(out) / STATE
@@ -79,6 +78,12 @@ def load_state(out, args):
         raise ValueError(f"{str(path)!r} is not a comparison state: {exc}.") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a comparison state ({_FORMAT}).")
+    return state
+
+
+def load_state(out, args):
+    """The saved state of the run in ``out``; its arguments must be ``args``."""
+    state = _read_state(out)
     saved = state.get("args", {})
     differ = {k: (saved.get(k), v) for k, v in args.items() if saved.get(k) != v}
     if differ:
@@ -93,16 +98,7 @@ def load_state(out, args):
 
 def saved_args(out):
     """The arguments the run in ``out`` was started with (for ``--resume``)."""
-    path = Path(out) / STATE
-    if not path.is_file():
-        raise ValueError(
-            f"Nothing to resume in {str(out)!r}: it has no {STATE} (a run writes it "
-            "after its first row)."
-        )
-    try:
-        return json.loads(path.read_text())["args"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{str(path)!r} is not a comparison state: {exc}.") from None
+    return dict(_read_state(out).get("args", {}))
 
 
 def restore_rows(result, state, y_val, sets):
