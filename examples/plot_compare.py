@@ -3,8 +3,9 @@ The baseline comparison
 =======================
 
 Every model on the same folds, scored on a validation split and on an
-external test set (by default a shifted copy of the validation split). This
-is ``skcnn compare --quick`` from Python; the full run is ``skcnn compare``.
+external test set (for digits: printed digits, another population). This
+is ``skcnn compare --quick`` from Python (five of its rows); the full run is
+``skcnn compare``.
 """
 
 from skcnn.compare import run_comparison

@@ -68,8 +68,8 @@ def _parser():
         "--quick",
         action="store_true",
         help="a smoke run: fewer epochs, 2 folds, smaller searches, a smaller "
-        "robustness profile, summary figures only (with the default budget, about "
-        "a minute on 2 cores)",
+        "robustness profile, summary figures only (about 90 s on 2 "
+        "cores with the plan's calibration)",
     )
     cmp.add_argument(
         "--device",
