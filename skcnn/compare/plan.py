@@ -163,11 +163,9 @@ def calibrate(estimator, X, y, *, random_state=0):
         if network:
             t2, _, _ = fit(m, 2)
             per_epoch = max(t2 - t1, 0.1 * (t1 - const), 1e-4)
+            fixed = max(t1 - const - per_epoch, 0.0)
         else:
-            per_epoch = max(t1 - const, 1e-4)
-        fixed = max(t1 - const - (per_epoch if network else 0.0), 0.0)
-        if not network:
-            per_epoch, fixed = per_epoch, 0.0
+            per_epoch, fixed = max(t1 - const, 1e-4), 0.0
         t_pred, _ = _timed(lambda: fitted.predict(X_m))
     return Cost(
         m=m,

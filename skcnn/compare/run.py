@@ -88,9 +88,9 @@ class _Clock:
     """Elapsed time and an estimate of what is left: the plan's estimate of
     each row still to run, scaled by the pace measured so far."""
 
-    def __init__(self, expected=None):
+    def __init__(self):
         self.start = time.perf_counter()
-        self.left = dict(expected or {})
+        self.left = {}  # row -> its planned seconds, set once the plan is made
         self.pace = 1.0
 
     def elapsed(self):
@@ -315,7 +315,6 @@ def run_comparison(
     folds_max = 2 if quick else cv
     costs = _calibrate(todo, candidates, X_train, y_train, random_state, progress)
     result.calibration_s = sum(c.seconds for c in costs.values())
-    left = budget  # a resumed run: the time for the rows still to run
     rob_sizes = ([80, 0] if quick else [200, 80, 0]) if robustness else [0]
     end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
 
@@ -328,7 +327,8 @@ def run_comparison(
             folds_max,
             len(y_train),
             len(y_val) + sum(len(s.y) for s in sets),
-            None if left is None else left - clock.elapsed(),
+            # a resumed run: the budget is the time for the rows still to run
+            None if budget is None else budget - clock.elapsed(),
             sizes,
             pace=pace,
             end_s=end_s,
@@ -349,7 +349,7 @@ def run_comparison(
     result.robustness_n = min(rob_n, len(y_val))
     if budget is not None or todo:
         progress(
-            f"plan ({'budget ' + format(left, '.0f') + 's, ' if left is not None else ''}"
+            f"plan ({'budget ' + format(budget, '.0f') + 's, ' if budget is not None else ''}"
             f"calibrated in {result.calibration_s:.1f}s; estimate "
             f"{plan.seconds:.0f}s):\n"
             + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())
@@ -612,12 +612,14 @@ def _run_row(
             cv_f1 = float(search.best_score_)
             cv_std = float(search.cv_results_["std_test_score"][search.best_index_])
         fit_time = time.perf_counter() - t0
-        preds = [best.predict(X_val)] + [best.predict(s.X) for s in sets]
         if hasattr(best, "predict_proba"):
-            result.probabilities[name] = (
-                best.predict_proba(X_val),
-                [best.predict_proba(s.X) for s in sets],
-            )
+            # one pass per set: the labels are the probabilities' argmax, as
+            # every classifier of the table predicts them
+            probs = [best.predict_proba(X) for X in (X_val, *(s.X for s in sets))]
+            preds = [best.classes_[p.argmax(1)] for p in probs]
+            result.probabilities[name] = (probs[0], probs[1:])
+        else:
+            preds = [best.predict(X) for X in (X_val, *(s.X for s in sets))]
     row = {
         "model": name,
         "status": "ok",
