@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
+
 __all__ = [
     "COLUMNS",
     "rebuild_code",
@@ -44,6 +46,12 @@ GLOSSARY = (
     "(1 / classes: the macro F1 of guessing at random in the class proportions). F1 is "
     "macro-averaged."
 )
+
+
+def _write_text(path, text):
+    """A text file written whole or not at all (a run killed while writing
+    keeps the previous version)."""
+    atomic_write(path, lambda f: f.write(text), what="report file", mode="w")
 
 
 def table_columns(result):
@@ -198,7 +206,8 @@ def write_table(result, out):
     """results.csv and results.md with the rows finished so far."""
     out = Path(out)
     columns = table_columns(result)
-    with open(out / "results.csv", "w", newline="") as f:
+
+    def write_csv(f):
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for r in result.rows:
@@ -210,9 +219,12 @@ def write_table(result, out):
                     for c in columns
                 }
             )
-    (out / "results.md").write_text(
+
+    atomic_write(out / "results.csv", write_csv, what="results table", mode="w")
+    _write_text(
+        out / "results.md",
         f"# skcnn compare: {result.data}\n\n{_header(result)}\n\n"
-        f"{table_markdown(result.rows, columns)}\n\n## Search spaces\n\n{_spaces(result)}"
+        f"{table_markdown(result.rows, columns)}\n\n## Search spaces\n\n{_spaces(result)}",
     )
 
 
@@ -427,7 +439,7 @@ def write_report(result, out, figures):
         parts += [f"![{f[:-4]}]({f})" for f in per_model]
     parts += ["## Search spaces", _spaces(result)]
     parts += _rebuild_section(result)
-    (Path(out) / "report.md").write_text("\n\n".join(parts) + "\n")
+    _write_text(Path(out) / "report.md", "\n\n".join(parts) + "\n")
 
 
 def write_outputs(
@@ -476,7 +488,9 @@ def _write_figures(result, out, y_val, y_exts, per_model_figures, summary_figure
     written = []
 
     def save(fig, name):
-        fig.savefig(out / name, dpi=100)
+        atomic_write(
+            out / name, lambda f: fig.savefig(f, format="png", dpi=100), what="figure"
+        )
         plt.close(fig)
         written.append(name)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import atomic_output
+from .._files import atomic_write
 
 STATE = "state.json"
 _FORMAT = "skcnn-compare-state-1"
@@ -58,9 +58,10 @@ def save_state(out, args, result, elapsed_s):
             for k, vals in rob.items()
         },
     }
-    path = Path(out) / STATE
-    with atomic_output(path, "comparison state") as tmp:
-        Path(tmp).write_text(json.dumps(state, default=_plain))
+    text = json.dumps(state, default=_plain)
+    atomic_write(
+        Path(out) / STATE, lambda f: f.write(text), what="comparison state", mode="w"
+    )
 
 
 def _read_state(out):
