@@ -5,7 +5,8 @@ The exported graph takes the images as the user passes them to ``predict``
 skcnn does on the way: the 0-255 scaling, the layout conversion, a
 backbone's resizing and normalisation, and the softmax / sigmoid (or the
 regression target scaling). Class labels and the task are in the model's
-metadata. Needs ``pip install 'skcnn[onnx]'`` (onnx; onnxruntime to run it).
+metadata. Needs ``pip install 'skcnn[onnx]'`` (onnx and onnxscript, which
+``torch.onnx.export(..., dynamo=True)`` translates with; onnxruntime to run it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch import nn
 from ._files import atomic_output, check_output_path
 
 __all__ = ["INPUT_LAYOUTS", "OnnxExportMixin", "to_onnx"]
+
+MIN_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter writes
 
 INPUT_LAYOUTS = ("auto", "flat", "gray", "channels_last", "channels_first", "signal")
 
@@ -173,7 +176,7 @@ def _sample_shape(layout, input_layout):
     }[input_layout]
 
 
-def to_onnx(estimator, path, *, input_layout="auto", input_dtype="auto", opset=17):
+def to_onnx(estimator, path, *, input_layout="auto", input_dtype="auto", opset=18):
     """Write a fitted skcnn network or feature extractor as an ONNX model.
 
     Parameters
@@ -194,8 +197,9 @@ PretrainedClassifier or PretrainedFeatureExtractor
         "auto" is uint8 for a model fitted on 0-255 pixels (scaled to [0, 1]
         in the graph), float32 otherwise. A pixel model exported with
         "float32" takes floats already scaled to [0, 1].
-    opset : int, default=17
-        ONNX opset.
+    opset : int, default=18
+        ONNX opset: 18 or later (what the exporter writes; onnxruntime 1.14
+        and later run it).
 
     Returns
     -------
@@ -214,14 +218,28 @@ PretrainedClassifier or PretrainedFeatureExtractor
     """
     try:
         import onnx
+        import onnxscript  # noqa: F401  (torch.onnx's exporter translates with it)
     except ImportError:
         raise ImportError(
-            "ONNX export needs onnx: pip install 'skcnn[onnx]'."
+            "ONNX export needs onnx and onnxscript: pip install 'skcnn[onnx]'."
         ) from None
     from . import __version__
 
+    if _torch_version() < (2, 6):
+        raise ImportError(
+            f"ONNX export needs torch 2.6 or later (its torch.export-based exporter); "
+            f"this is torch {torch.__version__}."
+        )
     _check_exportable(estimator)
     check_is_fitted(estimator, "layout_")
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"opset must be an int; got {opset!r}.")
+    if opset < MIN_OPSET:
+        raise ValueError(
+            f"opset={opset}: the exporter (torch.onnx, dynamo) writes opset "
+            f"{MIN_OPSET} or later; pass opset>={MIN_OPSET}."
+        )
+    opset = int(opset)
     check_output_path(path, "ONNX file")
     tta = getattr(estimator, "tta", 0) or 0
     if tta:
@@ -274,22 +292,22 @@ PretrainedClassifier or PretrainedFeatureExtractor
         meta["classes"] = json.dumps(_plain(classes))
     with atomic_output(path, "ONNX file") as tmp:
         try:
-            # The TorchScript exporter: FeatureBackbone stops a backbone at a
-            # layer with a hook that raises, which tracing records and
-            # torch.export cannot. Sizes are fixed per model, so the tracer's
-            # constant-shape warnings hold.
+            # torch.export (non-strict: the stage cut of a backbone is Python
+            # that runs while tracing), then the ONNX translation; the batch
+            # dimension stays free, every other size is the model's own.
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
                 torch.onnx.export(
                     graph,
                     (example,),
                     str(tmp),
                     input_names=["images"],
                     output_names=[output],
-                    dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
-                    opset_version=int(opset),
-                    dynamo=False,
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
                 )
         finally:
             graph.module = None
@@ -300,6 +318,10 @@ PretrainedClassifier or PretrainedFeatureExtractor
             entry.key, entry.value = key, str(value)
         onnx.save(model, str(tmp))
     return Path(path)
+
+
+def _torch_version():
+    return tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def _plain(classes):

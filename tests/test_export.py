@@ -118,11 +118,23 @@ def test_export_errors(small_digits, tmp_path):
         to_onnx(clf, tmp_path / "x.onnx", input_layout="nhwc")
     with pytest.raises(ValueError, match="1-channel"):
         to_onnx(clf, tmp_path / "x.onnx", input_layout="signal")
+    with pytest.raises(ValueError, match="opset 18 or later"):
+        to_onnx(clf, tmp_path / "x.onnx", opset=17)
+    with pytest.raises(TypeError, match="opset must be an int"):
+        to_onnx(clf, tmp_path / "x.onnx", opset="18")
+    assert not (tmp_path / "x.onnx").exists()
     # a pixel model can take [0, 1] floats instead of uint8
     pix = CNNClassifier(**TINY).fit(X, y)
     to_onnx(pix, tmp_path / "f.onnx", input_dtype="float32")
     proba, _ = _run(tmp_path / "f.onnx", X[:4].astype(np.float32) / 255)
     np.testing.assert_allclose(proba, pix.predict_proba(X[:4]), atol=1e-5)
+    # any batch size, one image included (the batch dimension is free)
+    for n in (1, 37):
+        proba, _ = _run(tmp_path / "f.onnx", X[:n].astype(np.float32) / 255)
+        np.testing.assert_allclose(proba, pix.predict_proba(X[:n]), atol=1e-5)
+    import onnx
+
+    assert onnx.load(str(tmp_path / "f.onnx")).opset_import[0].version == 18
 
 
 def test_a_failed_export_keeps_the_good_file(small_digits, tmp_path, monkeypatch):

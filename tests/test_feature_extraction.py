@@ -180,3 +180,56 @@ def test_unsafe_weights_refused(tmp_path, small_digits):
             X[:20], y[:20]
         )
     assert not (tmp_path / "ran").exists()
+
+
+def _resnet_upto_layer3(model, x):
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer3(model.layer2(model.layer1(x)))
+
+
+def test_a_cut_is_a_traced_graph_not_a_hook(small_digits):
+    """layer= cuts with torch.fx (torchvision's create_feature_extractor):
+    no hook on the model, the same features as running it by hand up to the
+    layer, the same after pickling and copying, and torch.export follows it."""
+    import copy
+
+    X, _ = small_digits
+    fe = PretrainedFeatureExtractor(
+        "resnet18", weights=None, layer=-2, input_size=None, device="cpu"
+    ).fit(X[:4])
+    module = fe.module_
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        by_hand = _resnet_upto_layer3(module.model, module.adapter(x)).mean((2, 3))
+        torch.testing.assert_close(module(x), by_hand, rtol=0, atol=0)
+        for other in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+            torch.testing.assert_close(other(x), by_hand, rtol=0, atol=0)
+        exported = torch.export.export(module, (x,), strict=False)
+        torch.testing.assert_close(exported.module()(x), by_hand, rtol=1e-6, atol=1e-6)
+    # the cut runs the graph of the model's mode; a frozen batch norm keeps its own
+    module.train()
+    module.model.bn1.eval()
+    before = module.model.bn1.running_mean.clone()
+    module(torch.rand(4, 1, 8, 8))
+    torch.testing.assert_close(module.model.bn1.running_mean, before)
+    assert module.model.layer1[0].bn1.training
+
+
+def test_a_module_torch_fx_cannot_trace_gets_a_clear_error():
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 4, 3)
+            self.b = torch.nn.Conv2d(4, 4, 3)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.a(x)
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+                x = -x
+            return self.fc(self.b(x).mean((2, 3)))
+
+    X = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="torch.fx"):
+        PretrainedFeatureExtractor(Branchy(), weights=None, layer="a").fit(X)

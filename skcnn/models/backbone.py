@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 __all__ = ["FeatureBackbone", "ForwardTo", "pool"]
-
-
-class _StopForward(Exception):
-    """Raised by the layer hook: nothing after the requested layer is computed."""
 
 
 class ForwardTo:
     """Runs a model up to one of its modules and returns that module's output.
 
-    A forward hook on the module stops the pass there, so nothing after it
-    is computed, whatever the model's ``forward`` does next.
+    The part of ``model.forward`` up to the module is traced once with
+    torch.fx: torchvision's ``create_feature_extractor`` (timm's, which knows
+    its leaf modules, for timm models), in a train and an eval form, as
+    torchvision does for its own models. Nothing after the module is computed,
+    and the cut is an ordinary graph that ``torch.export`` (the ONNX export),
+    ``torch.compile`` and scripting follow. The graph holds the model's own
+    modules (no copy of a weight) and is not a submodule (the state dict is
+    the model's); it is traced again after unpickling or copying, and
+    re-linked when the model moves (:meth:`relink`).
 
     Parameters
     ----------
@@ -28,20 +31,54 @@ class ForwardTo:
 
     def __init__(self, model, name):
         self.name = name
-        self._captured = None
-        model.get_submodule(name).register_forward_hook(self._capture)
+        self.model = model
+        self._graphs = self._trace()
 
-    def _capture(self, module, inputs, output):
-        self._captured = output
-        raise _StopForward
+    def _trace(self):
+        """{training: GraphModule}: the cut in train and eval form."""
+        model, name = self.model, self.name
+        model.get_submodule(name)  # a clear AttributeError for a wrong name
+        if type(model).__module__.startswith("timm."):
+            from timm.models import create_feature_extractor
+        else:
+            from torchvision.models.feature_extraction import create_feature_extractor
+        training = model.training
+        try:
+            dual = create_feature_extractor(model, return_nodes={name: "out"})
+        except Exception as exc:
+            raise ValueError(
+                f"Cutting {type(model).__name__} at {name!r} traces its forward with "
+                f"torch.fx, which failed ({type(exc).__name__}: {exc}). Cut at a "
+                "module torch.fx reaches (torchvision and timm models trace), use "
+                "layer=None, or pass a module that ends at the layer you want."
+            ) from exc
+        finally:
+            model.train(training)
+        return self._link(dual.train_graph, dual.eval_graph)
+
+    def _link(self, train_graph, eval_graph):
+        # Each GraphModule holds the model's own leaf modules; which graph
+        # runs follows the model's mode, and the modules keep their own
+        # (a frozen batch norm stays in eval mode in a training model).
+        return {
+            True: fx.GraphModule(self.model, train_graph),
+            False: fx.GraphModule(self.model, eval_graph),
+        }
+
+    def relink(self):
+        """Point the graphs at the model's current tensors (after ``.to``,
+        which replaces the buffers a graph may hold directly)."""
+        self._graphs = self._link(self._graphs[True].graph, self._graphs[False].graph)
 
     def __call__(self, model, x):
-        try:
-            model(x)
-        except _StopForward:
-            out, self._captured = self._captured, None
-            return out
-        raise RuntimeError(f"Layer {self.name!r} was not reached in the forward pass.")
+        return self._graphs[model.training](x)["out"]
+
+    def __getstate__(self):
+        return {"name": self.name, "model": self.model}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._graphs = self._trace()
 
 
 def pool(out, pooling):
@@ -67,7 +104,8 @@ class FeatureBackbone(nn.Module):
         The backbone; with ``layer=None`` its classifier must already be cut
         (replaced by ``nn.Identity``).
     layer : str or None
-        Module whose output is the feature map; the forward pass stops there.
+        Module whose output is the feature map (:class:`ForwardTo`): nothing
+        after it is computed.
     pooling : {"avg", "max", None}
         How a feature map becomes a vector; None flattens it.
     channels_last : bool, default=False
@@ -82,6 +120,12 @@ class FeatureBackbone(nn.Module):
         self.layer = layer
         self.pooling = pooling
         self._forward_to = None if layer is None else ForwardTo(model, layer)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if self._forward_to is not None:
+            self._forward_to.relink()
+        return out
 
     def forward(self, x):
         x = self.adapter(x)

@@ -144,6 +144,12 @@ class PretrainedNet(FinetuneMixin, nn.Module):
     def stage_starts(self):
         return list(self._stage_starts)
 
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if self._forward_to is not None:
+            self._forward_to.relink()
+        return out
+
     def forward_features(self, x):
         x = self.adapter(x)
         if self._forward_to is None:
