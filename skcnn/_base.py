@@ -213,7 +213,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             split = split and not head_only
             train, valid = split_data(data, y_enc, plan) if split else (data, None)
             if reset:
-                plan = with_batch_size(plan, len(train))
+                plan = with_batch_size(plan, len(train), layout)
                 self._build_net(plan, layout, len(train))
                 self._init_head(train, plan)
             key = None

@@ -58,6 +58,7 @@ _CNN_PARAMETERS_DOC = """\
 
 class _CNNMixin:
     _parameter_constraints = _CNN_PARAMETER_CONSTRAINTS
+    _takes_volumes = True  # 3-D convolutions for (C, D, H, W) samples
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -34,12 +34,14 @@ _MAX_CHANNELS = 4
 class ImageLayout:
     """What one sample looks like once it is in network layout.
 
-    ``shape`` is ``(C, H, W)`` for images and ``(C, L)`` for 1-D signals.
+    ``shape`` is ``(C, H, W)`` for images, ``(C, L)`` for 1-D signals and
+    ``(C, D, H, W)`` for volumes.
     ``pixels`` says how values were read at fit: True for 0-255 pixel
     intensities (uint8, or integers in 0-255), scaled to [0, 1]; False for
     floats taken as they are; None for models from skcnn 0.1, which scaled
     by dtype alone. ``order`` is how the samples were arranged at fit
-    ("flat", "gray", "channels_last", "channels_first" or "signal"; None
+    ("flat", "gray", "channels_last", "channels_first", "signal" or
+    "volume", the last for gray volumes ``(n, D, H, W)``; None
     for image files and older models), so that an exported graph takes
     what ``predict`` took. Layouts compare by shape only.
     """
@@ -65,37 +67,58 @@ class ImageLayout:
             return (
                 f"1-D signals of length {self.shape[1]} with {self.shape[0]} channel(s)"
             )
+        if self.ndim == 3:
+            c, d, h, w = self.shape
+            return f"{d}x{h}x{w} volumes with {c} channel(s)"
         c, h, w = self.shape
         return f"{h}x{w} images with {c} channel(s)"
 
 
 def _image_shape_to_chw(image_shape, channels):
+    """One sample's shape in network layout: ``(C, *spatial)``."""
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) == 1:
         return (1, image_shape[0])
     if len(image_shape) == 2:
         return (1, *image_shape)
-    if len(image_shape) == 3:
+    if len(image_shape) == 3 and channels == "none":  # a gray volume (D, H, W)
+        return (1, *image_shape)
+    if len(image_shape) in (3, 4):
         if channels == "first":
             return image_shape
-        h, w, c = image_shape
-        return (c, h, w)
+        *spatial, c = image_shape
+        return (c, *spatial)
     raise ValueError(
-        f"image_shape must be (H, W), (H, W, C) or (L,); got {image_shape!r}."
+        "image_shape must be (H, W), (H, W, C), (L,), (D, H, W, C) or, with "
+        f"channels='none', (D, H, W); got {image_shape!r}."
+    )
+
+
+def _channels_last_sample(image_shape, channels):
+    """True when a flattened sample of ``image_shape`` holds its channels last."""
+    return (
+        image_shape is not None
+        and len(image_shape) in (3, 4)
+        and channels not in ("first", "none")
     )
 
 
 def _detect_channels_last(shape, channels, name="X"):
-    """Decide whether a 4-D array is channels-last; ``channels`` overrides."""
+    """Decide whether a 4-D (images) or 5-D (volumes) array is channels-last;
+    ``channels`` overrides."""
     if channels == "last":
         return True
     if channels == "first":
         return False
     if channels != "auto":
         raise ValueError(
-            f"channels must be 'auto', 'last' or 'first'; got {channels!r}."
+            f"channels must be 'auto', 'last', 'first' or 'none'; got {channels!r}."
         )
-    last_small = shape[3] <= _MAX_CHANNELS
+    if len(shape) == 5:
+        kind, last, first = "volumes", "(n, D, H, W, C)", "(n, C, D, H, W)"
+    else:
+        kind, last, first = "images", "(n, H, W, C)", "(n, C, H, W)"
+    last_small = shape[-1] <= _MAX_CHANNELS
     first_small = shape[1] <= _MAX_CHANNELS
     if last_small != first_small:
         return last_small
@@ -104,16 +127,26 @@ def _detect_channels_last(shape, channels, name="X"):
         # channels-last (PIL, skimage, Keras); say what was assumed.
         warnings.warn(
             f"{name} of shape {shape}: axis 1 and the last axis could both be "
-            "channels; reading it as channels-last (n, H, W, C). Pass channels= to "
-            "say which.",
+            f"channels; reading it as channels-last {kind} {last}. Pass channels= to "
+            "say which"
+            + (
+                ", or channels='none' for gray volumes (n, D, H, W)."
+                if kind == "images"
+                else "."
+            ),
             UserWarning,
             stacklevel=5,
         )
         return True
     raise ValueError(
         f"{name} of shape {shape} has no clear channel axis: axis 1 ({shape[1]}) and "
-        f"the last axis ({shape[3]}) could both be channels. Pass channels='last' "
-        "for (n, H, W, C) or channels='first' for (n, C, H, W)."
+        f"the last axis ({shape[-1]}) could both be channels. Pass channels='last' "
+        f"for {last} or channels='first' for {first}"
+        + (
+            ", or channels='none' for gray volumes (n, D, H, W) (3-D convolutions)."
+            if kind == "images"
+            else "."
+        )
     )
 
 
@@ -188,18 +221,22 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
     X : array-like
         ``(n, H, W)`` grayscale, ``(n, H, W, C)`` channels-last,
         ``(n, C, H, W)`` channels-first, ``(n, H*W*C)`` with ``image_shape``,
-        or ``(n, L)`` without it (1-D signals).
+        or ``(n, L)`` without it (1-D signals); volumes as ``(n, D, H, W, C)``
+        or ``(n, C, D, H, W)``, ``(n, D, H, W)`` with ``channels="none"``, or
+        flattened with ``image_shape``.
     image_shape : tuple or None, default=None
-        Shape of one image when ``X`` is flattened: ``(H, W)`` or ``(H, W, C)``
-        (``(C, H, W)`` when ``channels="first"``).
-    channels : {"auto", "last", "first"}, default="auto"
-        Where the channel axis of a 4-D array is.
+        Shape of one image when ``X`` is flattened: ``(H, W)``, ``(H, W, C)``
+        or ``(D, H, W, C)`` (channels first when ``channels="first"``;
+        ``(D, H, W)`` with ``channels="none"``).
+    channels : {"auto", "last", "first", "none"}, default="auto"
+        Where the channel axis of a 4-D or 5-D array is; "none": there is
+        none (a 4-D array is gray volumes).
     layout : ImageLayout or None, default=None
         The layout recorded at fit; a mismatch raises ``ValueError``.
 
     Returns
     -------
-    X : ndarray of shape (n, C, H, W) or (n, C, L)
+    X : ndarray of shape (n, C, H, W), (n, C, L) or (n, C, D, H, W)
         uint8 stays uint8 (scaled to [0, 1] on the device, per batch);
         every other dtype becomes float32.
     layout : ImageLayout
@@ -212,7 +249,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
         raise ValueError("Complex data not supported; expected real-valued images.")
     if X.ndim < 2:
         raise ValueError(
-            f"Expected a 2-D, 3-D or 4-D array of samples; got {X.ndim}-D {name} "
+            f"Expected a 2-D to 5-D array of samples; got {X.ndim}-D {name} "
             f"of shape {X.shape}. Reshape single samples with X.reshape(1, ...)."
         )
     if X.shape[0] == 0:
@@ -239,20 +276,24 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
                     f"image_shape={tuple(image_shape)} holds {int(np.prod(chw))} values "
                     f"but {name} has {X.shape[1]} features per sample."
                 )
-            if len(image_shape) == 3 and channels != "first":
-                X = X.reshape(n, *image_shape).transpose(0, 3, 1, 2)
+            if _channels_last_sample(image_shape, channels):
+                X = np.moveaxis(X.reshape(n, *image_shape), -1, 1)
             else:
                 X = X.reshape(n, *chw)
     elif X.ndim == 3:
         X = X[:, None, :, :]
-    elif X.ndim == 4:
+    elif X.ndim == 4 and channels == "none":  # gray volumes (n, D, H, W)
+        X = X[:, None]
+        order = "volume"
+    elif X.ndim in (4, 5):
         order = "channels_first"
         if _detect_channels_last(X.shape, channels, name):
-            X = X.transpose(0, 3, 1, 2)
+            X = np.moveaxis(X, -1, 1)
             order = "channels_last"
     else:
         raise ValueError(
-            f"Expected at most 4 dimensions (n, H, W, C); got {name} of shape {X.shape}."
+            f"Expected at most 5 dimensions (n, D, H, W, C); got {name} of shape "
+            f"{X.shape}."
         )
     if X.dtype != np.uint8:
         X = X.astype(np.float32, copy=False)
@@ -271,7 +312,7 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
             "expected images with at least 1 pixel per side."
         )
     found = ImageLayout(tuple(X.shape[1:]), pixels=pixels, order=order)
-    if layout is None and not pixels and found.ndim == 2:
+    if layout is None and not pixels and found.ndim >= 2:
         _warn_far_from_unit_range(X, name)
     if layout is not None and found != layout:
         raise ValueError(
@@ -283,18 +324,18 @@ def to_channels_first(X, *, image_shape=None, channels="auto", layout=None, name
 
 
 def from_channels_first(out, like, *, image_shape=None, channels="auto"):
-    """Put images in network layout ``(n, C, H, W)`` back into the layout and
+    """Put images in network layout ``(n, C, ...)`` back into the layout and
     dtype of ``like`` (the array :func:`to_channels_first` was given)."""
     like = np.asarray(like)
     n = out.shape[0]
     if like.ndim == 2:  # flattened, described by image_shape
-        if image_shape is not None and len(image_shape) == 3 and channels != "first":
-            out = out.transpose(0, 2, 3, 1)
+        if _channels_last_sample(image_shape, channels):
+            out = np.moveaxis(out, 1, -1)
         out = out.reshape(n, -1)
-    elif like.ndim == 3:
+    elif like.ndim == 3 or (like.ndim == 4 and channels == "none"):
         out = out[:, 0]
-    elif like.ndim == 4 and _detect_channels_last(like.shape, channels):
-        out = out.transpose(0, 2, 3, 1)
+    elif like.ndim in (4, 5) and _detect_channels_last(like.shape, channels):
+        out = np.moveaxis(out, 1, -1)
     if like.dtype.kind in "iu":
         info = np.iinfo(like.dtype)
         out = np.clip(np.round(out), info.min, info.max)

@@ -194,15 +194,18 @@ PARAMS = {
     "image_shape": Param(
         [tuple, list, None],
         "tuple or None",
-        """Shape of one image when X is flattened: ``(H, W)`` or ``(H, W, C)``.
+        """Shape of one image when X is flattened: ``(H, W)`` or ``(H, W, C)``;
+        volumes ``(D, H, W, C)`` (or ``(D, H, W)`` with ``channels="none"``).
         Without it, 2-D X is a batch of 1-D signals (1-D convolutions).""",
         None,
     ),
     "channels": Param(
-        [StrOptions({"auto", "last", "first"})],
-        '{"auto", "last", "first"}',
-        """Channel axis of 4-D input; "auto" takes a small last axis (<= 4) as
-        channels-last, else a small axis 1 as channels-first.""",
+        [StrOptions({"auto", "last", "first", "none"})],
+        '{"auto", "last", "first", "none"}',
+        """Channel axis of 4-D (images) and 5-D (volumes) input; "auto" takes a
+        small last axis (<= 4) as channels-last, else a small axis 1 as
+        channels-first; "none": no channel axis, so 4-D input is gray volumes
+        ``(n, D, H, W)`` (3-D convolutions).""",
         "auto",
     ),
     "device": Param(

@@ -241,7 +241,15 @@ _FITTED_KEYS = {
     "history": list,
 }
 # How samples were arranged at fit (ImageLayout.order); None in older files.
-_INPUT_ORDERS = (None, "flat", "gray", "channels_last", "channels_first", "signal")
+_INPUT_ORDERS = (
+    None,
+    "flat",
+    "gray",
+    "channels_last",
+    "channels_first",
+    "signal",
+    "volume",
+)
 # No real image needs more: a tampered header must not make load allocate GBs.
 _MAX_SIDE, _MAX_CHANNELS, _MAX_VALUES = 4096, 512, 1 << 26
 
@@ -298,8 +306,9 @@ def _checked_header(header, cls, path):
                     f"expected {n} finite numbers."
                 )
     layout = fitted["layout"]
+    ranks = (2, 3, 4) if getattr(cls, "_takes_volumes", False) else (2, 3)
     valid = (
-        len(layout) in (2, 3)
+        len(layout) in ranks
         and all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in layout
         )
@@ -310,8 +319,10 @@ def _checked_header(header, cls, path):
     if not valid:
         raise ValueError(
             f"The model file {where} has an invalid input layout {layout!r}; expected "
-            f"(C, H, W) or (C, L) with at most {_MAX_CHANNELS} channels and sides of "
-            f"at most {_MAX_SIDE}."
+            f"(C, H, W) or (C, L)"
+            + (" or (C, D, H, W)" if len(ranks) == 3 else "")
+            + f" with at most {_MAX_CHANNELS} channels and sides of at most "
+            f"{_MAX_SIDE}."
         )
     return params, fitted
 

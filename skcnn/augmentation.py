@@ -92,6 +92,8 @@ class Augment:
         Maximum shear angle in degrees.
     hflip, vflip : bool, default=False
         Flip horizontally / vertically with probability 0.5.
+    dflip : bool, default=False
+        Volumes: flip along the depth axis with probability 0.5.
     noise : float, default=0
         Standard deviation of Gaussian noise added to the (0-1 scaled) input.
     elastic : float, default=0
@@ -111,6 +113,15 @@ class Augment:
         Probability of random erasing: a rectangle of 2-25% of the image
         filled with noise.
 
+    Notes
+    -----
+    Volumes ``(n, C, D, H, W)`` get the same affine transform in 3-D: shifts
+    along the three axes, zoom, flips (``dflip`` for the depth axis), and
+    rotation and shear in the H-W plane (about the depth axis), then noise,
+    brightness and contrast; ``elastic``, ``blur``, ``stroke`` and
+    ``erasing`` are 2-D only (a fit on volumes warns when they are set).
+    1-D signals take ``shift`` (circular) and ``noise``.
+
     Examples
     --------
     >>> import torch
@@ -125,6 +136,7 @@ class Augment:
     shear: float = 0.0
     hflip: bool = False
     vflip: bool = False
+    dflip: bool = False
     noise: float = 0.0
     elastic: float = 0.0
     blur: float = 0.0
@@ -168,7 +180,15 @@ class Augment:
     @property
     def is_geometric(self):
         return any(
-            (self.rotation, self.shift, self.zoom, self.shear, self.hflip, self.vflip)
+            (
+                self.rotation,
+                self.shift,
+                self.zoom,
+                self.shear,
+                self.hflip,
+                self.vflip,
+                self.dflip,
+            )
         )
 
     def seed(self, seed):
@@ -196,7 +216,10 @@ class Augment:
             return torch.ones(n)
         return torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0)
 
-    def _matrices(self, n):
+    def _matrices(self, n, volume=False):
+        """``(n, 2, 3)`` affine matrices; volumes: ``(n, 3, 4)``, the 2-D
+        transform in the H-W plane plus depth shift, zoom and flip (drawn
+        after the 2-D ones, so images draw what they always drew)."""
         angle = self._uniform(n, math.radians(self.rotation))
         shear = self._uniform(n, math.radians(self.shear))
         scale = 1 + self._uniform(n, self.zoom)
@@ -214,7 +237,13 @@ class Augment:
             ],
             1,
         )
-        return a
+        if not volume:
+            return a
+        tz, fz = self._uniform(n, 2 * self.shift), self._flip(n, self.dflip)
+        theta = torch.zeros(n, 3, 4)
+        theta[:, :2, :2], theta[:, :2, 3] = a[:, :, :2], a[:, :, 2]
+        theta[:, 2, 2], theta[:, 2, 3] = fz / scale, tz
+        return theta
 
     def _rand(self, *shape):
         return torch.rand(shape, generator=self.generator)
@@ -230,19 +259,21 @@ class Augment:
 
     def _photometric(self, x):
         n = x.shape[0]
-        if self.blur:
+        images = x.ndim == 4  # blur, stroke and erasing are 2-D only
+        if self.blur and images:
             x = gaussian_blur(x, (self._rand(n) * self.blur).to(x.device, x.dtype))
-        if self.stroke:
+        if self.stroke and images:
             px = (self._rand(n) * 2 - 1) * self.stroke
             x = grey_morphology(x, px.to(x.device, x.dtype))
+        per_sample = (n,) + (1,) * (x.ndim - 1)
         if self.brightness:
             shift = (self._rand(n) * 2 - 1) * self.brightness
-            x = x + shift.to(x.device, x.dtype).view(n, 1, 1, 1)
+            x = x + shift.to(x.device, x.dtype).view(per_sample)
         if self.contrast:
             factor = 1 + (self._rand(n) * 2 - 1) * self.contrast
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = mean + factor.to(x.device, x.dtype).view(n, 1, 1, 1) * (x - mean)
-        if self.erasing:
+            mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+            x = mean + factor.to(x.device, x.dtype).view(per_sample) * (x - mean)
+        if self.erasing and images:
             h, w = x.shape[2:]
             area = 0.02 + self._rand(n) * 0.23
             aspect = torch.exp((self._rand(n) * 2 - 1) * math.log(3))
@@ -264,7 +295,13 @@ class Augment:
         return x
 
     def __call__(self, x):
-        if x.ndim == 4 and (self.is_geometric or self.elastic):
+        if x.ndim == 5 and self.is_geometric:
+            theta = self._matrices(x.shape[0], volume=True).to(x.device, x.dtype)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(
+                x, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
+        elif x.ndim == 4 and (self.is_geometric or self.elastic):
             theta = self._matrices(x.shape[0]).to(x.device, x.dtype)
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             if self.elastic:
@@ -279,7 +316,7 @@ class Augment:
                 (self._uniform(x.shape[0], self.shift * length)).round().long().tolist()
             )
             x = torch.stack([torch.roll(xi, s, dims=-1) for xi, s in zip(x, shifts)])
-        if x.ndim == 4:
+        if x.ndim in (4, 5):
             x = self._photometric(x)
         if self.noise:
             noise = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
@@ -292,10 +329,19 @@ class Augment:
     def unused_on_signals(self):
         """The options set here that 1-D signals ignore (only ``shift`` and
         ``noise`` apply to them)."""
+        return self.unused_on(1)
+
+    def unused_on(self, ndim):
+        """The options set here that inputs with ``ndim`` spatial dimensions
+        ignore: 1-D signals take only ``shift`` and ``noise``; images ignore
+        ``dflip``; volumes ``elastic``, ``blur``, ``stroke`` and ``erasing``."""
+        ignored = {
+            1: lambda name: name not in ("shift", "noise"),
+            2: lambda name: name == "dflip",
+            3: lambda name: name in ("elastic", "blur", "stroke", "erasing"),
+        }[ndim]
         return [
-            name
-            for name, value in self.get_config().items()
-            if value and name not in ("shift", "noise")
+            name for name, value in self.get_config().items() if value and ignored(name)
         ]
 
 

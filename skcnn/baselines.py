@@ -41,17 +41,26 @@ __all__ = [
 
 
 class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
-    """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``."""
+    """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``
+    (volumes ``(n, D, H, W, C)`` for the transformers that take them)."""
+
+    _takes_volumes = False
 
     def _images(self, X, reset):
         data, layout, _ = prepare_images(self, X, reset=reset)
+        if layout.ndim == 3 and not self._takes_volumes:
+            raise ValueError(
+                f"{type(self).__name__} works on 2-D images; X holds "
+                f"{layout.describe()}. ImageFlattener and ColorHistogram take "
+                "volumes."
+            )
         if reset:
             self.layout_ = layout
         arr = data.numpy()
         arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
         if arr.ndim == 3:  # 1-D signals: a 1-row image
             arr = arr[:, :, None, :]
-        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(np.moveaxis(arr, 1, -1))
 
     def fit(self, X, y=None):
         """Record the input layout and the number of features.
@@ -95,14 +104,16 @@ class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
 
 
 class ImageFlattener(_ImageTransformer):
-    """Raw pixels as features: ``(n, H*W*C)`` in [0, 1] (uint8 scaled).
+    """Raw pixels as features: ``(n, H*W*C)`` in [0, 1] (uint8 scaled);
+    volumes give ``(n, D*H*W*C)``.
 
     Parameters
     ----------
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
-    channels : {"auto", "last", "first"}, default="auto"
-        Channel axis of 4-D input (as in CNNClassifier).
+    channels : {"auto", "last", "first", "none"}, default="auto"
+        Channel axis of 4-D and 5-D input (as in CNNClassifier; "none": 4-D
+        input is gray volumes).
 
     Examples
     --------
@@ -113,8 +124,9 @@ class ImageFlattener(_ImageTransformer):
 
     _parameter_constraints = {
         "image_shape": [tuple, list, None],
-        "channels": [StrOptions({"auto", "last", "first"})],
+        "channels": [StrOptions({"auto", "last", "first", "none"})],
     }
+    _takes_volumes = True
 
     def __init__(self, image_shape=None, channels="auto"):
         self.image_shape = image_shape
@@ -202,16 +214,18 @@ class ColorHistogram(_ImageTransformer):
         Normalise each histogram to sum to 1 (independent of image size).
     image_shape : tuple or None, default=None
         Shape of one image for flattened input (as in CNNClassifier).
-    channels : {"auto", "last", "first"}, default="auto"
-        Channel axis of 4-D input (as in CNNClassifier).
+    channels : {"auto", "last", "first", "none"}, default="auto"
+        Channel axis of 4-D and 5-D input (as in CNNClassifier; "none": 4-D
+        input is gray volumes, histograms of their voxels).
     """
 
     _parameter_constraints = {
         "bins": [Int(1)],
         "density": ["boolean"],
         "image_shape": [tuple, list, None],
-        "channels": [StrOptions({"auto", "last", "first"})],
+        "channels": [StrOptions({"auto", "last", "first", "none"})],
     }
+    _takes_volumes = True
 
     def __init__(self, bins=16, density=True, image_shape=None, channels="auto"):
         self.bins = bins
@@ -220,9 +234,9 @@ class ColorHistogram(_ImageTransformer):
         self.channels = channels
 
     def _transform_images(self, images):
-        n, h, w, c = images.shape
+        n, c = images.shape[0], images.shape[-1]
         edges = np.linspace(0, 1, self.bins + 1)
-        flat = np.clip(images.reshape(n, h * w, c), 0, 1)
+        flat = np.clip(images.reshape(n, -1, c), 0, 1)
         # Bin index per pixel, counted per (image, channel) with one bincount.
         idx = np.clip(np.searchsorted(edges, flat, side="right") - 1, 0, self.bins - 1)
         offsets = (
@@ -230,7 +244,7 @@ class ColorHistogram(_ImageTransformer):
         ) * self.bins
         counts = np.bincount((idx + offsets).ravel(), minlength=n * c * self.bins)
         hist = counts.reshape(n, c * self.bins).astype(np.float32)
-        return hist / (h * w) if self.density else hist
+        return hist / flat.shape[1] if self.density else hist
 
 
 class HOGTransformer(_ImageTransformer):

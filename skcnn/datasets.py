@@ -14,6 +14,7 @@ __all__ = [
     "load_digits_images",
     "load_image_folder",
     "load_lfw",
+    "make_shapes_3d",
     "make_shifted",
     "render_font_digits",
 ]
@@ -228,6 +229,74 @@ def make_shifted(X, *, rotation=10.0, shift=0.1, noise=0.05, random_state=0):
     out = aug(x).clamp(0, 1) if X.dtype == np.uint8 else aug(x)
     out = out.numpy() * 255 if X.dtype == np.uint8 else out.numpy()
     return from_channels_first(out, X)
+
+
+SHAPES_3D = ("ball", "cube", "cross")
+
+
+def make_shapes_3d(
+    n_samples=600, size=16, *, noise=0.1, random_state=None, return_voxels=False
+):
+    """Volumes of one solid each (a ball, a cube or a 3-D cross) of random
+    size and position, with noise: a volume task for 3-D convolutions.
+
+    Each volume is ``size`` voxels a side; the object's voxels are bright
+    (about 0.8), the background dark (about 0.1), both with Gaussian noise of
+    ``noise`` (0-1 scale), stored as uint8 0-255. The radius is uniform in
+    ``[size / 6, size / 3.2]`` (smaller objects lose their shape on the
+    grid: a ball of radius 2 and a cube of side 3 are nearly the same
+    voxels); a cube's half-side is 0.8 radius, so that size alone does not
+    tell the shapes apart; a cross is three orthogonal bars of the radius'
+    length. Every object lies inside the volume.
+
+    Parameters
+    ----------
+    n_samples : int, default=600
+        Number of volumes; the three shapes in turn (balanced).
+    size : int, default=16
+        Side of each volume, at least 8.
+    noise : float, default=0.1
+        Noise standard deviation on the 0-1 scale.
+    random_state : int or None, default=None
+        Seeds sizes, positions and noise.
+    return_voxels : bool, default=False
+        Also return each object's voxel count (a regression target).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, size, size, size), uint8
+        The volumes ``(n, D, H, W)``: pass ``channels="none"`` to skcnn
+        estimators (or add a channel axis: ``X[..., None]``).
+    y : ndarray of shape (n_samples,)
+        The shape: 0 ball, 1 cube, 2 cross (names in ``SHAPES_3D``).
+    voxels : ndarray of shape (n_samples,)
+        The object's voxel count (only with ``return_voxels=True``).
+    """
+    if int(size) < 8:
+        raise ValueError(f"size must be at least 8; got {size!r}.")
+    size = int(size)
+    rng = np.random.default_rng(random_state)
+    grid = np.indices((size, size, size)).transpose(1, 2, 3, 0).astype(np.float32)
+    y = np.arange(n_samples) % 3
+    rng.shuffle(y)
+    X = np.empty((n_samples, size, size, size), np.uint8)
+    voxels = np.empty(n_samples, np.int64)
+    for i, shape in enumerate(y):
+        radius = rng.uniform(size / 6, size / 3.2)
+        centre = rng.uniform(radius + 0.5, size - radius - 1.5, size=3)
+        d = np.abs(grid - centre)
+        if shape == 0:
+            mask = (d**2).sum(-1) <= radius**2
+        elif shape == 1:
+            mask = (d <= radius * 0.8).all(-1)
+        else:
+            arm = max(1.0, radius / 3)
+            thin = d <= arm
+            mask = (d <= radius).all(-1) & (thin.sum(-1) >= 2)
+        values = np.where(mask, 0.8, 0.1) + rng.normal(0, noise, mask.shape)
+        X[i] = np.clip(np.round(values * 255), 0, 255).astype(np.uint8)
+        voxels[i] = int(mask.sum())
+    return (X, y, voxels) if return_voxels else (X, y)
 
 
 if __name__ == "__main__":  # python -m skcnn.datasets: remake the bundled set

@@ -27,7 +27,15 @@ __all__ = ["INPUT_LAYOUTS", "OnnxExportMixin", "to_onnx"]
 
 MIN_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter writes
 
-INPUT_LAYOUTS = ("auto", "flat", "gray", "channels_last", "channels_first", "signal")
+INPUT_LAYOUTS = (
+    "auto",
+    "flat",
+    "gray",
+    "channels_last",
+    "channels_first",
+    "signal",
+    "volume",
+)
 
 
 class OnnxExportMixin:
@@ -104,11 +112,11 @@ class _Graph(nn.Module):
         if self.input_layout == "flat":
             x = x.reshape(-1, *self.shape)
         elif self.input_layout == "flat_last":
-            x = x.reshape(-1, *self.shape[1:], c).permute(0, 3, 1, 2)
-        elif self.input_layout in ("gray", "signal"):
+            x = x.reshape(-1, *self.shape[1:], c).movedim(-1, 1)
+        elif self.input_layout in ("gray", "signal", "volume"):
             x = x.unsqueeze(1)
         elif self.input_layout == "channels_last":
-            x = x.permute(0, 3, 1, 2)
+            x = x.movedim(-1, 1)
         out = self.module(x)
         if self.task == "multiclass":
             return torch.softmax(out, 1)
@@ -152,12 +160,16 @@ def _input_layout(estimator, layout, requested):
         raise ValueError(
             f"input_layout='signal' needs 1-channel 1-D signals; the model takes {layout}."
         )
-    if requested == "gray" and layout[0] != 1:
+    if requested == "gray" and (len(layout) != 3 or layout[0] != 1):
         raise ValueError(
-            f"input_layout='gray' needs 1-channel images; the model takes {layout[0]} "
-            "channels."
+            f"input_layout='gray' needs 1-channel 2-D images; the model takes {layout}."
         )
-    if requested == "flat" and len(layout) == 3 and layout[0] > 1:
+    if requested == "volume" and (len(layout) != 4 or layout[0] != 1):
+        raise ValueError(
+            f"input_layout='volume' needs 1-channel volumes (D, H, W); the model "
+            f"takes {layout}."
+        )
+    if requested == "flat" and len(layout) >= 3 and layout[0] > 1:
         # flattened colour images are channels-last unless channels="first"
         if not (image_shape is not None and channels == "first"):
             return "flat_last"
@@ -171,6 +183,7 @@ def _sample_shape(layout, input_layout):
         "flat_last": (int(np.prod(layout)),),
         "gray": tuple(spatial),
         "signal": tuple(spatial),
+        "volume": tuple(spatial),
         "channels_last": (*spatial, c),
         "channels_first": tuple(layout),
     }[input_layout]
@@ -187,11 +200,12 @@ PretrainedClassifier or PretrainedFeatureExtractor
     path : str or Path
         Where to write the ``.onnx`` file.
     input_layout : {"auto", "flat", "gray", "channels_last", "channels_first", \
-"signal"}, default="auto"
+"signal", "volume"}, default="auto"
         How the graph's input holds the images: "auto" takes the layout the
         model was fitted on (flattened with ``image_shape``; ``(n, H, W)``
         for gray images; ``(n, H, W, C)`` or ``(n, C, H, W)`` for colour, as
-        given to ``fit``; ``(n, L)`` for 1-D signals); for models fitted on
+        given to ``fit``; ``(n, L)`` for 1-D signals; volumes ``(n, D, H, W)``,
+        ``(n, D, H, W, C)`` or ``(n, C, D, H, W)``); for models fitted on
         image files, ``(n, H, W, C)`` (``(n, H, W)`` for gray ones).
     input_dtype : {"auto", "uint8", "float32"}, default="auto"
         "auto" is uint8 for a model fitted on 0-255 pixels (scaled to [0, 1]

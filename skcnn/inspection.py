@@ -184,7 +184,8 @@ def conv_kernels(estimator, layer=0):
     Returns
     -------
     kernels : ndarray
-        ``(filters, in_channels, kh, kw)``, or ``(filters, in_channels, k)`` 1-D.
+        ``(filters, in_channels, kh, kw)``; ``(filters, in_channels, k)`` 1-D,
+        ``(filters, in_channels, kd, kh, kw)`` 3-D (volumes).
     """
     _, conv = _find_layer(_module(estimator), layer)
     if not isinstance(conv, _CONV):
@@ -209,7 +210,9 @@ def feature_maps(estimator, X, layer=0):
     Returns
     -------
     maps : ndarray
-        ``(n, filters, H', W')`` (``(n, filters, L')`` for 1-D signals).
+        ``(n, filters, H', W')`` (``(n, filters, L')`` for 1-D signals,
+        ``(n, filters, D', H', W')`` for volumes; the plots show the middle
+        depth slice).
     """
     module = _module(estimator)
     _, target = _find_layer(module, layer)
@@ -402,6 +405,20 @@ def plot_learning_curves(estimator, ax=None, title=None):
     return fig
 
 
+def _shown(a):
+    """What one panel shows of an array: a 1-D one as a row, a volume's
+    middle depth slice."""
+    if a.ndim == 1:
+        return a[None]
+    if a.ndim == 3:
+        return a[a.shape[0] // 2]
+    return a
+
+
+def _slice_note(a):
+    return " (middle depth slice)" if a.ndim == 3 else ""
+
+
 def _grid(plt, n, size=1.2):
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -437,10 +454,13 @@ def plot_kernels(estimator, layer=0, in_channel=0, max_filters=64):
     fig, axes = _grid(plt, len(kernels))
     lim = float(np.abs(kernels).max()) or 1.0  # one symmetric scale for all
     for i, (a, k) in enumerate(zip(axes, kernels)):
-        im = a.imshow(k if k.ndim == 2 else k[None], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        im = a.imshow(_shown(k), cmap="RdBu_r", vmin=-lim, vmax=lim)
         a.set_title(f"filter {i}", fontsize=7)
     fig.colorbar(im, ax=list(axes), shrink=0.7, label="weight")
-    fig.suptitle(f"conv layer {layer} kernels (input channel {in_channel})")
+    fig.suptitle(
+        f"conv layer {layer} kernels (input channel {in_channel})"
+        + _slice_note(kernels[0])
+    )
     return fig
 
 
@@ -469,10 +489,10 @@ def plot_feature_maps(estimator, image, layer=0, max_maps=64):
     fig, axes = _grid(plt, len(maps))
     lo, hi = float(maps.min()), float(maps.max())  # one scale for all maps
     for i, (a, m) in enumerate(zip(axes, maps)):
-        im = a.imshow(m if m.ndim == 2 else m[None], cmap="viridis", vmin=lo, vmax=hi)
+        im = a.imshow(_shown(m), cmap="viridis", vmin=lo, vmax=hi)
         a.set_title(f"map {i}", fontsize=7)
     fig.colorbar(im, ax=list(axes), shrink=0.7, label="activation")
-    fig.suptitle(f"feature maps at conv layer {layer}")
+    fig.suptitle(f"feature maps at conv layer {layer}" + _slice_note(maps[0]))
     return fig
 
 
@@ -511,9 +531,11 @@ def plot_saliency(estimator, X, target=None, method="gradient", **kwargs):
         1, len(X), figsize=(2.4 * len(X) + 0.8, 2.6), squeeze=False
     )
     for a, img, sal, label in zip(axes[0], images, maps, labels):
+        if img.ndim == 4:  # a volume: its middle depth slice
+            img = img[:, img.shape[1] // 2]
         shown = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
-        a.imshow(shown if shown.ndim >= 2 else shown[None], cmap="gray")
-        im = a.imshow(sal if sal.ndim == 2 else sal[None], cmap="jet", alpha=0.5)
+        a.imshow(_shown(shown) if shown.ndim == 1 else shown, cmap="gray")
+        im = a.imshow(_shown(sal), cmap="jet", alpha=0.5)
         a.set_title(label, fontsize=8)
         a.axis("off")
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="saliency")

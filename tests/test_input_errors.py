@@ -39,7 +39,8 @@ Y8 = np.arange(40) % 4
         (X8, np.zeros((40, 2, 2)), ValueError, "y"),
         (X8, np.linspace(0, 1, 40), ValueError, "Unknown label type"),
         (X8, None, ValueError, "requires y"),
-        (np.zeros((40, 2, 2, 2, 2)), Y8, ValueError, "dim"),
+        # 5-D arrays are volumes (tests/test_volumes.py); 6-D is nothing
+        (np.zeros((40, 2, 2, 2, 2, 2)), Y8, ValueError, "at most 5 dimensions"),
     ],
     ids=[
         "nan",
@@ -51,7 +52,7 @@ Y8 = np.arange(40) % 4
         "y-3d",
         "continuous-y",
         "no-y",
-        "5d",
+        "6d",
     ],
 )
 def test_bad_fit_inputs(X, y, exc, match):

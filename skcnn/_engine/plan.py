@@ -105,12 +105,25 @@ RUN_PARAMS = frozenset(
 )
 
 
-def auto_batch_size(batch_size, n_train):
+# "auto" batches of volumes hold at most this many input values (64 volumes
+# of 40^3 voxels; 64^3 voxels: batches of 16; 128^3: batches of 2).
+VOLUME_BATCH_VALUES = 2**22
+
+
+def auto_batch_size(batch_size, n_train, layout=None):
     """'auto': 64, but at least ~8 steps per epoch on small sets (never below 16),
-    so that batch-norm statistics and early stopping see enough updates."""
+    so that batch-norm statistics and early stopping see enough updates.
+    Volumes: also at most :data:`VOLUME_BATCH_VALUES` values per batch (the
+    activations of 3-D convolutions grow with the voxel count), never below 2."""
     if batch_size != "auto":
         return int(batch_size)
-    return int(min(64, max(16, n_train // 8)))
+    size = int(min(64, max(16, n_train // 8)))
+    if layout is not None and layout.ndim == 3:
+        values = math.prod(layout.shape)
+        size = min(
+            size, max(2, 2 ** int(math.log2(max(1, VOLUME_BATCH_VALUES // values))))
+        )
+    return size
 
 
 def make_optimizer(spec, kwargs):
@@ -153,9 +166,10 @@ def _augment(spec, seed):
     return augment
 
 
-def with_batch_size(plan, n_train):
-    """The plan with its batch size resolved for ``n_train`` training samples."""
-    return replace(plan, batch_size=auto_batch_size(plan.batch_size, n_train))
+def with_batch_size(plan, n_train, layout=None):
+    """The plan with its batch size resolved for ``n_train`` training samples
+    of ``layout``."""
+    return replace(plan, batch_size=auto_batch_size(plan.batch_size, n_train, layout))
 
 
 def _checkpoint_params(est):
@@ -288,14 +302,27 @@ def check_params(est, *, regressor):
 
 
 def check_layout(est, layout):
-    """Warn about augmentation options the fitted input cannot use."""
+    """Refuse volumes for the 2-D networks; warn about augmentation options
+    the fitted input cannot use."""
+    if layout.ndim == 3 and not getattr(est, "_takes_volumes", False):
+        raise ValueError(
+            f"{type(est).__name__} works on 2-D images (and 1-D signals); X holds "
+            f"{layout.describe()}. CNNClassifier and CNNRegressor build 3-D "
+            "convolutions for volumes."
+        )
     augment = make_augment(est.augment)
-    if layout.ndim == 1 and isinstance(augment, Augment):
-        unused = augment.unused_on_signals()
-        if unused:
-            warnings.warn(
-                f"augment options {unused} do nothing on 1-D signals; only shift "
-                "(circular) and noise apply.",
-                UserWarning,
-                stacklevel=5,
-            )
+    if not isinstance(augment, Augment):
+        return
+    unused = augment.unused_on(layout.ndim)
+    if unused:
+        applies = {
+            1: "1-D signals; only shift (circular) and noise apply",
+            2: "images; dflip flips volumes",
+            3: "volumes; shift, zoom, flips, rotation and shear (in the H-W plane), "
+            "noise, brightness and contrast apply",
+        }[layout.ndim]
+        warnings.warn(
+            f"augment options {unused} do nothing on {applies}.",
+            UserWarning,
+            stacklevel=5,
+        )

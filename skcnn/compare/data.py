@@ -93,7 +93,10 @@ def _load_images(source, image_size, what):
 def load_npz(path, what="data"):
     """Images ``X`` (n, H, W) or (n, H, W, C) and labels ``y`` from an ``.npz``
     file, read without pickle; pixels as uint8 0-255 (float pixels in [0, 1]
-    are scaled by 255, as the estimators read them)."""
+    are scaled by 255, as the estimators read them). Volumes: ``X`` of
+    shape (n, D, H, W) (a last axis longer than 4: no channels) or
+    (n, D, H, W, C), returned as (n, D, H, W, C), which every row reads as
+    volumes."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"The {what} file {_short(path)!r} does not exist.")
@@ -117,19 +120,24 @@ def load_npz(path, what="data"):
                 "read (no pickle); store X as numbers and y as numbers or strings."
             ) from None
         raise
+    if X.ndim == 4 and X.shape[-1] > 4:
+        X = X[..., None]  # gray volumes (n, D, H, W): one channel axis, last
     if X.ndim == 4 and X.shape[-1] == 1:
         X = X[..., 0]
-    if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] not in (3, 4)):
+    if X.ndim not in (3, 4, 5) or (X.ndim >= 4 and X.shape[-1] not in (1, 3, 4)):
         raise ValueError(
             f"X in {_short(path)!r} has shape {X.shape}; expected images (n, H, W) or "
-            "(n, H, W, C) with C in 1, 3, 4."
+            "(n, H, W, C) with C in 1, 3, 4, or volumes (n, D, H, W) or "
+            "(n, D, H, W, C)."
         )
     if y.ndim != 1 or len(y) != len(X):
         raise ValueError(
             f"y in {_short(path)!r} has shape {y.shape}; expected one label per image "
             f"({len(X)},)."
         )
-    return _as_uint8(X[..., :3] if X.ndim == 4 else X, path), y
+    if X.ndim >= 4 and X.shape[-1] == 4:
+        X = X[..., :3]  # colour without alpha
+    return _as_uint8(X, path), y
 
 
 def _as_uint8(X, path):
@@ -148,10 +156,21 @@ def _as_uint8(X, path):
     )
 
 
+def is_volumes(X):
+    """True for the comparison's volume arrays ``(n, D, H, W, C)``."""
+    return np.ndim(X) == 5
+
+
 def _resize(X, size):
     """uint8 images ``X`` resized to ``size`` (H, W), channels kept."""
     if X.shape[1:3] == tuple(size):
         return X
+    if is_volumes(X):
+        raise ValueError(
+            "--image-size resizes 2-D images; volumes are compared at their own "
+            f"size ({'x'.join(map(str, X.shape[1:4]))}): drop --image-size, or "
+            "resize the volumes before saving the .npz file."
+        )
     from skimage.transform import resize
 
     shape = tuple(size) + X.shape[3:]
@@ -161,6 +180,14 @@ def _resize(X, size):
 
 def _match_images(X, like):
     """``X`` at the data's image size, and gray / colour as the data is."""
+    if is_volumes(X) or is_volumes(like):
+        if X.shape[1:] != like.shape[1:]:
+            raise ValueError(
+                f"The external set holds {_shape_words(X)}; the data, "
+                f"{_shape_words(like)}: volumes are not resized, save them at the "
+                "data's size."
+            )
+        return X
     X = _resize(X, like.shape[1:3])
     if X.ndim != like.ndim:
         X = (
@@ -197,6 +224,8 @@ def load_run_data(data="digits", externals=None, image_size=None, random_state=0
         if source is None or source == "digits-printed":
             X_ext, y_ext = load_digits_external()
             name = "printed digits"
+            if is_volumes(X):
+                X_ext = _match_images(X_ext, X)  # says why it cannot be
         elif source == "shifted":
             X_ext = make_shifted(X_val, random_state=random_state)
             y_ext, name = y_val, "shifted validation"
@@ -237,18 +266,27 @@ def load_comparison_data(data="digits", external=None, image_size=None, random_s
     return X_train, y_train, X_val, y_val, sets[0].X, sets[0].y
 
 
+def _shape_words(X):
+    """'DxHxW gray volumes' / 'HxW colour images' of an array of samples."""
+    if is_volumes(X):
+        colour = "gray" if X.shape[-1] == 1 else "colour"
+        return f"{'x'.join(map(str, X.shape[1:4]))} {colour} volumes"
+    colour = "colour" if X.ndim == 4 else "gray"
+    return f"{X.shape[1]}x{X.shape[2]} {colour} images"
+
+
 def summarize_images(X, y):
     """Count, size, colour and per-class counts of an image set, in words."""
     classes, counts = np.unique(y, return_counts=True)
-    colour = "colour" if X.ndim == 4 else "gray"
     per = (
         ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
         if len(classes) <= 12
         else f"min {counts.min()}, median {int(np.median(counts))}, max {counts.max()}"
     )
+    kind = "volumes" if is_volumes(X) else "images"
     return (
-        f"{len(y):,} images, {X.shape[1]}x{X.shape[2]} {colour}, {len(classes)} "
-        f"classes (per class: {per})"
+        f"{len(y):,} {kind}, {_shape_words(X).removesuffix(' ' + kind)}, "
+        f"{len(classes)} classes (per class: {per})"
     )
 
 

@@ -23,6 +23,7 @@ from .data import (
     _short,
     chance_f1,
     describe_data,
+    is_volumes,
     load_run_data,
     summarize_images,
 )
@@ -261,6 +262,7 @@ def run_comparison(
         weights=weights,
         random_state=random_state,
         pixel_std=float(np.std(X_train / 255.0)),
+        volumes=is_volumes(X_train),
     )
     _check_folds(y_train, 2 if quick else cv)
     result = ComparisonResult(
@@ -315,7 +317,9 @@ def run_comparison(
     folds_max = 2 if quick else cv
     costs = _calibrate(todo, candidates, X_train, y_train, random_state, progress)
     result.calibration_s = sum(c.seconds for c in costs.values())
-    rob_sizes = ([80, 0] if quick else [200, 80, 0]) if robustness else [0]
+    # the robustness profile's shifts (rotation, blur, JPEG, ...) are 2-D
+    profile = robustness and not is_volumes(X_train)
+    rob_sizes = ([80, 0] if quick else [200, 80, 0]) if profile else [0]
     end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
 
     def replan(names, sizes, pace=1.0):

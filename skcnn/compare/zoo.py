@@ -27,6 +27,18 @@ CALIBRATE_AS = {
 }
 
 
+# Rows built on 2-D images only: HOG, the DenseNets, the ImageNet backbones.
+VOLUME_2D_ONLY = (
+    "hog+svm",
+    "hog+pca+svm",
+    "densenet",
+    "lite0+logreg",
+    "lite0-finetune",
+    "pretrained+logreg",
+    "densenet-finetune",
+)
+
+
 def noise_levels(pixel_std):
     """Three noise levels (std on the 0-1 pixel scale) relative to the data's
     own pixel spread: 1/8, 1/4 and 1/2 of it. On digits (pixel std 0.376)
@@ -45,11 +57,14 @@ def default_models(
     weights=None,
     random_state=0,
     pixel_std=0.376,
+    volumes=False,
 ):
     """name -> (estimator, param_grid) or (None, reason) when it cannot run.
 
     ``pixel_std``: the standard deviation of the training pixels on the 0-1
     scale; the noise rows' levels are relative to it (:func:`noise_levels`).
+    ``volumes``: the data are volumes ``(n, D, H, W, C)``; the rows that work
+    on 2-D images only (HOG, DenseNet, the pretrained backbones) do not run.
     """
     epochs = 15 if quick else 30  # the CNNs: a onecycle schedule over these
     low, mid, high = noise_levels(pixel_std)
@@ -195,6 +210,10 @@ def default_models(
             ),
             {"finetune_depth": [0, 1]} if not quick else {"finetune_depth": [1]},
         )
+    if volumes:
+        reason = "skipped: works on 2-D images; the data are volumes"
+        for name in VOLUME_2D_ONLY:
+            models[name] = (None, reason)
     return models
 
 

@@ -1,5 +1,8 @@
 """A plain conv net built from conv / batch-norm / activation / pool blocks.
 
+1-D, 2-D or 3-D (Keras' ``Conv1D`` / ``Conv2D`` / ``Conv3D``) by the number
+of spatial dimensions of the input.
+
 Expresses the classic Keras ``Sequential`` image nets: the conv part
 is ``features`` (one block per entry of ``conv_filters``), then a dense
 ``head`` and a ``classifier`` layer, so parameter counts match Keras'.
@@ -42,6 +45,22 @@ def make_activation(activation):
     )
 
 
+# conv, max-pool, batch norm per number of spatial dimensions
+_LAYERS = {
+    1: (nn.Conv1d, nn.MaxPool1d, nn.BatchNorm1d),
+    2: (nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d),
+    3: (nn.Conv3d, nn.MaxPool3d, nn.BatchNorm3d),
+}
+_GLOBAL_POOLS = {
+    ("avg", 1): nn.AdaptiveAvgPool1d,
+    ("avg", 2): nn.AdaptiveAvgPool2d,
+    ("avg", 3): nn.AdaptiveAvgPool3d,
+    ("max", 1): nn.AdaptiveMaxPool1d,
+    ("max", 2): nn.AdaptiveMaxPool2d,
+    ("max", 3): nn.AdaptiveMaxPool3d,
+}
+
+
 def _per_block(value, n, name):
     if isinstance(value, (list, tuple)):
         if len(value) != n:
@@ -59,7 +78,8 @@ class ConvNet(nn.Module):
     ----------
     in_channels : int
     input_size : tuple of int
-        ``(H, W)`` for 2-D convolutions or ``(L,)`` for 1-D ones.
+        ``(H, W)`` for 2-D convolutions, ``(L,)`` for 1-D ones and
+        ``(D, H, W)`` for 3-D ones (volumes).
     n_classes : int
         Number of outputs of the last layer.
     conv_filters : tuple of int, default=(32, 64)
@@ -97,15 +117,15 @@ class ConvNet(nn.Module):
     ):
         super().__init__()
         ndim = len(input_size)
-        if ndim not in (1, 2):
-            raise ValueError(f"input_size must be (L,) or (H, W); got {input_size!r}.")
+        if ndim not in (1, 2, 3):
+            raise ValueError(
+                f"input_size must be (L,), (H, W) or (D, H, W); got {input_size!r}."
+            )
         if padding not in ("same", "valid"):
             raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
-        conv = nn.Conv1d if ndim == 1 else nn.Conv2d
-        pool = nn.MaxPool1d if ndim == 1 else nn.MaxPool2d
-        norm = nn.BatchNorm1d if ndim == 1 else nn.BatchNorm2d
+        conv, pool, norm = _LAYERS[ndim]
         conv_filters = tuple(int(f) for f in conv_filters)
         kernels = _per_block(kernel_size, len(conv_filters), "kernel_size")
         pools = _per_block(pool_size, len(conv_filters), "pool_size")
@@ -137,12 +157,7 @@ class ConvNet(nn.Module):
             self.pool = nn.Flatten()
             width = channels * math.prod(size)
         elif global_pool in ("avg", "max"):
-            adaptive = {
-                ("avg", 1): nn.AdaptiveAvgPool1d,
-                ("avg", 2): nn.AdaptiveAvgPool2d,
-                ("max", 1): nn.AdaptiveMaxPool1d,
-                ("max", 2): nn.AdaptiveMaxPool2d,
-            }[(global_pool, ndim)]
+            adaptive = _GLOBAL_POOLS[(global_pool, ndim)]
             self.pool = nn.Sequential(adaptive(1), nn.Flatten())
             width = channels
         else:
