@@ -89,15 +89,9 @@ def build_net(plan, module, *, extra_callbacks=()):
         verbose=int(plan.verbose),
         # skorch builds its epoch table even when silent; drop it then.
         callbacks__print_log=EpochTable(plan.label) if plan.verbose else None,
-        amp_dtype=plan.amp_dtype,
-        precision=plan.precision,
-        augment=plan.augment,
         shuffle_seed=plan.seed,
-        channels_last=plan.channels_last,
-        num_workers=plan.num_workers,
         mix=MixBatch(plan.mixup, plan.cutmix, plan.seed + 2) if mix else None,
-        label_smoothing=plan.label_smoothing,
-        clip_grad_norm=plan.clip_grad_norm,
+        **plan.net_settings(),
         **{f"criterion__{k}": v for k, v in plan.criterion_kwargs.items()},
         **{f"optimizer__{k}": v for k, v in plan.optimizer_kwargs.items()},
     )

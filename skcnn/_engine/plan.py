@@ -72,6 +72,13 @@ class TrainingPlan:
     checkpoint_params: str = ""
     callbacks: tuple = ()
 
+    def net_settings(self):
+        """The plan's fields that :class:`~skcnn._engine.net.TensorBatchNet`
+        takes as they are (:data:`NET_SETTINGS`): a shared parameter the net
+        uses is declared in the registry, the signatures, here and in the net,
+        and nowhere in between."""
+        return {name: getattr(self, name) for name in NET_SETTINGS}
+
     def monitor_key(self, side):
         """The history key early stopping watches on ``side`` ("train"/"valid")."""
         return MONITORS[self.monitor][0].format(side)
@@ -79,6 +86,18 @@ class TrainingPlan:
     @property
     def lower_is_better(self):
         return MONITORS[self.monitor][1]
+
+
+# TrainingPlan fields that the net takes under the same name.
+NET_SETTINGS = (
+    "amp_dtype",
+    "precision",
+    "augment",
+    "channels_last",
+    "num_workers",
+    "label_smoothing",
+    "clip_grad_norm",
+)
 
 
 # Parameters that change how long or where a network trains, not what it
