@@ -98,7 +98,8 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
     classes_ : ndarray
     n_features_in_ : int
     layout_ : ImageLayout
-        The ``(C, H, W)`` (or ``(C, L)``) shape seen at fit.
+        The ``(C, H, W)`` shape seen at fit (``(C, L)`` for 1-D signals,
+        ``(C, D, H, W)`` for volumes).
     net_ : skorch.NeuralNet
         The trained skorch net; ``module_`` is its torch module.
     history_ : list of dict
