@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "INPUT_ORDERS",
     "ImageLayout",
     "ImagePaths",
     "from_channels_first",
@@ -28,6 +29,17 @@ __all__ = [
 ]
 
 _MAX_CHANNELS = 4
+
+# How samples may be arranged (ImageLayout.order): the orders fit records,
+# that model files may hold and that an ONNX graph may take.
+INPUT_ORDERS = (
+    "flat",
+    "gray",
+    "channels_last",
+    "channels_first",
+    "signal",
+    "volume",
+)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._data import INPUT_ORDERS
 from ._device import gpu_missing
 from ._files import atomic_output, check_output_path
 from ._params import absent_values
@@ -241,15 +242,7 @@ _FITTED_KEYS = {
     "history": list,
 }
 # How samples were arranged at fit (ImageLayout.order); None in older files.
-_INPUT_ORDERS = (
-    None,
-    "flat",
-    "gray",
-    "channels_last",
-    "channels_first",
-    "signal",
-    "volume",
-)
+_INPUT_ORDERS = (None, *INPUT_ORDERS)
 # No real image needs more: a tampered header must not make load allocate GBs.
 _MAX_SIDE, _MAX_CHANNELS, _MAX_VALUES = 4096, 512, 1 << 26
 

@@ -21,21 +21,14 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._data import INPUT_ORDERS
 from ._files import atomic_output, check_output_path
 
 __all__ = ["INPUT_LAYOUTS", "OnnxExportMixin", "to_onnx"]
 
 MIN_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter writes
 
-INPUT_LAYOUTS = (
-    "auto",
-    "flat",
-    "gray",
-    "channels_last",
-    "channels_first",
-    "signal",
-    "volume",
-)
+INPUT_LAYOUTS = ("auto", *INPUT_ORDERS)
 
 
 class OnnxExportMixin:
