@@ -76,7 +76,13 @@ def _parser():
         default="auto",
         help="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'",
     )
-    cmp.add_argument("--n-jobs", type=int, default=1, help="parallel search jobs")
+    cmp.add_argument(
+        "--n-jobs",
+        type=_jobs,
+        default="auto",
+        help="parallel search jobs; auto (default): the scikit-learn rows' CV fits "
+        "in parallel processes on the free cores, the networks one fit at a time",
+    )
     cmp.add_argument(
         "--dask",
         default=None,
@@ -158,6 +164,18 @@ def main(argv=None):
             + (f"; results in {options['out']}" if options["out"] else "")
         )
     return 0
+
+
+def _jobs(text):
+    """--n-jobs: "auto" or a number of jobs (-1: every core)."""
+    if str(text).lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes 'auto' or a number of jobs; got {text!r}"
+        ) from None
 
 
 def _budget(text):

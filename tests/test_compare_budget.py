@@ -266,3 +266,123 @@ def test_learning_curve_marks_the_weights_kept():
     fig = plot_learning_curves(clf)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "weights kept: last epoch (3)" in labels
+
+
+def test_the_cnn_rows_deepen_with_the_image_size():
+    """One conv block per halving down to 8 px (at least CNNClassifier's two):
+    the digits rows are the default network; 64 px images get a third block,
+    so the dense layer sees 8x8x128 instead of 16x16x64 values."""
+    from skcnn.compare.zoo import cnn_filters, default_models
+
+    assert cnn_filters((8, 8)) == cnn_filters((32, 32, 3)) == (32, 64)
+    assert cnn_filters((64, 64)) == (32, 64, 128)
+    assert cnn_filters((128, 96, 3)) == (32, 64, 128, 128)
+    assert cnn_filters((1024, 1024)) == (32, 64, 128, 128, 128)
+    assert cnn_filters((16, 16, 16, 1), volumes=True) == (32, 64)
+    digits = default_models(image_shape=(8, 8), device="cpu")
+    assert digits["cnn"][0].conv_filters == (32, 64)
+    big = default_models(image_shape=(64, 64, 3), device="cpu")
+    for name in ("cnn", "cnn+aug", "cnn+noise"):
+        assert big[name][0].conv_filters == (32, 64, 128)
+
+
+def test_a_feature_row_extracts_once_per_extractor_setting(monkeypatch):
+    """The search of a pretrained-features row gives GridSearchCV's result
+    (same candidates, folds, scores, best) with the training images
+    extracted once per extractor setting instead of once per fit."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skcnn import PretrainedFeatureExtractor
+    from skcnn.compare.plan import feature_step
+    from skcnn.compare.run import _feature_search
+    from skcnn.datasets import load_digits_images
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    )
+    X, y = load_digits_images()
+    X, y = X[:240], y[:240]
+    pipe = Pipeline(
+        [
+            (
+                "features",
+                PretrainedFeatureExtractor(
+                    net, weights=None, layer=-1, pooling=None, input_size=None
+                ),
+            ),
+            ("scale", StandardScaler()),
+            ("logreg", LogisticRegression(max_iter=300)),
+        ]
+    )
+    assert feature_step(pipe) == "features"
+    grid = {"features__layer": [-1, -2], "logreg__C": [0.1, 1.0]}
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    seen = []
+    transform = PretrainedFeatureExtractor.transform
+    monkeypatch.setattr(
+        PretrainedFeatureExtractor,
+        "transform",
+        lambda self, X: seen.append(len(X)) or transform(self, X),
+    )
+    fast = _feature_search(pipe, grid, "f1_macro", folds, 1, X, y)
+    assert sum(seen) == 2 * len(X)
+    seen.clear()
+    slow = GridSearchCV(pipe, grid, scoring="f1_macro", cv=folds).fit(X, y)
+    assert sum(seen) > 6 * len(X)
+    assert fast.best_params_ == slow.best_params_
+    assert fast.cv_results_["params"] == list(slow.cv_results_["params"])
+    np.testing.assert_allclose(
+        fast.cv_results_["mean_test_score"],
+        slow.cv_results_["mean_test_score"],
+        atol=0.01,
+    )
+    np.testing.assert_allclose(
+        fast.best_estimator_.predict_proba(X[:20]),
+        slow.best_estimator_.predict_proba(X[:20]),
+        atol=1e-3,
+    )
+
+
+def test_no_time_is_kept_for_an_ensemble_without_a_network_row():
+    """The ensemble's reserve (an SVM's calibration) is kept only while a
+    network row runs or has run: with the CNN dropped by the budget, the
+    rows get that time."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
+    from skcnn import CNNClassifier
+    from skcnn.baselines import ImageFlattener
+    from skcnn.compare.run import _plan
+
+    cheap = make_pipeline(ImageFlattener(), SVC())
+    candidates = {
+        "pca+svm": (cheap, {"svc__C": [1.0, 10.0]}),
+        "cnn": (CNNClassifier(max_epochs=30), None),
+    }
+    svm = Cost(m=100, const=0.0, fixed=0.0, per_epoch=1.0, predict=0.0)
+    costs = {
+        "pca+svm": svm,
+        "cnn": Cost(m=100, const=900.0, fixed=0.0, per_epoch=1.0, predict=0.0),
+    }
+    kw = dict(cv=3, n_train=100, n_predict=100, budget=30, rob_sizes=[0])
+    both = _plan(["pca+svm", "cnn"], candidates, costs, end_s=20.0, **kw)
+    assert not both.rows["cnn"].run and list(both.rows) == ["pca+svm", "cnn"]
+    assert both.budget > 25  # 0.95 x 30 less the fixed few seconds: no reserve
+    assert both.rows["pca+svm"].note == "full"
+    # a network row already fitted: there will be an ensemble, the reserve stays
+    kept = _plan(["pca+svm"], candidates, costs, end_s=20.0, network_done=True, **kw)
+    assert kept.budget < 10
+    # a network row that fits with the reserve: the same
+    costs["cnn"] = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.05, predict=0.0)
+    runs = _plan(["pca+svm", "cnn"], candidates, costs, end_s=20.0, **kw)
+    assert runs.rows["cnn"].run and runs.budget < 10

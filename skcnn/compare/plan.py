@@ -103,6 +103,21 @@ def is_network(estimator):
     return "max_epochs" in estimator.get_params(deep=False)
 
 
+def feature_step(estimator):
+    """The name of a Pipeline's first step when it is a pretrained feature
+    extractor (its search extracts once per extractor setting), else None."""
+    steps = getattr(estimator, "steps", None)
+    if steps and type(steps[0][1]).__name__ == "PretrainedFeatureExtractor":
+        return steps[0][0]
+    return None
+
+
+def _feature_candidates(estimator, grid):
+    """How many extractor settings a feature row's grid holds."""
+    prefix = f"{feature_step(estimator)}__"
+    return _n_candidates({k: v for k, v in grid.items() if k.startswith(prefix)})
+
+
 def _exponent(estimator):
     """How a row's fit time grows with the images: kernel SVMs about n^1.5,
     the rest linearly."""
@@ -200,7 +215,11 @@ def _levels(estimator, grid, cv, cost, n_train, n_predict):
     out = []
     for g, folds, ep, note in configs:
         fits = 0.0
-        if g is not None:
+        if g is not None and feature_step(estimator):
+            # the training images extracted once per extractor setting; the
+            # head's fits on features counted as half of a whole fit each
+            fits = _feature_candidates(estimator, g) * cost.fit(n_train) * 1.5
+        elif g is not None:
             n_fold = n_train * (folds - 1) / folds
             fits = (
                 _n_candidates(g)

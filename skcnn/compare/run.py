@@ -27,7 +27,14 @@ from .data import (
     load_run_data,
     summarize_images,
 )
-from .plan import DEFAULT_BUDGET_S, _n_candidates, calibrate, is_network, plan_rows
+from .plan import (
+    DEFAULT_BUDGET_S,
+    _n_candidates,
+    calibrate,
+    feature_step,
+    is_network,
+    plan_rows,
+)
 from .report import write_outputs
 from .state import load_state, restore_rows, save_state
 from .stats import PairedBootstrap, _rank
@@ -152,7 +159,7 @@ def run_comparison(
     models=None,
     quick=False,
     device="auto",
-    n_jobs=1,
+    n_jobs="auto",
     cv=3,
     weights=None,
     image_size=None,
@@ -186,8 +193,12 @@ def run_comparison(
         profile, and only the summary figures.
     device : str, default="auto"
         Device of the network models.
-    n_jobs : int, default=1
-        Parallel search jobs.
+    n_jobs : int or "auto", default="auto"
+        Parallel search jobs. "auto": the scikit-learn rows' CV fits run in
+        as many processes as there are free cores (one thread each), the
+        network rows one fit at a time with the threads inside it (2 cores,
+        digits: 2 x 1 took 0.56-0.61x the time of 1 x 2 for pca+svm and
+        hog+svm, 0.91x for cnn; benchmarks/bench_parallel.py).
     cv : int, default=3
         Cross-validation folds of the searches.
     weights : path or None
@@ -336,6 +347,10 @@ def run_comparison(
             sizes,
             pace=pace,
             end_s=end_s,
+            network_done=any(
+                r["model"] in NETWORK_ROWS and r.get("status") == "ok"
+                for r in result.rows
+            ),
         )
 
     plan = replan(todo, rob_sizes)
@@ -369,7 +384,6 @@ def run_comparison(
     boot_val = PairedBootstrap(y_val, random_state=random_state)
     boots_ext = [PairedBootstrap(s.y, random_state=random_state) for s in sets]
     backend = _dask_backend(dask) if dask else contextlib.nullcontext()
-    in_process = dask is None and n_jobs in (None, 1)
     estimated = actual = 0.0
     try:
         with backend, warnings.catch_warnings():
@@ -415,11 +429,12 @@ def run_comparison(
                         tag=tag,
                         data=(X_train, y_train, X_val, y_val, sets),
                         random_state=random_state,
-                        n_jobs=-1 if dask else n_jobs,
+                        n_jobs=-1 if dask else _row_jobs(n_jobs, candidates[name][0]),
                         boots=(boot_val, boots_ext),
                         progress=progress,
                         clock=clock,
-                        in_process=in_process,
+                        in_process=dask is None
+                        and _row_jobs(n_jobs, candidates[name][0]) in (None, 1),
                     )
                     if rob_data is not None:
                         _robustness(result, name, rob_data, random_state)
@@ -508,23 +523,42 @@ def _plan(
     rob_sizes,
     pace=1.0,
     end_s=0.0,
+    network_done=False,
 ):
     """The plan of ``names`` within ``budget`` seconds, less a reserve for
-    the end of the run: ``end_s`` (the ensemble) plus the ranks, the report
-    and the figures (a few seconds, and 5% of the budget for the estimates'
-    error)."""
-    rows = {n: (candidates[n][0], candidates[n][1], costs[n]) for n in names}
-    if budget is not None:
-        budget = max(0.95 * budget - end_s * pace - 2.0 - 0.3 * len(names), 0.0)
-    return plan_rows(
-        rows,
-        budget,
-        cv=cv,
-        n_train=n_train,
-        n_predict=n_predict,
-        pace=pace,
-        robustness=rob_sizes,
-    )
+    the end of the run: ``end_s`` (the ensemble; not kept when no network
+    row has run or will run, ``network_done`` saying whether one has) plus
+    the ranks, the report and the figures (a few seconds, and 5% of the
+    budget for the estimates' error)."""
+
+    def plan(reserve, chosen):
+        left = budget
+        if left is not None:
+            left = max(0.95 * left - reserve * pace - 2.0 - 0.3 * len(names), 0.0)
+        rows = {n: (candidates[n][0], candidates[n][1], costs[n]) for n in chosen}
+        return plan_rows(
+            rows,
+            left,
+            cv=cv,
+            n_train=n_train,
+            n_predict=n_predict,
+            pace=pace,
+            robustness=rob_sizes,
+        )
+
+    planned = plan(end_s, names)
+    if (
+        end_s
+        and not network_done
+        and not any(p.run for n, p in planned.rows.items() if n in NETWORK_ROWS)
+    ):
+        # No network row runs, so there will be no ensemble: its reserve goes
+        # to the other rows (the network rows stay out, or they would run
+        # and bring the ensemble back without its time).
+        freed = plan(0.0, [n for n in names if n not in NETWORK_ROWS])
+        freed.rows = {n: freed.rows.get(n) or planned.rows[n] for n in names}
+        planned = freed
+    return planned
 
 
 def _ensemble_seconds(names, candidates, costs, n_train):
@@ -562,6 +596,90 @@ def _not_available(result, name, reason, tag, progress):
     )
     progress(f"{tag}: {reason}{hint}")
     result.rows.append({"model": name, "status": reason})
+
+
+def _row_jobs(n_jobs, estimator):
+    """A row's search jobs: ``n_jobs`` as given; "auto": the free cores for a
+    scikit-learn row (its fits are single-threaded or small), 1 for a
+    network (its threads already use the cores)."""
+    if n_jobs != "auto":
+        return n_jobs
+    if is_network(estimator):
+        return 1
+    from .._device import fit_threads
+
+    return fit_threads("auto")
+
+
+def _search(estimator, grid, scoring, folds, n_jobs, X, y):
+    return GridSearchCV(
+        estimator,
+        grid,
+        scoring=scoring,
+        cv=folds,
+        n_jobs=n_jobs,
+        refit=True,
+        error_score="raise",
+    ).fit(X, y)
+
+
+@dataclass
+class _FeatureSearch:
+    """What :func:`_feature_search` found, as GridSearchCV's attributes."""
+
+    best_estimator_: object
+    best_params_: dict
+    best_score_: float
+    best_index_: int
+    cv_results_: dict
+
+
+def _feature_search(estimator, grid, scoring, folds, n_jobs, X, y):
+    """GridSearchCV of a Pipeline that starts with a pretrained feature
+    extractor, with each extractor candidate's features computed once.
+
+    The extractor learns nothing from the images (``fit`` records their
+    layout), so the features of a fold are the rows of the features of the
+    whole training split: each extractor setting of the grid extracts the
+    training images once, and the rest of the pipeline is searched on those
+    features with the same folds and candidates, and refit on all of them.
+    A search of 2 layers x 3 folds extracts the training images 2 times
+    instead of 2 x 3 + 1.
+    """
+    from sklearn.model_selection import ParameterGrid
+    from sklearn.pipeline import Pipeline
+
+    step = feature_step(estimator)
+    prefix = f"{step}__"
+    feature_grid = {
+        k[len(prefix) :]: v for k, v in grid.items() if k.startswith(prefix)
+    }
+    head_grid = {k: v for k, v in grid.items() if not k.startswith(prefix)}
+    head = Pipeline(estimator.steps[1:])
+    best, means, stds, params = None, [], [], []
+    for feature_params in ParameterGrid(feature_grid):
+        extractor = clone(estimator.named_steps[step]).set_params(**feature_params)
+        features = extractor.fit(X[:1]).transform(X)
+        search = _search(head, head_grid, scoring, folds, n_jobs, features, y)
+        results = search.cv_results_
+        for i, candidate in enumerate(results["params"]):
+            params.append(
+                {**{prefix + k: v for k, v in feature_params.items()}, **candidate}
+            )
+            means.append(float(results["mean_test_score"][i]))
+            stds.append(float(results["std_test_score"][i]))
+        if best is None or search.best_score_ > best[1].best_score_:
+            best = (extractor, search, len(params) - len(results["params"]))
+    extractor, search, offset = best
+    fitted = Pipeline([(step, extractor), *search.best_estimator_.steps])
+    index = offset + int(search.best_index_)
+    return _FeatureSearch(
+        fitted,
+        params[index],
+        means[index],
+        index,
+        {"params": params, "mean_test_score": means, "std_test_score": stds},
+    )
 
 
 def _run_row(
@@ -603,15 +721,9 @@ def _run_row(
             scoring = (
                 _FitProgress(progress, n_fits, clock) if in_process else "f1_macro"
             )
-            search = GridSearchCV(
-                estimator,
-                row_plan.grid,
-                scoring=scoring,
-                cv=folds,
-                n_jobs=n_jobs,
-                refit=True,
-                error_score="raise",
-            ).fit(X_train, y_train)
+            search = (_feature_search if feature_step(estimator) else _search)(
+                estimator, row_plan.grid, scoring, folds, n_jobs, X_train, y_train
+            )
             best, best_params = search.best_estimator_, search.best_params_
             cv_f1 = float(search.best_score_)
             cv_std = float(search.cv_results_["std_test_score"][search.best_index_])
