@@ -70,6 +70,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300])
     parser.add_argument("--data", nargs="+", default=["digits", "folder28"])
+    parser.add_argument(
+        "--name", default="bench_budget", help="results/<name>*.{csv,md,log}"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     runs, rows = [], []
@@ -83,7 +86,7 @@ def main():
             for budget in args.budgets:
                 print(f"== {name}, budget {budget:.0f}s", flush=True)
                 t0 = time.perf_counter()
-                log = RESULTS / f"bench_budget_{name}_{budget:.0f}.log"
+                log = RESULTS / f"{args.name}_{name}_{budget:.0f}.log"
                 with open(log, "w") as f:
                     result = run_comparison(
                         data,
@@ -138,10 +141,10 @@ def main():
                         }
                     )
                 print(runs[-1], flush=True)
-    _write(runs, rows)
+    _write(runs, rows, args.name)
 
 
-def _write(runs, rows):
+def _write(runs, rows, name="bench_budget"):
     # one set of columns for every line (the folder runs have a second external set)
     for table in (runs, rows):
         keys = list(dict.fromkeys(k for r in table for k in r))
@@ -150,13 +153,13 @@ def _write(runs, rows):
                 r.setdefault(k, "")
             r.update({k: r.pop(k) for k in keys})
     write_results(
-        "bench_budget",
+        name,
         runs,
         notes="wall_s: the whole run_comparison call (data, calibration, rows, "
         "robustness, ensemble, report). Best F1s over the rows that ran.",
     )
     write_results(
-        "bench_budget_rows",
+        f"{name}_rows",
         rows,
         notes="planned_s: the estimate of the plan made just before the row ran "
         "(calibration x the pace so far); actual_s: its search and refit.",
