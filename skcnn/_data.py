@@ -361,7 +361,8 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
     lists of files. Arrays go through sklearn's ``validate_data`` (which
     records ``n_features_in_``) and :func:`to_channels_first`. The estimator's
     ``image_shape`` and ``channels`` parameters are used; unless ``reset``, the
-    layout recorded in ``estimator.layout_`` is checked.
+    layout recorded in ``estimator.layout_`` is checked. Volumes are refused
+    unless the estimator says it takes them (``_takes_volumes``).
     """
     from sklearn.utils.validation import validate_data
 
@@ -402,6 +403,12 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
         channels=estimator.channels,
         layout=layout,
     )
+    if found.ndim == 3 and not getattr(estimator, "_takes_volumes", False):
+        raise ValueError(
+            f"{type(estimator).__name__} works on 2-D images (and 1-D signals); X "
+            f"holds {found.describe()}. CNNClassifier and CNNRegressor (3-D "
+            "convolutions), ImageFlattener and ColorHistogram take volumes."
+        )
     return TensorData(arr), found, y
 
 

@@ -159,12 +159,6 @@ class PretrainedFeatureExtractor(
 
     def _prepare(self, X, reset):
         data, layout, _ = prepare_images(self, X, reset=reset)
-        if layout.ndim == 3:
-            raise ValueError(
-                f"PretrainedFeatureExtractor works on 2-D images; X holds "
-                f"{layout.describe()}. CNNClassifier and CNNRegressor build 3-D "
-                "convolutions for volumes."
-            )
         return data, layout
 
     def _build(self, layout, channels_last, weights="param"):

@@ -44,16 +44,8 @@ class _ImageTransformer(ImageTransformerMixin, TransformerMixin, BaseEstimator):
     """Shared input handling: float images in [0, 1], channels-last ``(n, H, W, C)``
     (volumes ``(n, D, H, W, C)`` for the transformers that take them)."""
 
-    _takes_volumes = False
-
     def _images(self, X, reset):
         data, layout, _ = prepare_images(self, X, reset=reset)
-        if layout.ndim == 3 and not self._takes_volumes:
-            raise ValueError(
-                f"{type(self).__name__} works on 2-D images; X holds "
-                f"{layout.describe()}. ImageFlattener and ColorHistogram take "
-                "volumes."
-            )
         if reset:
             self.layout_ = layout
         arr = data.numpy()

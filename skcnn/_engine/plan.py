@@ -321,14 +321,7 @@ def check_params(est, *, regressor):
 
 
 def check_layout(est, layout):
-    """Refuse volumes for the 2-D networks; warn about augmentation options
-    the fitted input cannot use."""
-    if layout.ndim == 3 and not getattr(est, "_takes_volumes", False):
-        raise ValueError(
-            f"{type(est).__name__} works on 2-D images (and 1-D signals); X holds "
-            f"{layout.describe()}. CNNClassifier and CNNRegressor build 3-D "
-            "convolutions for volumes."
-        )
+    """Warn about augmentation options the fitted input cannot use."""
     augment = make_augment(est.augment)
     if not isinstance(augment, Augment):
         return

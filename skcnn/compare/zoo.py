@@ -29,16 +29,16 @@ CALIBRATE_AS = {
 }
 
 
-# Rows built on 2-D images only: HOG, the DenseNets, the ImageNet backbones.
-VOLUME_2D_ONLY = (
-    "hog+svm",
-    "hog+pca+svm",
-    "densenet",
-    "lite0+logreg",
-    "lite0-finetune",
-    "pretrained+logreg",
-    "densenet-finetune",
-)
+def takes_volumes(estimator):
+    """Whether every step of a row takes volumes: skcnn's image estimators
+    and transformers say so (``_takes_volumes``; the others, HOG, the
+    DenseNets and the pretrained backbones, work on 2-D images), the
+    scikit-learn steps after them take any feature table."""
+    steps = getattr(estimator, "steps", [(None, estimator)])
+    return all(
+        getattr(step, "_takes_volumes", "image_shape" not in step.get_params())
+        for _, step in steps
+    )
 
 
 def cnn_filters(image_shape, volumes=False):
@@ -235,8 +235,10 @@ def default_models(
         )
     if volumes:
         reason = "skipped: works on 2-D images; the data are volumes"
-        for name in VOLUME_2D_ONLY:
-            models[name] = (None, reason)
+        for name, (estimator, _) in models.items():
+            # a row already skipped is a pretrained one (no weights): 2-D too
+            if estimator is None or not takes_volumes(estimator):
+                models[name] = (None, reason)
     return models
 
 
