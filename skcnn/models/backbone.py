@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-__all__ = ["FeatureBackbone", "ForwardTo", "pool"]
+__all__ = ["CutModule", "FeatureBackbone", "ForwardTo", "pool"]
 
 
 class ForwardTo:
@@ -81,6 +81,20 @@ class ForwardTo:
         self._graphs = self._trace()
 
 
+class CutModule(nn.Module):
+    """A module that may run its network through a :class:`ForwardTo`
+    (``self._forward_to``, None for none): the cut is re-linked whenever the
+    module's tensors move or change type (``.to``, ``.cpu``, ``.half``, ...)."""
+
+    _forward_to = None
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        if self._forward_to is not None:
+            self._forward_to.relink()
+        return out
+
+
 def pool(out, pooling):
     """A feature map as one vector per sample: ``"avg"`` or ``"max"`` over
     its positions, None flattens it; vectors pass through."""
@@ -93,7 +107,7 @@ def pool(out, pooling):
     return out.flatten(1)
 
 
-class FeatureBackbone(nn.Module):
+class FeatureBackbone(CutModule):
     """Adapter + backbone, truncated at its penultimate features or a hooked layer.
 
     Parameters
@@ -120,12 +134,6 @@ class FeatureBackbone(nn.Module):
         self.layer = layer
         self.pooling = pooling
         self._forward_to = None if layer is None else ForwardTo(model, layer)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        if self._forward_to is not None:
-            self._forward_to.relink()
-        return out
 
     def forward(self, x):
         x = self.adapter(x)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._device import eval_mode
-from .backbone import ForwardTo, pool
+from .backbone import CutModule, ForwardTo, pool
 
 __all__ = ["FinetuneMixin", "ParamNames", "PretrainedNet"]
 
@@ -81,7 +81,7 @@ class FinetuneMixin:
         return self
 
 
-class PretrainedNet(FinetuneMixin, nn.Module):
+class PretrainedNet(FinetuneMixin, CutModule):
     """Input adapter + a backbone returning features + a new head.
 
     Parameters
@@ -143,12 +143,6 @@ class PretrainedNet(FinetuneMixin, nn.Module):
 
     def stage_starts(self):
         return list(self._stage_starts)
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        if self._forward_to is not None:
-            self._forward_to.relink()
-        return out
 
     def forward_features(self, x):
         x = self.adapter(x)
