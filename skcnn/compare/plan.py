@@ -180,13 +180,9 @@ def calibrate(estimator, X, y, *, random_state=0):
             # a 2- and a 1-epoch fit's wall times was too noisy (the DenseNet
             # row on digits: 12 to 38 s estimated for the same fit)
             t3, fitted3, _ = fit(m, 3)
-            durs = [h.get("dur") for h in getattr(fitted3, "history_", [])]
-            if len(durs) == 3 and all(isinstance(d, float) for d in durs):
-                per_epoch = max(float(np.median(durs)), 1e-4)
-                fixed = max(t3 - const - sum(durs), 0.0)
-            else:
-                per_epoch = max((t3 - t1) / 2, 0.1 * (t1 - const), 1e-4)
-                fixed = max(t1 - const - per_epoch, 0.0)
+            durs = [h["dur"] for h in fitted3.history_]  # skorch's EpochTimer
+            per_epoch = max(float(np.median(durs)), 1e-4)
+            fixed = max(t3 - const - sum(durs), 0.0)
         else:
             per_epoch, fixed = max(t1 - const, 1e-4), 0.0
         t_pred, _ = _timed(lambda: fitted.predict(X_m))

@@ -433,8 +433,6 @@ def run_comparison(
                         boots=(boot_val, boots_ext),
                         progress=progress,
                         clock=clock,
-                        in_process=dask is None
-                        and _row_jobs(n_jobs, candidates[name][0]) in (None, 1),
                     )
                     if rob_data is not None:
                         _robustness(result, name, rob_data, random_state)
@@ -696,7 +694,6 @@ def _run_row(
     boots,
     progress,
     clock,
-    in_process,
 ):
     """Search, refit and score one model as planned; append its row."""
     X_train, y_train, X_val, y_val, sets = data
@@ -719,7 +716,10 @@ def _run_row(
                 f"{tag}: {n_cand} candidate(s) x {row_plan.folds} folds + refit ({clock})"
             )
             scoring = (
-                _FitProgress(progress, n_fits, clock) if in_process else "f1_macro"
+                # fits in this process report each fold; other processes cannot
+                _FitProgress(progress, n_fits, clock)
+                if n_jobs in (None, 1)
+                else "f1_macro"
             )
             search = (_feature_search if feature_step(estimator) else _search)(
                 estimator, row_plan.grid, scoring, folds, n_jobs, X_train, y_train
