@@ -41,6 +41,18 @@ _MANIFEST = "skcnn-bundle.json"
 _OBJECTS = "objects.skops"
 _SCHEMA = "schema.json"
 
+# What a bundle's members may inflate to, checked from the zip directories
+# before any member is read (zipfile reads no more than the directory
+# says). By kind: the manifest is a line of JSON; the object tree holds
+# scikit-learn's fitted arrays; a network member holds its weights. A large
+# member must also not be compressed more than _MAX_RATIO times: weights and
+# arrays compress 1-5x (skcnn.save stores them uncompressed), a zip bomb
+# about 1000x. ``skcnn.load(..., max_size=)`` replaces all of them by one
+# limit for a file you trust.
+_LIMITS = {"manifest": 1 << 20, "objects": 4 << 30, "network": 8 << 30}
+_MAX_TOTAL = 16 << 30
+_MAX_RATIO, _RATIO_FROM = 100, 16 << 20
+
 
 class SavedNetwork:
     """Stands for the ``index``-th network of a bundle in its object tree."""
@@ -179,6 +191,49 @@ def _walk(obj, classes, seen, found):
         _walk(child, classes, seen, found)
 
 
+def _forget_places(root, path, say=True):
+    """Reset, in place, every parameter of an object tree that names a place,
+    a peer or machine resources (``_params.places``: the registry for
+    skcnn's estimators, scikit-learn's ``memory`` and ``n_jobs`` for any
+    estimator). With ``say``, one warning line names what was left out."""
+    from sklearn.base import BaseEstimator
+
+    from ._params import init_defaults, names_a_place, places
+
+    left, seen, stack = [], set(), [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, BaseEstimator) and not isinstance(obj, type):
+            cls = type(obj)
+            defaults = init_defaults(cls)
+            params = obj.get_params(deep=False)
+            for name, kind in places(cls).items():
+                if name in params and names_a_place(kind, params[name]):
+                    # the device is load()'s own argument: no news when reset
+                    if params[name] != defaults.get(name) and name != "device":
+                        left.append(f"{cls.__name__}.{name}={params[name]!r}")
+                    setattr(obj, name, defaults.get(name))
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack.extend(vars(obj).values())
+    if left and say:
+        import warnings
+
+        warnings.warn(
+            f"{str(path)!r}: not restored from the bundle (a model file names no "
+            "folders, peers or machine settings; set them again if you need them): "
+            f"{', '.join(left)}.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def save_bundle(obj, path):
     """Write ``obj`` (a Pipeline, a search, any estimator tree) to a bundle."""
     sio = _skops()
@@ -187,6 +242,7 @@ def save_bundle(obj, path):
     _walk(obj, network_classes(), set(), found)
     memo = {id(net): SavedNetwork(i) for i, net in enumerate(found)}
     skeleton = copy.deepcopy(obj, memo)
+    _forget_places(skeleton, path, say=False)  # a file carries no places
     objects = sio.dumps(skeleton)
     with (
         atomic_output(path, "bundle") as out,
@@ -225,7 +281,7 @@ def save_any(obj, path):
     return save_bundle(obj, path)
 
 
-def load_any(path, device=None, trusted=None):
+def load_any(path, device=None, trusted=None, max_size=None):
     """Rebuild an estimator saved with ``skcnn.save`` or ``estimator.save``.
 
     Parameters
@@ -233,12 +289,23 @@ def load_any(path, device=None, trusted=None):
     path : str or Path
         The model file: a skcnn safe file or a Pipeline bundle.
     device : str or None, default=None
-        Where to put the networks; None uses each saved ``device`` parameter,
-        falling back to the CPU when it asks for CUDA and there is none.
+        Where to put the networks; None: ``"auto"`` (CUDA when available,
+        else the CPU). A file never chooses the device.
     trusted : list of str or None, default=None
         For a bundle: types besides skcnn's own (and those skops trusts by
         default) that you have checked and allow, as skops names them
         (``skops.io.get_untrusted_types``).
+    max_size : int or None, default=None
+        For a bundle: the most bytes its members (and any one member) may
+        inflate to. None: limits by member kind (8 GiB a network, 4 GiB the
+        object tree, 16 GiB in all) and no member compressed more than 100x.
+
+    Notes
+    -----
+    Parameters that name a folder, a peer or this machine's resources
+    (``memory``, ``checkpoint_dir``, ``device``, ``num_threads``, a weights
+    file, ...) are never taken from a file: they load as their defaults,
+    with a warning naming the values left out (see docs/security.rst).
 
     Returns
     -------
@@ -248,8 +315,14 @@ def load_any(path, device=None, trusted=None):
     from ._persistence import load
 
     network_classes()
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0
+    ):
+        raise ValueError(
+            f"max_size must be a positive int (bytes) or None; got {max_size!r}."
+        )
     if Path(path).is_file() and zipfile.is_zipfile(path):
-        return load_bundle(path, device=device, trusted=trusted)
+        return load_bundle(path, device=device, trusted=trusted, max_size=max_size)
     return load(path, device=device)
 
 
@@ -314,9 +387,63 @@ def _read_manifest(z, names, path):
     return count
 
 
-def _read_schema(data, path):
+def _kind(name):
+    if name == _MANIFEST:
+        return "manifest"
+    if name == _OBJECTS:
+        return "objects"
+    return "network" if name.startswith("network-") else None
+
+
+def _size(n):
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+def check_sizes(infos, path, max_size, kind_of=_kind, where=""):
+    """Refuse members (``ZipInfo``) that would inflate beyond their kind's
+    limit, the total limit or the compression-ratio guard (a zip bomb),
+    from the sizes the directory states; members of no kind are never read
+    and not counted. ``max_size``: one limit for everything, no ratio guard."""
+    total = 0
+    for info in infos:
+        kind = kind_of(info.filename)
+        if kind is None:
+            continue
+        total += info.file_size
+        limit = _LIMITS[kind] if max_size is None else max_size
+        ratio = info.file_size / max(info.compress_size, 1)
+        bomb = max_size is None and info.file_size > _RATIO_FROM and ratio > _MAX_RATIO
+        if info.file_size > limit or bomb:
+            why = (
+                f"is compressed {ratio:.0f} times (more than {_MAX_RATIO}x: a zip bomb?)"
+                if bomb
+                else f"is more than the {_size(limit)} a {kind} member may hold"
+            )
+            raise ValueError(
+                f"The bundle {str(path)!r}: member {where}{info.filename!r} inflates to "
+                f"{_size(info.file_size)} and {why}; it is not read. If you trust the "
+                "file, pass max_size=<bytes> to skcnn.load."
+            )
+    limit = _MAX_TOTAL if max_size is None else max_size
+    if total > limit:
+        raise ValueError(
+            f"The bundle {str(path)!r} inflates to {_size(total)}, more than "
+            f"{_size(limit)}; it is not read. If you trust the file, pass "
+            "max_size=<bytes> to skcnn.load."
+        )
+
+
+def _read_schema(data, path, max_size):
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as objects:
+            # skops reads every member of its own zip: bounded as well
+            check_sizes(
+                objects.infolist(),
+                path,
+                max_size,
+                kind_of=lambda name: "objects",
+                where=f"{_OBJECTS}/",
+            )
             return json.loads(objects.read(_SCHEMA))
     except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError):
         raise ValueError(
@@ -325,7 +452,7 @@ def _read_schema(data, path):
         ) from None
 
 
-def load_bundle(path, device=None, trusted=None):
+def load_bundle(path, device=None, trusted=None, max_size=None):
     """Rebuild what :func:`save_bundle` wrote (see :func:`skcnn.load`)."""
     from ._persistence import load
 
@@ -339,10 +466,11 @@ def load_bundle(path, device=None, trusted=None):
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
+            check_sizes(z.infolist(), path, max_size)
             count = _read_manifest(z, names, path)
             data = z.read(_OBJECTS)
             skcnn_types = bundle_types()
-            _check_skcnn_nodes(_read_schema(data, path), path, skcnn_types)
+            _check_skcnn_nodes(_read_schema(data, path, max_size), path, skcnn_types)
             untrusted = sio.get_untrusted_types(data=data)
             allowed = set(skcnn_types) | set(trusted or ())
             unknown = [t for t in untrusted if t not in allowed]
@@ -353,6 +481,7 @@ def load_bundle(path, device=None, trusted=None):
                     "the file."
                 )
             skeleton = sio.loads(data, trusted=list(untrusted))
+            _forget_places(skeleton, path)
             networks = []
             with tempfile.TemporaryDirectory() as tmp:
                 for i in range(count):

@@ -89,6 +89,8 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         "input_size": [Int(1), Sizes(1, nonempty=True), None],
         "stem": [StrOptions({"auto", "small", "imagenet"})],
     }
+    # what a model file does not restore (skcnn._params.places)
+    _places = {"weights": "source"}
 
     def __init__(
         self,

@@ -122,6 +122,9 @@ class PretrainedFeatureExtractor(
         "verbose": ["verbose"],
         "channels_last": deprecated_name(["boolean"]),
     }
+    # what a model file does not restore (skcnn._params.places)
+    # (``memory`` is one by scikit-learn's convention: _params.SKLEARN_PLACES)
+    _places = {"weights": "source", "device": "machine"}
 
     def __init__(
         self,

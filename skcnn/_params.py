@@ -9,7 +9,11 @@ this table come:
 - the shared part of every network estimator's "Parameters" docstring (the
   ``@shared_parameters@`` line, filled in by :func:`fill_docstring`);
 - the table of defaults that changed in skcnn 0.2 (:func:`changed_defaults`),
-  which the FutureWarning of the first fit that uses one quotes.
+  which the FutureWarning of the first fit that uses one quotes;
+- what a model file may not restore (:func:`places`): a parameter whose
+  value names a place on disk, a peer or this machine's resources says so
+  in its ``place``; an estimator's own such parameters are in its
+  ``_places``.
 
 The ``__init__`` signatures stay explicit (scikit-learn reads them);
 ``tests/test_params.py`` checks that each default there is the one here.
@@ -20,6 +24,7 @@ estimator's signature, and the code that uses it (``_engine``).
 
 from __future__ import annotations
 
+import inspect
 import os
 import textwrap
 from dataclasses import dataclass, field
@@ -36,11 +41,16 @@ __all__ = [
     "MONITORS",
     "OPTIMIZERS",
     "PARAMS",
+    "PLACES",
+    "SKLEARN_PLACES",
     "Param",
     "absent_values",
     "changed_defaults",
     "defaults_for",
     "fill_docstring",
+    "init_defaults",
+    "names_a_place",
+    "places",
     "shared_constraints",
     "shared_names",
 ]
@@ -59,6 +69,19 @@ MONITORS = {
     "accuracy": ("{}_acc_rank", False),
 }
 LR_SCHEDULES = ("onecycle", "cosine", "plateau")
+
+# What a parameter's value can name besides a setting of the model:
+# - "path": a file or folder it reads or writes (every value but None);
+# - "source": weights given as a file or a URL (a named weight set such as
+#   "DEFAULT" is a setting, not a place);
+# - "address": a peer it talks to;
+# - "machine": this machine's devices, cores or processes.
+# A model file restores none of them: the user sets them again.
+PLACES = ("path", "source", "address", "machine")
+# scikit-learn's conventions, for any estimator that has them (skcnn's or
+# not): ``memory`` is a joblib cache folder (joblib unpickles what it finds
+# there), ``n_jobs`` a number of processes.
+SKLEARN_PLACES = {"memory": "path", "n_jobs": "machine"}
 
 # The groups of shared parameters: every network estimator has "net";
 # classifiers add "classifier", fine-tuning estimators "transfer".
@@ -81,6 +104,14 @@ class Param:
     # the version that added it: a model file written before has none, and
     # was fitted with what ``default`` does (whatever a class's default is now)
     new_in: str | None = None
+    # one of PLACES when a value names a place, a peer or machine resources
+    place: str | None = None
+
+    def __post_init__(self):
+        if self.place not in (None, *PLACES):
+            raise ValueError(
+                f"place must be one of {PLACES} or None; got {self.place!r}"
+            )
 
     def default_for(self, cls_name):
         return self.defaults.get(cls_name, self.default)
@@ -213,6 +244,7 @@ PARAMS = {
         "str",
         '"auto" is CUDA when available, else CPU.',
         "auto",
+        place="machine",
     ),
     "precision": Param(
         [StrOptions(set(PRECISIONS))],
@@ -245,12 +277,14 @@ PARAMS = {
         ``warm_start=True``, a new fit starts from the best checkpoint there
         that was trained on the same data for the same estimator.""",
         None,
+        place="path",
     ),
     "num_workers": Param(
         [Int(0)],
         "int",
         "DataLoader workers when X is a list of image files.",
         0,
+        place="machine",
     ),
     "num_threads": Param(
         [StrOptions({"auto"}), Int(1, MAX_THREADS), None],
@@ -263,6 +297,7 @@ PARAMS = {
         usable cores it is capped, with a warning); None leaves torch's
         setting alone.""",
         "auto",
+        place="machine",
     ),
     "callbacks": Param(
         [list, tuple, None],
@@ -272,6 +307,7 @@ PARAMS = {
         loggers, your own hooks. Searchable like any parameter; not written
         to safe model files.""",
         None,
+        place="path",
     ),
     "progress": Param(
         ["boolean"],
@@ -463,6 +499,43 @@ def absent_values(cls):
         for name in shared_names(cls)
         if PARAMS[name].new_in is not None
     }
+
+
+def init_defaults(cls):
+    """{name: default} of the arguments of ``cls.__init__``."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def places(cls):
+    """{name: kind} of the parameters of the estimator class ``cls`` (any
+    library's) that name a place, a peer or machine resources
+    (:data:`PLACES`): scikit-learn's conventions (:data:`SKLEARN_PLACES`),
+    the shared parameters' ``place`` and the class's own ``_places`` (along
+    its MRO)."""
+    names = init_defaults(cls)
+    found = {k: kind for k, kind in SKLEARN_PLACES.items() if k in names}
+    found.update(
+        (name, PARAMS[name].place) for name in shared_names(cls) if PARAMS[name].place
+    )
+    for klass in reversed(cls.__mro__):
+        found.update(klass.__dict__.get("_places", {}))
+    return found
+
+
+def names_a_place(kind, value):
+    """Whether ``value`` of a parameter of this ``kind`` names a place (None
+    never does; a "source" only when it is a file or a URL)."""
+    if value is None:
+        return False
+    if kind == "source":
+        from .pretrained import is_weight_location
+
+        return is_weight_location(value)
+    return True
 
 
 def changed_defaults(cls_name):

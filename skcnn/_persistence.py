@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from ._data import INPUT_ORDERS
-from ._device import gpu_missing
 from ._files import atomic_output, check_output_path
-from ._params import absent_values
+from ._params import absent_values, init_defaults, names_a_place, places
 from .augmentation import Augment
 from .pretrained import read_safetensors
 
@@ -43,10 +42,38 @@ def register(cls):
     return cls
 
 
-def _held_elsewhere(name, value):
-    """Parameters a safe file does not write: callbacks are code (user
-    objects); weights given as a state dict are in the file's tensors."""
-    return name == "callbacks" or (name == "weights" and isinstance(value, dict))
+def _names_a_place(cls, name, value):
+    """Parameters a safe file does not write: what names a place, a peer or
+    this machine's resources (``_params.places``: folders, devices, thread
+    counts, callbacks)."""
+    kind = places(cls).get(name)
+    return kind is not None and names_a_place(kind, value)
+
+
+def restorable(cls, params, shown):
+    """The parameters of a model file that loading may restore.
+
+    What names a place, a peer or machine resources (``_params.places``) is
+    never taken from a file, whoever wrote it: such a parameter loads as the
+    class's default, and one line says which values were left out."""
+    defaults = init_defaults(cls)
+    kept, left = {}, {}
+    for name, value in params.items():
+        if _names_a_place(cls, name, value):
+            # the device is load()'s own argument: no news when it is reset
+            if value != defaults[name] and name != "device":
+                left[name] = value
+        else:
+            kept[name] = value
+    if left:
+        said = ", ".join(f"{k}={v!r}" for k, v in sorted(left.items()))
+        warnings.warn(
+            f"{shown}: not restored from the file (a model file names no folders, "
+            f"peers or machine settings; set them again if you need them): {said}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return kept
 
 
 def _encode_param(name, value):
@@ -102,9 +129,12 @@ def save(estimator, path):
 
     check_output_path(path, "model file")
     fitted = estimator._fitted_state()
+    cls = type(estimator)
     params = {
-        k: None if _held_elsewhere(k, v) else _encode_param(k, v)
+        # weights given as a state dict are in the file's tensors
+        k: None if k == "weights" and isinstance(v, dict) else _encode_param(k, v)
         for k, v in estimator.get_params(deep=False).items()
+        if not _names_a_place(cls, k, v)
     }
     header = {
         "format": _FORMAT,
@@ -156,8 +186,8 @@ def load(path, device=None, *, name=None):
     path : str or Path
         The model file.
     device : str or None, default=None
-        Where to put the networks; None uses each saved ``device`` parameter,
-        falling back to the CPU when it asks for CUDA and there is none.
+        Where to put the networks; None: ``"auto"`` (CUDA when available,
+        else the CPU). A file never chooses the device.
     name : str or None, default=None
         How messages name the file (a bundle names its member).
 
@@ -203,15 +233,9 @@ def load(path, device=None, *, name=None):
             f"expected one of {sorted(_CLASSES)}."
         )
     params, fitted = _checked_header(header, cls, shown)
-    params = {**absent_values(cls), **params}
+    params = {**absent_values(cls), **restorable(cls, params, shown)}
     if device is not None:
         params["device"] = device
-    elif gpu_missing(str(params.get("device", "auto"))):
-        warnings.warn(
-            "The model was saved for CUDA, which is not available; loading on the CPU.",
-            stacklevel=2,
-        )
-        params["device"] = "cpu"
     weights = read_safetensors(path, f"The model file {shown!r}")
     try:
         return cls._from_fitted_state(params, fitted, weights)

@@ -105,6 +105,8 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         "input_size": [StrOptions({"auto"}), Int(1), Sizes(1, nonempty=True), None],
         "dropout": [Num(0, 1, closed="left")],
     }
+    # what a model file does not restore (skcnn._params.places)
+    _places = {"weights": "source"}
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ __all__ = [
     "cached_densenet121",
     "UnsafeWeightsError",
     "check_finite",
+    "is_weight_location",
     "read_safetensors",
     "resolve_weights",
     "load_state_dict",
@@ -235,6 +236,25 @@ def remap_legacy_keys(state):
     return out
 
 
+def _is_url(text):
+    return text.startswith(("http://", "https://"))
+
+
+def _is_file_name(text):
+    return (
+        Path(text).suffix in (".pth", ".pt", ".safetensors", ".bin") or os.sep in text
+    )
+
+
+def is_weight_location(weights):
+    """Whether ``weights`` names a place (a file or a URL) rather than a
+    named weight set or tensors."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return False
+    text = os.fspath(weights)
+    return _is_url(text) or _is_file_name(text) or isinstance(weights, os.PathLike)
+
+
 def resolve_weights(arch, weights):
     """Turn the ``weights`` parameter into a :class:`ResolvedWeights` (or None)."""
     if weights is None:
@@ -246,11 +266,11 @@ def resolve_weights(arch, weights):
             f"weights must be None, a name, a path or a URL; got {type(weights).__name__}."
         )
     text = os.fspath(weights)
-    if text.startswith(("http://", "https://")):
+    if _is_url(text):
         return ResolvedWeights(
             remap_legacy_keys(_download(text, arch or "model")), source=text
         )
-    if Path(text).suffix in (".pth", ".pt", ".safetensors", ".bin") or os.sep in text:
+    if _is_file_name(text) or isinstance(weights, os.PathLike):
         return ResolvedWeights(
             remap_legacy_keys(load_state_dict(text)), source=str(Path(text).resolve())
         )

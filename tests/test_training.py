@@ -303,6 +303,9 @@ ENGINE_MAY_IMPORT = {
     "skcnn.models.convnet",
     "skcnn.models.densenet",
     "skcnn.models.finetune",
+    # a leaf (imports no skcnn module): what a weights value names, which the
+    # registry's "source" places ask (_params.names_a_place)
+    "skcnn.pretrained",
 }
 
 

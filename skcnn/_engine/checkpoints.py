@@ -54,6 +54,13 @@ class BestCheckpoint(Checkpoint):
         )
         self.key = key
 
+    def initialize(self):
+        # skorch's makes the folder here; this one makes it at the first
+        # save, so building a net (skcnn.load, a fit that never improves)
+        # creates no folder.
+        self._validate_filenames()
+        return self
+
     def save_model(self, net):
         folder = Path(self.dirname)
         folder.mkdir(parents=True, exist_ok=True)
