@@ -256,7 +256,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         probe(module, layout)
         self.weights_source_ = None if pretrained is None else pretrained.source
         self.batch_size_ = plan.batch_size
-        check_batch_norm_batches(module, plan.batch_size, n_train)
+        _check_batch_norm(self.get_params(deep=False), module, plan.batch_size, n_train)
         extra = self._extra_callbacks(module)
         self.net_ = build_net(plan, module, extra_callbacks=extra).initialize()
 
@@ -389,3 +389,21 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             self.device not in ("cpu",) and torch.cuda.is_available()
         )
         return tags
+
+
+def _check_batch_norm(params, module, batch_size, n_train):
+    """One-sample batches and batch norm, with the estimator's own way out.
+    Frozen statistics (``bn_statistics="frozen"``) keep every batch-norm
+    layer in eval mode, where one sample is fine."""
+    if params.get("bn_statistics") == "frozen":
+        return
+    remedy = {
+        "batch_norm": "batch_norm=False",
+        "bn_statistics": 'bn_statistics="frozen"',
+    }
+    check_batch_norm_batches(
+        module,
+        batch_size,
+        n_train,
+        next((v for k, v in remedy.items() if k in params), ""),
+    )

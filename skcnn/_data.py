@@ -40,6 +40,16 @@ INPUT_ORDERS = (
     "signal",
     "volume",
 )
+# Each order as the shape of X, for messages (volumes of 5-D X are also
+# "channels_last" / "channels_first").
+_ORDER_SHAPES = {
+    "flat": "(n, features) with image_shape",
+    "gray": "(n, H, W)",
+    "channels_last": "(n, H, W, C)",
+    "channels_first": "(n, C, H, W)",
+    "signal": "(n, L)",
+    "volume": "(n, D, H, W)",
+}
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,13 @@ def _detect_channels_last(shape, channels, name="X"):
         return True
     if channels == "first":
         return False
+    if channels == "none":
+        raise ValueError(
+            f"channels='none' means {name} has no channel axis: gray volumes "
+            f"(n, D, H, W) or images (n, H, W); got {name} of shape {tuple(shape)}. "
+            f"Drop its channel axis ({name}[..., 0] or {name}[:, 0]), or fit with "
+            "channels='last' / 'first'."
+        )
     if channels != "auto":
         raise ValueError(
             f"channels must be 'auto', 'last', 'first' or 'none'; got {channels!r}."
@@ -391,12 +408,27 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
         return data, data.layout, y
     X = _as_array_like(X)
     check = dict(reset=reset, allow_nd=True, dtype="numeric")
-    if y is None:
-        X = validate_data(estimator, X, **check)
-    else:
-        X, y = validate_data(
-            estimator, X, y, multi_output=True, y_numeric=y_numeric, **check
-        )
+    try:
+        if y is None:
+            X = validate_data(estimator, X, **check)
+        else:
+            X, y = validate_data(
+                estimator, X, y, multi_output=True, y_numeric=y_numeric, **check
+            )
+    except ValueError as exc:
+        if layout is None or "features, but" not in str(exc):
+            raise
+        # scikit-learn counts axis 1: say it in images
+        raise ValueError(
+            f"X of shape {np.shape(X)} does not hold the images "
+            f"{type(estimator).__name__} was fitted on: {layout.describe()}"
+            + (
+                f", given as X of shape {_ORDER_SHAPES[layout.order]}"
+                if layout.order
+                else ""
+            )
+            + ". Pass them in the same arrangement as at fit."
+        ) from None
     arr, found = to_channels_first(
         X,
         image_shape=image_shape,

@@ -69,8 +69,28 @@ class NetClassifierMixin(ClassifierMixin):
                 "class_weight is not supported for multilabel targets; pass "
                 "sample_weight instead."
             )
+        if isinstance(self.class_weight, dict):
+            bad = {
+                k: v
+                for k, v in self.class_weight.items()
+                if isinstance(v, bool)
+                or not isinstance(v, (int, float, np.number))
+                or not np.isfinite(v)
+                or v < 0
+            }
+            if bad:
+                raise ValueError(
+                    f"class_weight has invalid weights {bad}; expected a finite "
+                    "number >= 0 per class."
+                )
         per_class = compute_sample_weight(self.class_weight, np.asarray(y).ravel())
         weights = per_class if weights is None else weights * per_class
+        if not (weights > 0).any():
+            raise ValueError(
+                f"class_weight={self.class_weight!r} (with sample_weight) gives every "
+                "training sample a weight of 0: there is nothing to learn. Give at "
+                "least one class of y a positive weight."
+            )
         return weights.astype(np.float32)
 
     def _n_outputs(self):

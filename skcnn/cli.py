@@ -45,17 +45,19 @@ def _parser():
     cmp.add_argument(
         "--budget",
         default="300",
-        help="seconds the whole run may take (default 300): each row's cost is "
-        "measured on your images first, then rows get fewer folds, candidates or "
-        "epochs, or are listed as not run, so that the run fits; 'none' runs every "
-        "row in full",
+        help="seconds the whole run may take (a positive number; default 300): each "
+        "row's cost is measured on your images first, then rows get fewer folds, "
+        "candidates or epochs, or are listed as not run, so that the run fits; "
+        "'none' runs every row in full",
     )
     cmp.add_argument(
         "--resume",
         default=None,
         metavar="OUT",
-        help="continue the stopped run whose results are in OUT, with its own "
-        "options (--budget is then the time for the rows still to run)",
+        help="continue the stopped run whose results are in OUT, with the options "
+        "that shape its results (data, external sets, models, folds, seed); how to "
+        "run (--device, --n-jobs, --dask, --budget) comes from this command line; "
+        "--budget is then the time for the rows still to run",
     )
     cmp.add_argument(
         "--models",
@@ -163,6 +165,14 @@ def main(argv=None):
             f"\nwall time: {result.wall_time_s:.1f}s"
             + (f"; results in {options['out']}" if options["out"] else "")
         )
+        if not any(r.get("status") == "ok" for r in result.rows):
+            print(
+                "skcnn compare: error: no model ran within the budget "
+                f"(--budget {args.budget}; the plan above says what each row needs). "
+                "Raise --budget, or compare fewer --models.",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 
@@ -179,14 +189,19 @@ def _jobs(text):
 
 
 def _budget(text):
-    if str(text).lower() in ("none", "off", "0"):
+    """--budget: seconds (a positive number) or "none" (no budget)."""
+    if str(text).lower() in ("none", "off"):
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
+        seconds = None
+    if seconds is None or not seconds > 0 or seconds == float("inf"):
         raise ValueError(
-            f"--budget takes seconds (a positive number) or 'none'; got {text!r}."
-        ) from None
+            f"--budget takes seconds (a positive number) or 'none' (no budget); "
+            f"got {text!r}."
+        )
+    return seconds
 
 
 def _run_options(args):
@@ -211,9 +226,9 @@ def _run_options(args):
     if args.resume is not None:
         from .compare.state import saved_args
 
-        saved = saved_args(args.resume)
-        options.update({k: v for k, v in saved.items() if k in options})
-        options.update(out=args.resume, resume=True)
+        # What shapes the results comes from the folder (checked, typed);
+        # how to run (device, jobs, Dask, budget) from this command line only.
+        options.update(saved_args(args.resume), out=args.resume, resume=True)
     return options
 
 

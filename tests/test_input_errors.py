@@ -350,3 +350,48 @@ def test_shift_profile_of_no_estimators():
 
     with pytest.raises(ValueError, match="empty dict of estimators"):
         shift_profile({}, X8, Y8)
+
+
+def test_round_four_messages_say_what_was_wrong_and_what_was_expected():
+    clf = CNNClassifier(**TINY).fit(X8, Y8)
+    # a gray model given a channel axis: in images, not scikit-learn's features
+    with pytest.raises(ValueError, match=r"shape \(40, 1, 8, 8\) does not hold") as e:
+        clf.predict(X8[:, None])
+    assert "(n, H, W)" in str(e.value) and "features" not in str(e.value)
+    # channels='none' given a channel axis
+    V = np.random.RandomState(0).rand(12, 6, 6, 6).astype(np.float32)
+    vol = CNNClassifier(**{**TINY, "max_epochs": 1}, channels="none").fit(
+        V, np.arange(12) % 2
+    )
+    with pytest.raises(ValueError, match="channels='none' means X has no channel"):
+        vol.predict(V[..., None])
+    # class weights that leave nothing to learn, before any training
+    with pytest.raises(ValueError, match="weight of 0: there is nothing to learn"):
+        CNNClassifier(**TINY, class_weight=dict.fromkeys(range(4), 0)).fit(X8, Y8)
+    with pytest.raises(ValueError, match="class_weight has invalid weights"):
+        CNNClassifier(**TINY, class_weight={0: -1.0, 1: 1, 2: 1, 3: 1}).fit(X8, Y8)
+
+
+def test_one_sample_batches_with_frozen_batch_norm_train():
+    from skcnn import PretrainedClassifier
+
+    X = np.random.RandomState(1).rand(12, 32, 32, 3).astype(np.float32)
+    y = np.arange(12) % 2
+    kw = dict(
+        backbone="resnet18",
+        weights=None,
+        input_size=None,
+        max_epochs=1,
+        batch_size=1,
+        head_init="random",
+        validation_fraction=None,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        PretrainedClassifier(**kw, bn_statistics="frozen").fit(X, y)
+    with pytest.raises(ValueError, match='or bn_statistics="frozen"') as e:
+        PretrainedClassifier(**kw, bn_statistics="batch").fit(X, y)
+    assert "batch_norm=False" not in str(e.value)
+    with pytest.raises(ValueError, match="or batch_norm=False"):
+        CNNClassifier(**{**TINY, "batch_size": 1}, batch_norm=True).fit(X8, Y8)

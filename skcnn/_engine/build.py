@@ -97,8 +97,10 @@ def build_net(plan, module, *, extra_callbacks=()):
     )
 
 
-def check_batch_norm_batches(module, batch_size, n_train):
-    """Batch norm cannot train on one-sample batches: say so before training."""
+def check_batch_norm_batches(module, batch_size, n_train, remedy=""):
+    """Batch norm cannot train on one-sample batches: say so before training.
+    ``remedy``: the estimator's own way around it (e.g. "batch_norm=False"),
+    said after the general one."""
     has_bn = any(
         isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()
     )
@@ -106,7 +108,7 @@ def check_batch_norm_batches(module, batch_size, n_train):
         raise ValueError(
             f"Batch normalisation cannot train on batches of one sample (batch_size="
             f"{batch_size}, {n_train} training sample(s)); use batch_size >= 2 and "
-            "more samples, or batch_norm=False."
+            f"more samples{', or ' + remedy if remedy else ''}."
         )
 
 

@@ -101,6 +101,7 @@ def load_npz(path, what="data"):
     if not path.is_file():
         raise ValueError(f"The {what} file {_short(path)!r} does not exist.")
     try:
+        _check_npz_sizes(path, what)
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
             if "X" not in keys or "y" not in keys:
@@ -140,12 +141,51 @@ def load_npz(path, what="data"):
     return _as_uint8(X, path), y
 
 
+def _check_npz_sizes(path, what):
+    """Each array's header against the bytes its member holds, before numpy
+    allocates what the header claims (a damaged or forged header could ask
+    for terabytes)."""
+    fmt = np.lib.format
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as fh:
+                try:
+                    version = fmt.read_magic(fh)
+                    read = (
+                        fmt.read_array_header_1_0
+                        if version == (1, 0)
+                        else fmt.read_array_header_2_0
+                    )
+                    shape, _, dtype = read(fh)
+                except ValueError:
+                    continue  # np.load says what is wrong with it
+            if dtype.hasobject:
+                continue  # refused when read (no pickle)
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if need > info.file_size:
+                raise ValueError(
+                    f"The {what} file {_short(path)!r}: its array "
+                    f"{info.filename[:-4]!r} claims shape {tuple(shape)} "
+                    f"({need / 1e9:.3g} GB) but the file holds {info.file_size} "
+                    "bytes of it; the file is damaged or was not written by np.savez."
+                )
+
+
 def _as_uint8(X, path):
     if X.dtype == np.uint8:
         return X
     if X.dtype.kind in "iu" and X.size and (X.min() >= 0 and X.max() <= 255):
         return X.astype(np.uint8)
-    if X.dtype.kind == "f" and X.size and np.isfinite(X).all():
+    if X.dtype.kind == "f" and X.size and not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=tuple(range(1, X.ndim))).sum())
+        raise ValueError(
+            f"X in {_short(path)!r} has NaN or infinite pixels in {bad} of its "
+            f"{len(X)} images; expected finite pixels (uint8 0-255 or floats in "
+            "[0, 1]). Drop or repair those images."
+        )
+    if X.dtype.kind == "f" and X.size:
         lo, hi = float(X.min()), float(X.max())
         if lo >= 0 and hi <= 1:
             return np.round(X * 255).astype(np.uint8)
@@ -304,9 +344,9 @@ def _check_classes(data, y):
     """At least two classes with two images each (a stratified split needs
     them), said in terms of the data's folders."""
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) >= 2 and counts.min() >= 2:
-        return
     found = ", ".join(f"{str(c)!r}: {n} image(s)" for c, n in zip(classes, counts))
+    if len(classes) >= 2 and counts.min() >= 2:
+        return _check_split(data, y, classes)
     if len(classes) < 2:
         hint = ""
         if Path(str(data)).is_dir():
@@ -328,6 +368,19 @@ def _check_classes(data, y):
         f"({found}); each class needs images in both the training and the validation "
         "split."
     )
+
+
+def _check_split(data, y, classes):
+    """The 25% stratified validation split can hold every class (and so can
+    the training split)."""
+    n_val = int(np.ceil(0.25 * len(y)))
+    if n_val < len(classes) or len(y) - n_val < len(classes):
+        raise ValueError(
+            f"The data ({describe_data(data)}) has {len(y)} images in {len(classes)} "
+            f"classes: too few for a stratified validation split (25%, {n_val} "
+            f"images) that holds every class; a comparison needs at least "
+            f"{4 * len(classes)} images (4 per class; more for its CV folds)."
+        )
 
 
 def _check_folds(y_train, n_splits):

@@ -323,7 +323,9 @@ def plan_rows(
                 0,
                 None,
                 dropped[name],
-                f"needs ~{dropped[name]:.0f}s, more than the budget leaves",
+                f"needs ~{dropped[name]:.1f}s at its cheapest; the budget left "
+                f"~{max(budget, 0):.1f}s for {len(rows)} row(s) and the "
+                "robustness profile",
                 run=False,
             )
         else:

@@ -36,7 +36,14 @@ from .plan import (
     plan_rows,
 )
 from .report import write_outputs
-from .state import load_state, restore_rows, save_state
+from .state import (
+    elapsed_before,
+    hold_folder,
+    load_state,
+    restore_rows,
+    robustness_size,
+    save_state,
+)
 from .stats import PairedBootstrap, _rank
 from .zoo import CALIBRATE_AS, _shift_transforms, default_models, resolve_models
 
@@ -250,220 +257,232 @@ def run_comparison(
         budget=budget,
         resume=resume,
     )
-    args = dict(
-        data=str(data),
-        external=[str(e) for e in externals],
-        models=models,
-        quick=bool(quick),
-        cv=cv,
-        weights=None if weights is None else str(weights),
-        image_size=image_size,
-        random_state=random_state,
-        robustness=bool(robustness),
-    )
-    saved = load_state(out, args) if resume else None
-    names = resolve_models(models)
-    X_train, y_train, X_val, y_val, sets = load_run_data(
-        data, externals, image_size, random_state
-    )
-    candidates = default_models(
-        image_shape=X_train.shape[1:],
-        quick=quick,
-        device=device,
-        weights=weights,
-        random_state=random_state,
-        pixel_std=float(np.std(X_train / 255.0)),
-        volumes=is_volumes(X_train),
-    )
-    _check_folds(y_train, 2 if quick else cv)
-    result = ComparisonResult(
-        [], _short(data), len(X_train), len(X_val), len(sets[0].y), 0.0
-    )
-    result.external = sets[0].description
-    result.data_description = describe_data(data)
-    if image_size is not None or Path(str(data)).is_dir():
-        # said, not silent: every row trains on images of this size
-        h, w = X_train.shape[1:3]
-        result.data_description += (
-            f", resized to {h}x{w} (--image-size{'' if image_size else '; default 32'})"
+    with hold_folder(out):
+        args = dict(
+            data=str(data),
+            external=[str(e) for e in externals],
+            models=models,
+            quick=bool(quick),
+            cv=cv,
+            weights=None if weights is None else str(weights),
+            image_size=image_size,
+            random_state=random_state,
+            robustness=bool(robustness),
         )
-    result.data_summary = summarize_images(
-        np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
-    )
-    result.val_chance_f1 = chance_f1(y_val)
-    result.budget = budget
-    result.externals = [
-        dict(
-            label=s.label,
-            name=s.name,
-            description=s.description,
-            summary=summarize_images(s.X, s.y),
-            chance_f1=chance_f1(s.y),
+        saved = load_state(out, args) if resume else None
+        names = resolve_models(models)
+        X_train, y_train, X_val, y_val, sets = load_run_data(
+            data, externals, image_size, random_state
         )
-        for s in sets
-    ]
-    if models is None:
-        # The default run has the rows that can run here; the others are
-        # named (with what they need), not listed as failed rows.
-        result.not_run = {
-            n: candidates[n][1] for n in names if candidates[n][0] is None
-        }
-        names = [n for n in names if n not in result.not_run]
-        for name, reason in result.not_run.items():
-            progress(f"not run: {name} ({reason.removeprefix('skipped: ')})")
-    done = restore_rows(result, saved, y_val, sets) if saved else set()
-    result.resumed_s = (saved or {}).get("elapsed_s", 0.0)
-    todo = [n for n in names if n not in done and candidates[n][0] is not None]
-    progress(
-        f"skcnn compare: {result.data_description}\n"
-        f"  train {len(X_train)}, validation {len(X_val)}, "
-        + ", ".join(f"{s.name} {len(s.y)}" for s in sets)
-        + f"; {len(names)} models, {2 if quick else cv} folds"
-        + (f", budget {budget:.0f}s" if budget is not None else ", no time budget")
-        + (f", {len(done)} rows from the stopped run" if done else "")
-        + (f", searches on the Dask cluster {dask}" if dask else "")
-        + "".join(f"\n  external set {s.label}: {s.description}" for s in sets)
-    )
-    _warn_flattered(sets, names, candidates)
-    folds_max = 2 if quick else cv
-    costs = _calibrate(todo, candidates, X_train, y_train, random_state, progress)
-    result.calibration_s = sum(c.seconds for c in costs.values())
-    # the robustness profile's shifts (rotation, blur, JPEG, ...) are 2-D
-    profile = robustness and not is_volumes(X_train)
-    rob_sizes = ([80, 0] if quick else [200, 80, 0]) if profile else [0]
-    end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
-
-    def replan(names, sizes, pace=1.0):
-        """The plan of ``names`` with the time left now."""
-        return _plan(
-            names,
-            candidates,
-            costs,
-            folds_max,
-            len(y_train),
-            len(y_val) + sum(len(s.y) for s in sets),
-            # a resumed run: the budget is the time for the rows still to run
-            None if budget is None else budget - clock.elapsed(),
-            sizes,
-            pace=pace,
-            end_s=end_s,
-            network_done=any(
-                r["model"] in NETWORK_ROWS and r.get("status") == "ok"
-                for r in result.rows
-            ),
+        candidates = default_models(
+            image_shape=X_train.shape[1:],
+            quick=quick,
+            device=device,
+            weights=weights,
+            random_state=random_state,
+            pixel_std=float(np.std(X_train / 255.0)),
+            volumes=is_volumes(X_train),
         )
-
-    plan = replan(todo, rob_sizes)
-    result.plan = {n: p.describe() for n, p in plan.rows.items()}
-    result.plan["robustness"] = (
-        f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
-        if plan.robustness_n
-        else "not run"
-    )
-    rob_n = (
-        (saved or {}).get("robustness_n", plan.robustness_n)
-        if done
-        else plan.robustness_n
-    )
-    result.robustness_n = min(rob_n, len(y_val))
-    if budget is not None or todo:
-        progress(
-            f"plan ({'budget ' + format(budget, '.0f') + 's, ' if budget is not None else ''}"
-            f"calibrated in {result.calibration_s:.1f}s; estimate "
-            f"{plan.seconds:.0f}s):\n"
-            + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())
-            + (
-                f"\n  robustness profile: {plan.robustness_n} validation images"
-                f" (~{plan.robustness_s:.0f}s)"
-                if plan.robustness_n
-                else "\n  robustness profile: not run"
+        _check_folds(y_train, 2 if quick else cv)
+        result = ComparisonResult(
+            [], _short(data), len(X_train), len(X_val), len(sets[0].y), 0.0
+        )
+        result.external = sets[0].description
+        result.data_description = describe_data(data)
+        if image_size is not None or Path(str(data)).is_dir():
+            # said, not silent: every row trains on images of this size
+            h, w = X_train.shape[1:3]
+            result.data_description += f", resized to {h}x{w} (--image-size{'' if image_size else '; default 32'})"
+        result.data_summary = summarize_images(
+            np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
+        )
+        result.val_chance_f1 = chance_f1(y_val)
+        result.budget = budget
+        result.externals = [
+            dict(
+                label=s.label,
+                name=s.name,
+                description=s.description,
+                summary=summarize_images(s.X, s.y),
+                chance_f1=chance_f1(s.y),
             )
-        )
-    clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
-    rob_data = _robustness_images(X_val, y_val, result.robustness_n, random_state)
-    boot_val = PairedBootstrap(y_val, random_state=random_state)
-    boots_ext = [PairedBootstrap(s.y, random_state=random_state) for s in sets]
-    backend = _dask_backend(dask) if dask else contextlib.nullcontext()
-    estimated = actual = 0.0
-    try:
-        with backend, warnings.catch_warnings():
-            # The comparison's rows choose their own settings: the notes about
-            # skcnn 0.2's changed defaults are for users' own estimators.
-            warnings.filterwarnings(
-                "ignore",
-                category=FutureWarning,
-                message=r"(CNNClassifier's defaults changed|Since skcnn 0\.2)",
-            )
-            for i, name in enumerate(names, 1):
-                if name in done:
-                    continue
-                tag = f"[{i}/{len(names)}] {name}"
-                if candidates[name][0] is None:
-                    _not_available(result, name, candidates[name][1], tag, progress)
-                    continue
-                rest = [n for n in todo if n not in {r["model"] for r in result.rows}]
-                # Slower than planned: the rest is planned slower. Faster: the
-                # time saved is left over for the rest, but no estimate is cut
-                # (digits: the classic rows ran 2-4x faster than planned, the
-                # DenseNet 1.2x slower; a pace below 1 made it overrun).
-                pace = min(max(actual / estimated, 1.0), 4.0) if estimated else 1.0
-                clock.pace = pace
-                now = replan(rest, [result.robustness_n], pace)
-                row_plan = now.rows[name]
-                if not row_plan.run:
-                    progress(f"{tag}: not run ({row_plan.note})")
-                    result.rows.append(
-                        {
-                            "model": name,
-                            "status": f"not run: {row_plan.note}",
-                            "plan": row_plan.describe(),
-                        }
-                    )
-                else:
-                    t0 = time.perf_counter()
-                    _run_row(
-                        result,
-                        name,
-                        *candidates[name],
-                        row_plan,
-                        tag=tag,
-                        data=(X_train, y_train, X_val, y_val, sets),
-                        random_state=random_state,
-                        n_jobs=-1 if dask else _row_jobs(n_jobs, candidates[name][0]),
-                        boots=(boot_val, boots_ext),
-                        progress=progress,
-                        clock=clock,
-                    )
-                    if rob_data is not None:
-                        _robustness(result, name, rob_data, random_state)
-                    actual += time.perf_counter() - t0
-                    estimated += row_plan.seconds / pace
-                clock.finish(name)
-                if (
-                    out is not None
-                ):  # a crash, Ctrl-C or kill later loses no finished row
-                    _write_progress(result, out, args, clock, y_val, sets, quick, name)
-            _ensemble_row(
+            for s in sets
+        ]
+        if models is None:
+            # The default run has the rows that can run here; the others are
+            # named (with what they need), not listed as failed rows.
+            result.not_run = {
+                n: candidates[n][1] for n in names if candidates[n][0] is None
+            }
+            names = [n for n in names if n not in result.not_run]
+            for name, reason in result.not_run.items():
+                progress(f"not run: {name} ({reason.removeprefix('skipped: ')})")
+        boot_val = PairedBootstrap(y_val, random_state=random_state)
+        boots_ext = [PairedBootstrap(s.y, random_state=random_state) for s in sets]
+        done = set()
+        if saved:
+            done = restore_rows(
                 result,
-                candidates,
-                (X_train, y_train, X_val, y_val, sets),
-                (boot_val, boots_ext),
-                rob_data,
-                random_state,
+                saved,
+                (names, np.unique(y_train), [y_val, *(s.y for s in sets)]),
+                lambda preds: _scores(preds, y_val, sets, (boot_val, boots_ext)),
                 progress,
             )
-    except BaseException:
-        if out is not None and result.rows:
-            result.wall_time_s = clock.elapsed() + result.resumed_s
-            _rank_all(result, boots_ext)
-            write_outputs(result, out, y_val, [s.y for s in sets], per_model_figures=[])
-        raise
-    _rank_all(result, boots_ext)
-    result.finished = True
-    result.wall_time_s = clock.elapsed() + result.resumed_s
-    if out is not None:
-        _write_progress(result, out, args, clock, y_val, sets, quick)
-    return result
+            result.resumed_s = elapsed_before(saved, progress)
+        todo = [n for n in names if n not in done and candidates[n][0] is not None]
+        progress(
+            f"skcnn compare: {result.data_description}\n"
+            f"  train {len(X_train)}, validation {len(X_val)}, "
+            + ", ".join(f"{s.name} {len(s.y)}" for s in sets)
+            + f"; {len(names)} models, {2 if quick else cv} folds"
+            + (f", budget {budget:.0f}s" if budget is not None else ", no time budget")
+            + (f", {len(done)} rows from the stopped run" if done else "")
+            + (f", searches on the Dask cluster {dask}" if dask else "")
+            + "".join(f"\n  external set {s.label}: {s.description}" for s in sets)
+        )
+        _warn_flattered(sets, names, candidates)
+        folds_max = 2 if quick else cv
+        costs = _calibrate(todo, candidates, X_train, y_train, random_state, progress)
+        result.calibration_s = sum(c.seconds for c in costs.values())
+        # the robustness profile's shifts (rotation, blur, JPEG, ...) are 2-D
+        profile = robustness and not is_volumes(X_train)
+        rob_sizes = ([80, 0] if quick else [200, 80, 0]) if profile else [0]
+        end_s = _ensemble_seconds(todo, candidates, costs, len(y_train))
+
+        def replan(names, sizes, pace=1.0):
+            """The plan of ``names`` with the time left now."""
+            return _plan(
+                names,
+                candidates,
+                costs,
+                folds_max,
+                len(y_train),
+                len(y_val) + sum(len(s.y) for s in sets),
+                # a resumed run: the budget is the time for the rows still to run
+                None if budget is None else budget - clock.elapsed(),
+                sizes,
+                pace=pace,
+                end_s=end_s,
+                network_done=any(
+                    r["model"] in NETWORK_ROWS and r.get("status") == "ok"
+                    for r in result.rows
+                ),
+            )
+
+        plan = replan(todo, rob_sizes)
+        result.plan = {n: p.describe() for n, p in plan.rows.items()}
+        result.plan["robustness"] = (
+            f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
+            if plan.robustness_n
+            else "not run"
+        )
+        rob_n = robustness_size(saved, len(y_val)) if done else None
+        rob_n = plan.robustness_n if rob_n is None else rob_n
+        result.robustness_n = min(rob_n, len(y_val))
+        if budget is not None or todo:
+            progress(
+                f"plan ({'budget ' + format(budget, '.0f') + 's, ' if budget is not None else ''}"
+                f"calibrated in {result.calibration_s:.1f}s; estimate "
+                f"{plan.seconds:.0f}s):\n"
+                + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())
+                + (
+                    f"\n  robustness profile: {plan.robustness_n} validation images"
+                    f" (~{plan.robustness_s:.0f}s)"
+                    if plan.robustness_n
+                    else "\n  robustness profile: not run"
+                )
+            )
+        clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+        rob_data = _robustness_images(X_val, y_val, result.robustness_n, random_state)
+        backend = _dask_backend(dask) if dask else contextlib.nullcontext()
+        estimated = actual = 0.0
+        try:
+            with backend, warnings.catch_warnings():
+                # The comparison's rows choose their own settings: the notes about
+                # skcnn 0.2's changed defaults are for users' own estimators.
+                warnings.filterwarnings(
+                    "ignore",
+                    category=FutureWarning,
+                    message=r"(CNNClassifier's defaults changed|Since skcnn 0\.2)",
+                )
+                for i, name in enumerate(names, 1):
+                    if name in done:
+                        continue
+                    tag = f"[{i}/{len(names)}] {name}"
+                    if candidates[name][0] is None:
+                        _not_available(result, name, candidates[name][1], tag, progress)
+                        continue
+                    rest = [
+                        n for n in todo if n not in {r["model"] for r in result.rows}
+                    ]
+                    # Slower than planned: the rest is planned slower. Faster: the
+                    # time saved is left over for the rest, but no estimate is cut
+                    # (digits: the classic rows ran 2-4x faster than planned, the
+                    # DenseNet 1.2x slower; a pace below 1 made it overrun).
+                    pace = min(max(actual / estimated, 1.0), 4.0) if estimated else 1.0
+                    clock.pace = pace
+                    now = replan(rest, [result.robustness_n], pace)
+                    row_plan = now.rows[name]
+                    if not row_plan.run:
+                        progress(f"{tag}: not run ({row_plan.note})")
+                        result.rows.append(
+                            {
+                                "model": name,
+                                "status": f"not run: {row_plan.note}",
+                                "plan": row_plan.describe(),
+                            }
+                        )
+                    else:
+                        t0 = time.perf_counter()
+                        _run_row(
+                            result,
+                            name,
+                            *candidates[name],
+                            row_plan,
+                            tag=tag,
+                            data=(X_train, y_train, X_val, y_val, sets),
+                            random_state=random_state,
+                            n_jobs=-1
+                            if dask
+                            else _row_jobs(n_jobs, candidates[name][0]),
+                            boots=(boot_val, boots_ext),
+                            progress=progress,
+                            clock=clock,
+                        )
+                        if rob_data is not None:
+                            _robustness(result, name, rob_data, random_state)
+                        actual += time.perf_counter() - t0
+                        estimated += row_plan.seconds / pace
+                    clock.finish(name)
+                    if (
+                        out is not None
+                    ):  # a crash, Ctrl-C or kill later loses no finished row
+                        _write_progress(
+                            result, out, args, clock, y_val, sets, quick, name
+                        )
+                _ensemble_row(
+                    result,
+                    candidates,
+                    (X_train, y_train, X_val, y_val, sets),
+                    (boot_val, boots_ext),
+                    rob_data,
+                    random_state,
+                    progress,
+                )
+        except BaseException:
+            if out is not None and result.rows:
+                result.wall_time_s = clock.elapsed() + result.resumed_s
+                _rank_all(result, boots_ext)
+                write_outputs(
+                    result, out, y_val, [s.y for s in sets], per_model_figures=[]
+                )
+            raise
+        _rank_all(result, boots_ext)
+        result.finished = True
+        result.wall_time_s = clock.elapsed() + result.resumed_s
+        if out is not None:
+            _write_progress(result, out, args, clock, y_val, sets, quick)
+        return result
 
 
 def _as_list(external):
