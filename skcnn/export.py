@@ -75,11 +75,11 @@ def _check_exportable(estimator):
             f"to_onnx exports one skcnn network; this Pipeline's network step is "
             f"{nets[0]!r}: export it with to_onnx(pipe.named_steps[{nets[0]!r}], path). "
             f"Its other steps ({', '.join(others)}) are scikit-learn's: convert them "
-            "with skl2onnx, or save the whole Pipeline with skcnn.save_any(pipe, path)."
+            "with skl2onnx, or save the whole Pipeline with skcnn.save(pipe, path)."
         )
     raise TypeError(
         f"to_onnx exports skcnn networks; this Pipeline ({', '.join(others)}) has none. "
-        "Convert scikit-learn models with skl2onnx, or save it with skcnn.save_any."
+        "Convert scikit-learn models with skl2onnx, or save it with skcnn.save."
     )
 
 

@@ -355,10 +355,10 @@ def _export_advice(estimator):
                 f"`model.named_steps['{nets[0]}'].to_onnx('features.onnx')` exports its "
                 "network step; the scikit-learn steps after it convert with skl2onnx "
                 "(`pip install skl2onnx`), or save the whole Pipeline with "
-                "`skcnn.save_any(model, 'model.skcnn')`."
+                "`skcnn.save(model, 'model.skcnn')`."
             )
     return (
-        "a scikit-learn model: `skcnn.save_any(model, 'model.skcnn')` (a safe file), or "
+        "a scikit-learn model: `skcnn.save(model, 'model.skcnn')` (a safe file), or "
         "skl2onnx for ONNX."
     )
 
