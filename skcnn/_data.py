@@ -418,9 +418,10 @@ def prepare_images(estimator, X, *, reset, y=None, y_numeric=False):
     except ValueError as exc:
         if layout is None or "features, but" not in str(exc):
             raise
-        # scikit-learn counts axis 1: say it in images
+        # scikit-learn counts axis 1 (its message stays: its checks read it);
+        # say it in images too
         raise ValueError(
-            f"X of shape {np.shape(X)} does not hold the images "
+            f"{exc} In images: X of shape {np.shape(X)} does not hold the images "
             f"{type(estimator).__name__} was fitted on: {layout.describe()}"
             + (
                 f", given as X of shape {_ORDER_SHAPES[layout.order]}"

@@ -357,7 +357,7 @@ def test_round_four_messages_say_what_was_wrong_and_what_was_expected():
     # a gray model given a channel axis: in images, not scikit-learn's features
     with pytest.raises(ValueError, match=r"shape \(40, 1, 8, 8\) does not hold") as e:
         clf.predict(X8[:, None])
-    assert "(n, H, W)" in str(e.value) and "features" not in str(e.value)
+    assert "(n, H, W)" in str(e.value) and "In images" in str(e.value)
     # channels='none' given a channel axis
     V = np.random.RandomState(0).rand(12, 6, 6, 6).astype(np.float32)
     vol = CNNClassifier(**{**TINY, "max_epochs": 1}, channels="none").fit(
