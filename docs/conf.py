@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "skcnn"
 author = "the skcnn developers"
-release = "0.2.0"
+release = "0.3.0"
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",

@@ -2,7 +2,7 @@
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Imported on first use (PEP 562), so that `skcnn --help` and submodules
 # that need no network (skcnn.cli) do not import torch.

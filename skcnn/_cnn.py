@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 from torch import nn
 
 from ._base import BaseNetEstimator, NetClassifierMixin, NetRegressorMixin
-from ._params import changed_defaults
 from ._validation import Int, Num, Sizes, StrOptions, SubclassOf
 from .models.convnet import ACTIVATIONS, ConvNet
 
 __all__ = ["CNNClassifier", "CNNRegressor"]
-
-_warned_defaults = [False]
-
 
 _CNN_PARAMETER_CONSTRAINTS = {
     "conv_filters": [Sizes(1)],
@@ -116,24 +110,6 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
     >>> clf.fit(X[:200], y[:200]).predict(X[:3]).shape
     (3,)
     """
-
-    def _check_params(self):
-        super()._check_params()
-        changed = changed_defaults("CNNClassifier")
-        kept = [k for k, (_, new) in changed.items() if getattr(self, k) == new]
-        if kept and not _warned_defaults[0]:
-            _warned_defaults[0] = True
-            new = ", ".join(f"{k}={v!r}" for k, (_, v) in changed.items())
-            old = ", ".join(f"{k}={v!r}" for k, (v, _) in changed.items())
-            warnings.warn(
-                f"CNNClassifier's defaults changed in skcnn 0.2 to {new} (digits, 20 "
-                "splits: test accuracy +0.27 points, about the same fit time; external "
-                f"F1 0.831 against 0.785). This fit uses the new value of "
-                f"{', '.join(kept)}. For skcnn 0.1's results pass {old}. Shown once "
-                "per process.",
-                FutureWarning,
-                stacklevel=4,
-            )
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ this table come:
   parameters by :func:`shared_constraints` in ``BaseNetEstimator``);
 - the shared part of every network estimator's "Parameters" docstring (the
   ``@shared_parameters@`` line, filled in by :func:`fill_docstring`);
-- the table of defaults that changed in skcnn 0.2 (:func:`changed_defaults`),
-  which the FutureWarning of the first fit that uses one quotes;
+- the table of defaults that changed in skcnn 0.2 (:func:`changed_defaults`;
+  skcnn 0.2 warned on the first fit that used one, 0.3 no longer does);
 - what a model file may not restore (:func:`places`): a parameter whose
   value names a place on disk, a peer or this machine's resources says so
   in its ``place``; an estimator's own such parameters are in its

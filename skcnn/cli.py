@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+import warnings
 
 __all__ = ["main"]
 
@@ -134,7 +138,9 @@ def main(argv=None):
 
         try:
             options = _run_options(args)
-            result = run_comparison(**options)
+            with warnings.catch_warnings(), _terminate_as_interrupt():
+                warnings.showwarning = _show_warning
+                result = run_comparison(**options)
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"skcnn compare: error: {exc}", file=sys.stderr)
             return 2
@@ -155,7 +161,7 @@ def main(argv=None):
                 if out
                 else ""
             )
-            print(f"skcnn compare: interrupted{where}.", file=sys.stderr)
+            print(f"skcnn compare: stopped{where}.", file=sys.stderr)
             return 130
         for e in result.externals:
             print(f"External set {e['label']} ({e['name']}): {e['description']}.")
@@ -174,6 +180,28 @@ def main(argv=None):
             )
             return 1
     return 0
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill PID``) stops the run as Ctrl-C does: the finished rows
+    and the report are kept and ``--resume`` continues (a fit in progress
+    stops after its batch, as on Ctrl-C). A run started in the background of
+    a script cannot be stopped with SIGINT: Python ignores it there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line of the command's own output (not Python's
+    ``file:line: Category`` form, which reads like a crash)."""
+    print(f"skcnn compare: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _jobs(text):

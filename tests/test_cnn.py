@@ -220,29 +220,28 @@ def test_patience_as_fraction_and_tol(small_digits):
     assert tol.best_epoch_ == 1 and tol.n_iter_ == 3
 
 
-def test_auto_monitor_smooths_augmented_fits(small_digits, monkeypatch):
-    from skcnn import _cnn
-    from skcnn._engine import plan
-
+def test_auto_monitor_smooths_augmented_fits(small_digits):
     X, y = small_digits
-    monkeypatch.setattr(_cnn, "_warned_defaults", [True])  # not the warning here
-    monkeypatch.setattr(plan, "_warned_monitor", [False])
     params = {**TINY, "monitor": "auto", "max_epochs": 3}
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # plain fits: "loss", no warning
+        warnings.simplefilter("error")  # 0.3: no FutureWarning about 0.2's change
         plain = CNNClassifier(**params).fit(X, y)
-    assert "valid_loss_smooth" not in plain.history_[-1]
-    for extra in ({"augment": {"rotation": 10}}, {"mixup": 0.2}):
-        with pytest.warns(FutureWarning, match="monitor='loss'") as record:
+        assert "valid_loss_smooth" not in plain.history_[-1]
+        for extra in ({"augment": {"rotation": 10}}, {"mixup": 0.2}):
             aug = CNNClassifier(**params, **extra).fit(X, y)
-        assert "valid_loss_smooth" in aug.history_[-1]
-        monkeypatch.setattr(plan, "_warned_monitor", [False])
-    assert len(record) == 1
-    # an explicit monitor is kept, without a warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+            assert "valid_loss_smooth" in aug.history_[-1]
+        # an explicit monitor is kept
         kept = CNNClassifier(**{**params, "monitor": "loss"}, mixup=0.2).fit(X, y)
     assert "valid_loss_smooth" not in kept.history_[-1]
+
+
+def test_a_default_cnn_fit_is_quiet(small_digits):
+    """The README's first example: no FutureWarning about skcnn 0.2's changed
+    defaults any more (0.3), and uint8 pixels give no scale warning."""
+    X, y = small_digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CNNClassifier(max_epochs=1, device="cpu", random_state=0).fit(X[:100], y[:100])
 
 
 def test_accuracy_monitor_needs_a_classifier(small_digits):

@@ -304,6 +304,7 @@ def test_a_model_trained_on_the_shift_that_made_the_external_set_is_flagged(tmp_
             models=["pca+svm", "cnn+aug"],
             external="shifted",
             quick=True,
+            budget=None,
             out=tmp_path,
             progress=lambda m: None,
         )
@@ -311,6 +312,27 @@ def test_a_model_trained_on_the_shift_that_made_the_external_set_is_flagged(tmp_
     assert "augmentation-family shift" in report and "macro-averaged" in report
     assert "## Search spaces" in report and "- cnn+aug: defaults, no search" in report
     assert "augmentation-family" in result.external
+
+
+def test_the_command_prints_warnings_as_its_own_lines(capsys):
+    code = main(
+        [
+            "compare",
+            "--quick",
+            "--no-robustness",
+            "--models",
+            "cnn+aug",
+            "--external",
+            "shifted",
+            "--budget",
+            "1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1  # nothing fits in 1 s
+    line = next(x for x in err.splitlines() if "transforms that made" in x)
+    assert line.startswith("skcnn compare: warning: cnn+aug (rotation, shift)")
+    assert ".py:" not in err and "UserWarning" not in err
 
 
 def test_bundled_external_digits_are_what_the_generator_makes():

@@ -213,3 +213,47 @@ def test_a_budget_too_small_for_any_row_exits_non_zero(capsys):
     assert code == 1, captured.err
     assert "no model ran within the budget" in captured.err
     assert "needs ~" in captured.out and "the budget left ~" in captured.out
+
+
+def test_sigterm_stops_a_background_run_and_keeps_its_rows(tmp_path):
+    """``kill PID`` on a run started in the background (where Python ignores
+    SIGINT) stops it as Ctrl-C does: finished rows kept, resumable."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "skcnn", "compare", "--quick", "--no-robustness"]
+    models = ["pixels+rf", "densenet", "cnn", "cnn+aug"]
+    cmd += ["--models", ",".join(models), "--budget", "none", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # as a script's `cmd &` starts it: SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    state = out / STATE
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["rows"]:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be stopped"
+        proc.send_signal(signal.SIGINT)  # ignored, as in a background job
+        time.sleep(0.3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "skcnn compare: stopped; finished rows and report.md are in" in err
+    done = [r["model"] for r in json.loads(state.read_text())["rows"]]
+    assert done[0] == "pixels+rf" and len(done) < len(models)
+    assert not (out / LOCK).exists()  # the lock goes with the run
+    assert "the run stopped or is still running" in (out / "report.md").read_text()

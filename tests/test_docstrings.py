@@ -71,3 +71,19 @@ def test_every_skcnn_name_in_messages_and_docs_resolves():
     }
     assert not bad, sorted(bad)
     assert len(files) > 50
+
+
+def test_one_version_everywhere():
+    """The package, its metadata and the docs say the same release."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = {
+        name: re.search(pattern, (root / name).read_text(), flags=re.M).group(1)
+        for name, pattern in (
+            ("pyproject.toml", r'^version = "([^"]+)"'),
+            ("docs/conf.py", r'^release = "([^"]+)"'),
+        )
+    }
+    assert found == dict.fromkeys(found, skcnn.__version__)

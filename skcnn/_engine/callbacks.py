@@ -44,20 +44,36 @@ class StopOnInterrupt(Callback):
 @contextlib.contextmanager
 def graceful_interrupt(stopper, verbose=False):
     """While training, the first Ctrl-C asks ``stopper`` to stop after the
-    batch (skorch then ends training normally); a second one aborts at once."""
+    batch (skorch then ends training normally); a second one aborts at once.
+
+    SIGTERM is handled the same way when the process made it raise
+    KeyboardInterrupt (``signal.signal(SIGTERM, signal.default_int_handler)``,
+    as ``skcnn compare`` does, so that ``kill PID`` keeps the finished work):
+    raised inside skorch's loop, a KeyboardInterrupt would only end the fit
+    early, unnoticed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous in (signal.SIG_IGN, None):
-        # The process chose to ignore Ctrl-C (e.g. a background job): keep it so.
-        yield
-        return
+    previous = {
+        signal.SIGINT: signal.getsignal(signal.SIGINT),
+        signal.SIGTERM: signal.getsignal(signal.SIGTERM),
+    }
+    # The process chose to ignore Ctrl-C (e.g. a background job): keep it so.
+    handled = [
+        s
+        for s, h in previous.items()
+        if (
+            h not in (signal.SIG_IGN, None)
+            if s == signal.SIGINT
+            else h is signal.default_int_handler
+        )
+    ]
 
     def handler(signum, frame):
         stopper.pressed = True
         if stopper.requested:
-            signal.signal(signal.SIGINT, previous)
+            for s in handled:
+                signal.signal(s, previous[s])
             raise KeyboardInterrupt
         stopper.requested = True
         if verbose:
@@ -65,11 +81,13 @@ def graceful_interrupt(stopper, verbose=False):
                 "Interrupted: stopping after the current batch (Ctrl-C again to abort)."
             )
 
-    signal.signal(signal.SIGINT, handler)
+    for s in handled:
+        signal.signal(s, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s in handled:
+            signal.signal(s, previous[s])
 
 
 class EpochAccuracy(Callback):

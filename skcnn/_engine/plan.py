@@ -260,10 +260,6 @@ def plan_for(est, *, seed, batch_size, strict_precision=True):
     )
 
 
-# The monitor="auto" FutureWarning is shown once per process.
-_warned_monitor = [False]
-
-
 def check_params(est, *, regressor):
     """Checks across the shared parameters of ``est``, before a fit: errors
     for combinations that cannot work, warnings for settings that do nothing."""
@@ -299,23 +295,6 @@ def check_params(est, *, regressor):
             f"core(s); using {cores}. More threads than cores only slow "
             "a fit down (256 threads on 2 cores ran 60x slower).",
             UserWarning,
-            stacklevel=5,
-        )
-    if (
-        est.early_stopping
-        and est.monitor == "auto"
-        and resolved_monitor(est) == "smoothed_loss"
-        and not _warned_monitor[0]
-    ):
-        _warned_monitor[0] = True
-        warnings.warn(
-            "Since skcnn 0.2, early stopping of a fit with augmentation "
-            "(augment, mixup or cutmix) watches the smoothed validation loss "
-            "(monitor='auto'): with augmentation the raw loss stopped too early "
-            "(digits, 10 splits: test accuracy 0.9913 against 0.9871, 31 "
-            "against 22.5 epochs). Pass monitor='loss' for skcnn 0.1's results. "
-            "Shown once per process.",
-            FutureWarning,
             stacklevel=5,
         )
 

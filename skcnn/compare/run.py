@@ -397,14 +397,7 @@ def run_comparison(
         backend = _dask_backend(dask) if dask else contextlib.nullcontext()
         estimated = actual = 0.0
         try:
-            with backend, warnings.catch_warnings():
-                # The comparison's rows choose their own settings: the notes about
-                # skcnn 0.2's changed defaults are for users' own estimators.
-                warnings.filterwarnings(
-                    "ignore",
-                    category=FutureWarning,
-                    message=r"(CNNClassifier's defaults changed|Since skcnn 0\.2)",
-                )
+            with backend:
                 for i, name in enumerate(names, 1):
                     if name in done:
                         continue
