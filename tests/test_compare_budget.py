@@ -135,6 +135,24 @@ def test_rebuild_code_rebuilds_the_row(tmp_path):
     scope = {"X_train": X_train, "y_train": y_train}
     exec(code, scope)  # noqa: S102 - our own generated code
     np.testing.assert_array_equal(scope["model"].predict(X_val), fitted.predict(X_val))
+    # report.md says how to get the run's split: that code, then the row's
+    report = tmp_path / "out"
+    run_comparison(
+        models=["pca+svm"],
+        quick=True,
+        robustness=False,
+        budget=None,
+        out=report,
+        progress=_quiet,
+    )
+    text = (report / "report.md").read_text()
+    blocks = text.split("## Rebuild a model")[1].split("```python\n")[1:]
+    data_code, row_code = (b.split("```")[0] for b in blocks[:2])
+    assert "load_run_data(" in data_code and "random_state=0" in data_code
+    scope = {}
+    exec(data_code + row_code, scope)  # noqa: S102 - the report's code
+    np.testing.assert_array_equal(scope["model"].predict(X_val), fitted.predict(X_val))
+    assert len(scope["y_ext"]) == 500  # the printed digits
 
 
 def test_notes_say_one_class_and_chance():

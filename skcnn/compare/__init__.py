@@ -9,7 +9,12 @@ columns is what the table is for.
 """
 
 from .._compare_names import GROUPS, MODEL_NAMES
-from .data import describe_data, describe_external, load_comparison_data
+from .data import (
+    describe_data,
+    describe_external,
+    load_comparison_data,
+    load_run_data,
+)
 from .report import COLUMNS
 from .run import ComparisonResult, run_comparison
 from .stats import PairedBootstrap
@@ -25,6 +30,7 @@ __all__ = [
     "describe_data",
     "describe_external",
     "load_comparison_data",
+    "load_run_data",
     "resolve_models",
     "run_comparison",
 ]

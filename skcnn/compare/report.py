@@ -382,13 +382,47 @@ def _rebuild_section(result):
         parts.append(f"### {name}\n\n```python\n{code}\n```\n\nExport: {export}")
     if not parts:
         return []
+    data = _data_code(result.args)
     return [
         "## Rebuild a model",
         "Each fitted row as Python (the best on the external set first): the "
         "parameters its search chose, fitted on the training split as the table's "
         "model was.",
+        *(
+            [
+                "The run's images and split (files and folders by name: give your "
+                f"paths):\n\n```python\n{data}\n```"
+            ]
+            if data
+            else []
+        ),
         *parts,
     ]
+
+
+_BUILT_IN = ("digits", "lfw", "lfw-subset", "shifted", "digits-printed")
+
+
+def _data_code(args):
+    """Python that loads the run's training / validation split and external
+    sets as the run did (None without the run's arguments)."""
+    if not args:
+        return None
+
+    def name(source):
+        return source if source in _BUILT_IN else Path(str(source)).name
+
+    externals = [name(e) for e in args.get("external") or []] or None
+    return (
+        "from skcnn.compare import load_run_data\n\n"
+        "X_train, y_train, X_val, y_val, externals = load_run_data(\n"
+        f"    {name(args['data'])!r},\n"
+        f"    {externals!r},\n"
+        f"    image_size={args.get('image_size')!r},\n"
+        f"    random_state={args.get('random_state')!r},\n"
+        ")\n"
+        "X_ext, y_ext = externals[0].X, externals[0].y"
+    )
 
 
 def write_report(result, out, figures):

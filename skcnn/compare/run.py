@@ -79,6 +79,7 @@ class ComparisonResult:
     probabilities: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=dict)  # how the ensemble row was made
     finished: bool = False  # False while running, or after a stop
+    args: dict = field(default_factory=dict)  # the arguments that shape the results
     resumed_s: float = 0.0  # seconds the stopped run had taken (resume)
 
     def columns(self):
@@ -288,6 +289,7 @@ def run_comparison(
             [], _short(data), len(X_train), len(X_val), len(sets[0].y), 0.0
         )
         result.external = sets[0].description
+        result.args = args
         result.data_description = describe_data(data)
         if image_size is not None or Path(str(data)).is_dir():
             # said, not silent: every row trains on images of this size
