@@ -30,16 +30,20 @@ COLUMNS = (
     "val_f1",
     "val_f1_ci",
     "val_acc",
+    "val_ece",
     "ext_f1",
     "ext_f1_ci",
     "ext_acc",
+    "ext_ece",
     "ext_rank",
     "fit_time_s",
 )
 GLOSSARY = (
     "cv_f1 / cv_f1_std: mean and std over the CV folds of the search (best candidate); "
     "val_*: the held-out validation split; ext_*, ext2_*, ...: the external test sets; "
-    "*_ci: 95% paired-bootstrap interval; ext_rank: 'best' external F1, and the models "
+    "*_ci: 95% paired-bootstrap interval; *_ece: expected calibration error of the "
+    "predicted class's probability (15 confidence bins; 0 = confidences mean what "
+    "they say; rows with probabilities only); ext_rank: 'best' external F1, and the models "
     "whose paired difference from the best is not significant; worst_ext_f1: the lowest "
     "F1 over the external sets; fit_time_s: the whole search and refit; notes: a set on "
     "which the model predicts one class, or whose F1 interval reaches the chance level "
@@ -58,7 +62,9 @@ def table_columns(result):
     """The columns of ``result``'s table: :data:`COLUMNS` with those of every
     further external set, the worst external F1 and the notes."""
     labels = [e["label"] for e in result.externals[1:]]
-    extra = [f"{lab}_{c}" for lab in labels for c in ("f1", "f1_ci", "acc", "rank")]
+    extra = [
+        f"{lab}_{c}" for lab in labels for c in ("f1", "f1_ci", "acc", "ece", "rank")
+    ]
     if labels:
         extra.append("worst_ext_f1")
     cut = COLUMNS.index("fit_time_s")
@@ -425,7 +431,7 @@ def _data_code(args):
     )
 
 
-def write_report(result, out, figures):
+def write_report(result, out, figures, per_class=()):
     """report.md: verdict, table, plan, figures, robustness, rebuild code."""
     parts = [
         f"# skcnn compare: {result.data}",
@@ -467,6 +473,16 @@ def write_report(result, out, figures):
         ]
         if "robustness.png" in figures:
             parts += ["![robustness profile](robustness.png)"]
+    parts += _per_class_section(result, per_class)
+    mistakes = [f for f in figures if f.startswith("mistakes_")]
+    if mistakes:
+        parts += [
+            "## The most confidently wrong images",
+            "Per set, for the best row of each family (by validation F1), the images "
+            "it got wrong with the highest probability: true -> predicted, and the "
+            "probability it gave its prediction.",
+        ]
+        parts += [f"![{f[:-4]}]({f})" for f in mistakes]
     per_model = [f for f in figures if f.startswith(("confusion_", "learning_curves_"))]
     if per_model:
         parts += ["## Confusion matrices and learning curves"]
@@ -477,31 +493,203 @@ def write_report(result, out, figures):
 
 
 def write_outputs(
-    result, out, y_val, y_ext, per_model_figures=True, summary_figures=True
+    result,
+    out,
+    y_val,
+    y_ext,
+    per_model_figures=True,
+    summary_figures=True,
+    images=None,
 ):
-    """results.csv/.md, report.md, robustness.csv and the figures (the
-    confusion matrices and learning curves of each model too, unless
-    ``per_model_figures`` is False). ``y_ext``: the labels of the external
-    set, or a list of them (one per set)."""
+    """results.csv/.md, per_class.csv, report.md, robustness.csv and the
+    figures (the confusion matrices and learning curves of each model too,
+    unless ``per_model_figures`` is False). ``y_ext``: the labels of the
+    external set, or a list of them (one per set); ``images``: the
+    validation images and each external set's, for the figures of the most
+    confidently wrong images (None: none drawn)."""
     from ..robustness import write_profile_csv
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     y_exts = [y_ext] if isinstance(y_ext, np.ndarray) else list(y_ext)
     write_table(result, out)
+    per_class = per_class_scores(result, [y_val, *y_exts])
+    _write_text(out / "per_class.csv", _csv_text(per_class))
     if result.robustness:
         write_profile_csv(result.robustness, out / "robustness.csv")
     try:
         figures = _write_figures(
             result, out, y_val, y_exts, per_model_figures, summary_figures
         )
+        if summary_figures and images is not None:
+            figures += _mistake_figures(result, out, [y_val, *y_exts], images)
     except ImportError:
         print(
             "matplotlib not installed: no figures written (pip install 'skcnn[plot]').",
             file=sys.stderr,
         )
         figures = []
-    write_report(result, out, figures)
+    write_report(result, out, figures, per_class)
+
+
+def _sets(result):
+    """(column label, name) of the validation split and each external set."""
+    return [("val", "validation")] + [
+        (e["label"], e["name"]) for e in result.externals or []
+    ]
+
+
+def featured(result):
+    """The best row of each family (classic, networks, transfer, ensemble) by
+    validation F1: what the run may choose by without looking at the
+    external sets. [(family, row)], in that order."""
+    from .._compare_names import GROUPS
+
+    ok = _ok(result)
+    families = {
+        "classic": GROUPS["classic"],
+        "network": GROUPS["networks"],
+        "transfer": GROUPS["transfer"],
+        "ensemble": ("ensemble",),
+    }
+    out = []
+    for family, names in families.items():
+        rows = [r for r in ok if r["model"] in names]
+        if rows:
+            out.append((family, max(rows, key=lambda r: r["val_f1"])))
+    return out
+
+
+def per_class_scores(result, ys):
+    """Precision, recall, F1 and support per class, per row and set: a list
+    of dicts (model, set, class, precision, recall, f1, support)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rows = []
+    sets = _sets(result)
+    for r in _ok(result):
+        preds = result.predictions.get(r["model"])
+        if preds is None:
+            continue
+        for (label, _), y, pred in zip(sets, ys, preds):
+            classes = np.unique(y)
+            p, rec, f1, n = precision_recall_fscore_support(
+                y, pred, labels=classes, zero_division=0
+            )
+            rows += [
+                {
+                    "model": r["model"],
+                    "set": label,
+                    "class": c,
+                    "precision": float(p[i]),
+                    "recall": float(rec[i]),
+                    "f1": float(f1[i]),
+                    "support": int(n[i]),
+                }
+                for i, c in enumerate(classes)
+            ]
+    return rows
+
+
+def _csv_text(rows):
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
+            )
+    return buffer.getvalue()
+
+
+def _per_class_section(result, per_class):
+    """Per-class F1 of the best row of each family, one table per set."""
+    chosen = [r["model"] for _, r in featured(result)]
+    if not chosen or not per_class:
+        return []
+    f1 = {(e["model"], e["set"], str(e["class"])): e["f1"] for e in per_class}
+    parts = [
+        "## Per-class F1",
+        "The best row of each family (by validation F1) per class; precision, "
+        "recall and F1 of every row, class and set are in per_class.csv. A class "
+        "far below the others is where a model's mistakes are.",
+    ]
+    for label, name in _sets(result):
+        classes = list(
+            dict.fromkeys(str(e["class"]) for e in per_class if e["set"] == label)
+        )
+        head = "| class | " + " | ".join(chosen) + " |"
+        rule = "|---" * (len(chosen) + 1) + "|"
+        lines = [
+            f"| {c} | " + " | ".join(_fmt(f1.get((m, label, c))) for m in chosen) + " |"
+            for c in classes
+        ]
+        parts += [f"**{name}** ({label})", "\n".join([head, rule, *lines])]
+    return parts
+
+
+# Images per row in a figure of the most confidently wrong predictions.
+N_MISTAKES = 8
+
+
+def _mistake_figures(result, out, ys, images):
+    """One figure per set: for the best row of each family, the images it
+    got wrong with the highest confidence (true -> predicted, probability;
+    a row without probabilities shows its first mistakes)."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    chosen = [(family, r["model"]) for family, r in featured(result)]
+    if not chosen or any(np.ndim(X) not in (3, 4) for X in images):
+        return written  # 2-D images only (no volumes)
+    for i, ((label, name), y, X) in enumerate(zip(_sets(result), ys, images)):
+        fig, axes = plt.subplots(
+            len(chosen),
+            N_MISTAKES,
+            figsize=(1.4 * N_MISTAKES, 1.7 * len(chosen) + 0.6),
+            squeeze=False,
+        )
+        for (family, model), row in zip(chosen, axes):
+            pred = result.predictions[model][i]
+            wrong = np.flatnonzero(pred != y)
+            p = result.probabilities.get(model)
+            if p is None:  # no probabilities (an SVM): the first mistakes
+                conf, worst = None, wrong[:N_MISTAKES]
+            else:
+                conf = (p[0] if i == 0 else p[1][i - 1]).max(1)
+                worst = wrong[np.argsort(-conf[wrong], kind="stable")][:N_MISTAKES]
+            for ax in row:
+                ax.axis("off")
+            for ax, k in zip(row, worst):
+                img = X[k]
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+                sure = "" if conf is None else f"\n{conf[k]:.2f}"
+                ax.set_title(f"{y[k]}->{pred[k]}{sure}", fontsize=8)
+            row[0].text(
+                -0.15,
+                0.5,
+                f"{model}\n({family})\n{len(wrong)} wrong",
+                transform=row[0].transAxes,
+                ha="right",
+                va="center",
+                fontsize=8,
+            )
+        fig.suptitle(
+            f"{name}: the most confidently wrong images (true->predicted, "
+            "probability of the prediction)",
+            fontsize=9,
+        )
+        fig.tight_layout(rect=(0.08, 0, 1, 1))
+        fname = f"mistakes_{label}.png"
+        atomic_write(
+            out / fname, lambda f: fig.savefig(f, format="png", dpi=100), what="figure"
+        )
+        plt.close(fig)
+        written.append(fname)
+    return written
 
 
 def _figure_name(kind, model):

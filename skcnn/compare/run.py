@@ -44,7 +44,7 @@ from .state import (
     robustness_size,
     save_state,
 )
-from .stats import PairedBootstrap, _rank
+from .stats import PairedBootstrap, _rank, calibration_error
 from .zoo import CALIBRATE_AS, _shift_transforms, default_models, resolve_models
 
 # Rows that hold a network (the ensemble's first member comes from these).
@@ -327,7 +327,9 @@ def run_comparison(
                 result,
                 saved,
                 (names, np.unique(y_train), [y_val, *(s.y for s in sets)]),
-                lambda preds: _scores(preds, y_val, sets, (boot_val, boots_ext)),
+                lambda preds, probs: _scores(
+                    preds, y_val, sets, (boot_val, boots_ext), probs, np.unique(y_train)
+                ),
                 progress,
             )
             result.resumed_s = elapsed_before(saved, progress)
@@ -453,7 +455,7 @@ def run_comparison(
                         out is not None
                     ):  # a crash, Ctrl-C or kill later loses no finished row
                         _write_progress(
-                            result, out, args, clock, y_val, sets, quick, name
+                            result, out, args, clock, (X_val, y_val), sets, quick, name
                         )
                 _ensemble_row(
                     result,
@@ -476,7 +478,7 @@ def run_comparison(
         result.finished = True
         result.wall_time_s = clock.elapsed() + result.resumed_s
         if out is not None:
-            _write_progress(result, out, args, clock, y_val, sets, quick)
+            _write_progress(result, out, args, clock, (X_val, y_val), sets, quick)
         return result
 
 
@@ -757,7 +759,10 @@ def _run_row(
         "cv_f1": cv_f1,
         "cv_f1_std": cv_std,
     }
-    row.update(_scores(preds, y_val, sets, boots))
+    probs = result.probabilities.get(name)
+    row.update(
+        _scores(preds, y_val, sets, boots, probs, getattr(best, "classes_", None))
+    )
     row["fit_time_s"] = float(fit_time)
     row["plan"] = row_plan.describe()
     row["planned_s"] = float(row_plan.seconds)
@@ -772,20 +777,26 @@ def _run_row(
     )
 
 
-def _scores(preds, y_val, sets, boots):
+def _scores(preds, y_val, sets, boots, probs=None, classes=None):
     """F1, interval and accuracy on the validation split and every external
-    set, and what a reader must know about them (one class, chance level)."""
+    set, the calibration error of ``probs`` (validation, [external sets]; the
+    columns of ``classes``) when the row has them, and what a reader must
+    know about them (one class, chance level)."""
     boot_val, boots_ext = boots
     out = {
         "val_f1": float(f1_score(y_val, preds[0], average="macro")),
         "val_f1_ci": boot_val.interval(preds[0]),
         "val_acc": float(accuracy_score(y_val, preds[0])),
     }
+    if probs is not None:
+        out["val_ece"] = calibration_error(y_val, probs[0], classes)
     notes = []
-    for s, pred, boot in zip(sets, preds[1:], boots_ext):
+    for i, (s, pred, boot) in enumerate(zip(sets, preds[1:], boots_ext)):
         out[f"{s.label}_f1"] = float(f1_score(s.y, pred, average="macro"))
         out[f"{s.label}_f1_ci"] = boot.interval(pred)
         out[f"{s.label}_acc"] = float(accuracy_score(s.y, pred))
+        if probs is not None:
+            out[f"{s.label}_ece"] = calibration_error(s.y, probs[1][i], classes)
     for label, y, pred in [("val", y_val, preds[0])] + [
         (s.label, s.y, p) for s, p in zip(sets, preds[1:])
     ]:
@@ -831,10 +842,12 @@ def _rank_all(result, boots_ext):
         _rank(result, boot, i, s["label"])
 
 
-def _write_progress(result, out, args, clock, y_val, sets, quick, name=None):
+def _write_progress(result, out, args, clock, val, sets, quick, name=None):
     """The table, report.md, the finished row's figures and the state of the
     run as they stand (a run stopped at any point leaves a report and can be
-    resumed); ``name=None``: the end of the run, with the summary figures."""
+    resumed); ``name=None``: the end of the run, with the summary figures.
+    ``val``: the validation images and labels."""
+    X_val, y_val = val
     result.wall_time_s = clock.elapsed() + result.resumed_s
     if quick:
         figures = False
@@ -849,6 +862,7 @@ def _write_progress(result, out, args, clock, y_val, sets, quick, name=None):
         [s.y for s in sets],
         per_model_figures=figures,
         summary_figures=name is None,
+        images=[X_val, *(s.X for s in sets)],
     )
     save_state(out, args, result, result.wall_time_s)  # last: the report exists
 
@@ -978,11 +992,12 @@ def _ensemble_row(result, candidates, data, boots, rob_data, random_state, progr
         "cv_f1": None,
         "cv_f1_std": None,
     }
-    row.update(_scores(preds, y_val, sets, boots))
+    row.update(_scores(preds, y_val, sets, boots, (probs[0], probs[1:]), classes))
     row["fit_time_s"] = time.perf_counter() - t0
     row["plan"] = "soft vote of two fitted rows"
     result.rows.append(row)
     result.predictions["ensemble"] = tuple(preds)
+    result.probabilities["ensemble"] = (probs[0], probs[1:])
     result.ensemble = {
         "members": members,
         "chosen_by": [net_by, cla_by],

@@ -258,7 +258,7 @@ def restore_rows(result, state, data, score, progress):
 
     ``data``: (the run's model names, the classes, the true labels of the
     validation split and of each external set); ``score``: the run's scores
-    of one row's predictions. Scores are recomputed, never read; a row that
+    of one row's predictions and probabilities (or None). Scores are recomputed, never read; a row that
     fails a check is left to run again, and ``progress`` says why."""
     models, classes, truth = data
     done = set()
@@ -274,7 +274,7 @@ def restore_rows(result, state, data, score, progress):
         if name in done:
             progress(f"resume: {name} twice in {STATE}; the first kept")
             continue
-        scores = score(preds)
+        scores = score(preds, probs)
         stored = row.get("val_f1")
         if not (_number(stored, 0, 1) and abs(stored - scores["val_f1"]) <= 1e-6):
             progress(

@@ -1,10 +1,30 @@
-"""The statistics of a comparison: paired bootstrap intervals and ranks."""
+"""The statistics of a comparison: paired bootstrap intervals, ranks and
+calibration."""
 
 from __future__ import annotations
 
 import numpy as np
 
 N_BOOTSTRAP = 1000
+# Equal-width confidence bins of the expected calibration error (Guo et al.,
+# ICML 2017, use 15).
+ECE_BINS = 15
+
+
+def calibration_error(y_true, proba, classes, n_bins=ECE_BINS):
+    """Expected calibration error of the top label: the gap between accuracy
+    and mean confidence (the predicted class's probability) in each of
+    ``n_bins`` equal-width confidence bins, weighted by the bin's share of
+    the images. 0: confidences that mean what they say."""
+    proba = np.asarray(proba, dtype=float)
+    conf = proba.max(1)
+    correct = np.asarray(classes)[proba.argmax(1)] == np.asarray(y_true)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
 
 
 class PairedBootstrap:
