@@ -239,6 +239,7 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
                     self._record_history()
                     self.interrupted_ = True
                 raise
+            self._after_fit(valid)
         self.interrupted_ = interrupted
         self._record_history()
         if interrupted:
@@ -259,6 +260,10 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         _check_batch_norm(self.get_params(deep=False), module, plan.batch_size, n_train)
         extra = self._extra_callbacks(module)
         self.net_ = build_net(plan, module, extra_callbacks=extra).initialize()
+
+    def _after_fit(self, valid):
+        """What a kind of estimator fits after training (classifiers: the
+        temperature), on the validation split ``valid`` (or None)."""
 
     def _record_history(self):
         self.history_, self.n_iter_, self.best_epoch_ = history_summary(self.net_)

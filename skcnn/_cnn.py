@@ -155,6 +155,7 @@ class CNNClassifier(NetClassifierMixin, _CNNMixin, BaseNetEstimator):
         tta=0,
         class_weight=None,
         label_smoothing=0.1,
+        temperature=None,
     ):
         self._set_init_params(locals())
 

@@ -144,6 +144,7 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         tta=0,
         class_weight=None,
         label_smoothing=0.0,
+        temperature=None,
         drop_rate=DEPRECATED,
     ):
         self._set_init_params(locals())

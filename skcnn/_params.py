@@ -382,6 +382,23 @@ PARAMS = {
         defaults={"CNNClassifier": 0.1},
         before_0_2={"CNNClassifier": 0.0},
     ),
+    "temperature": Param(
+        [StrOptions({"auto"}), Num(0, None, closed="neither"), None],
+        '"auto", float or None',
+        """Temperature scaling of the probabilities (Guo et al., ICML 2017):
+        ``predict_proba`` divides the network's outputs by ``temperature_``
+        before the softmax (sigmoid), which changes how confident the
+        probabilities are, never which class wins. "auto": fitted after
+        training on the internal validation split (``validation_fraction``),
+        minimising its log-loss; 1 when there is none. A float fixes it;
+        None: 1 (off). Over-confident networks (a fine-tuned head started
+        from a linear probe) get probabilities whose confidence matches
+        their accuracy better; see the expected calibration error (ECE)
+        columns of ``skcnn compare``.""",
+        None,
+        group="classifier",
+        new_in="0.3",
+    ),
     # -- fine-tuning ----------------------------------------------------------------
     "finetune_depth": Param(
         [StrOptions({"all"}), Int(0)],

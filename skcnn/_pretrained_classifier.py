@@ -154,6 +154,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         tta=0,
         class_weight=None,
         label_smoothing=0.0,
+        temperature=None,
     ):
         self._set_init_params(locals())
 

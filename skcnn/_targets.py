@@ -3,6 +3,8 @@ losses and outputs."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, RegressorMixin
@@ -101,18 +103,30 @@ class NetClassifierMixin(ClassifierMixin):
             nn.CrossEntropyLoss if self.task_ == "multiclass" else nn.BCEWithLogitsLoss
         )
 
+    def _after_fit(self, valid):
+        """Fit ``temperature_`` (the ``temperature`` parameter)."""
+        self.temperature_ = fit_temperature(self, valid)
+
     def _fitted_state(self):
         state = super()._fitted_state()
         state["classes"] = {
             "values": self.classes_.tolist(),
             "dtype": self.classes_.dtype.str,
         }
+        state["temperature"] = float(getattr(self, "temperature_", 1.0))
         return state
 
     def _set_fitted_state(self, state):
         super()._set_fitted_state(state)
         classes = state["classes"]
         self.classes_ = np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))
+        t = state.get("temperature", 1.0)  # files before 0.3 have none
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1e6:
+            raise ValueError(
+                f"The model file has an invalid fitted temperature {t!r}; expected a "
+                "positive number."
+            )
+        self.temperature_ = float(t)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -130,7 +144,9 @@ class NetClassifierMixin(ClassifierMixin):
         return self._views(X, self._proba)
 
     def _proba(self, logits):
-        logits = torch.as_tensor(logits, dtype=torch.float64)
+        # pickles of older versions have no temperature_
+        t = getattr(self, "temperature_", 1.0)
+        logits = torch.as_tensor(logits, dtype=torch.float64) / t
         if self.task_ == "multiclass":
             return torch.softmax(logits, 1).numpy()
         p = torch.sigmoid(logits).numpy()
@@ -258,3 +274,49 @@ class NetRegressorMixin(RegressorMixin):
         tags = super().__sklearn_tags__()
         tags.regressor_tags.poor_score = True
         return tags
+
+
+def fit_temperature(estimator, valid):
+    """The ``temperature_`` of a fitted classifier: 1 unless its
+    ``temperature`` parameter asks for one; "auto" minimises the log-loss of
+    the temperature-scaled outputs on the validation split ``valid`` (one
+    parameter, LBFGS on its logarithm)."""
+    temperature = getattr(estimator, "temperature", None)
+    if temperature is None:
+        return 1.0
+    if temperature != "auto":
+        return float(temperature)
+    if valid is None or valid.y is None or len(valid) < 2:
+        warnings.warn(
+            "temperature='auto' is fitted on the internal validation split; this fit "
+            "has none (validation_fraction=0 or None): temperature_ is 1.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return 1.0
+    logits = estimator.net_.predict_logits(valid.with_targets(None))
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(valid.y)
+    if estimator.task_ == "multiclass":
+        y = y.long()
+
+        def loss_of(z):
+            return nn.functional.cross_entropy(z, y)
+    else:
+        y = y.to(torch.float64).reshape(logits.shape)
+
+        def loss_of(z):
+            return nn.functional.binary_cross_entropy_with_logits(z, y)
+
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of(logits / log_t.exp())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.exp())
+    return t if np.isfinite(t) else 1.0

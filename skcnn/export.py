@@ -86,9 +86,12 @@ def _check_exportable(estimator):
 class _Graph(nn.Module):
     """User input -> skcnn's network input -> the estimator's output."""
 
-    def __init__(self, module, shape, input_layout, scale, task, target=None):
+    def __init__(
+        self, module, shape, input_layout, scale, task, target=None, temperature=1.0
+    ):
         super().__init__()
         self.module = module
+        self.temperature = float(temperature)
         self.shape, self.input_layout, self.scale, self.task = (
             tuple(shape),
             input_layout,
@@ -113,6 +116,11 @@ class _Graph(nn.Module):
         elif self.input_layout == "channels_last":
             x = x.movedim(-1, 1)
         out = self.module(x)
+        if (
+            self.task in ("multiclass", "binary", "multilabel")
+            and self.temperature != 1
+        ):
+            out = out / self.temperature
         if self.task == "multiclass":
             return torch.softmax(out, 1)
         if self.task == "binary":
@@ -286,7 +294,15 @@ PretrainedClassifier or PretrainedFeatureExtractor
     module = estimator.module_
     # Traced on the CPU; the estimator's network goes back where it was.
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    graph = _Graph(module, layout, in_layout, input_dtype == "uint8", task, target)
+    graph = _Graph(
+        module,
+        layout,
+        in_layout,
+        input_dtype == "uint8",
+        task,
+        target,
+        getattr(estimator, "temperature_", 1.0),
+    )
     graph = graph.to("cpu").eval()
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
     example = torch.zeros((2, *_sample_shape(layout, in_layout)), dtype=dtype)
