@@ -20,19 +20,25 @@ def _quiet(msg):
     pass
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A small finished run's folder (two classic rows, about 10 s)."""
-    out = tmp_path_factory.mktemp("run")
+def _run(out, resume=False, progress=_quiet):
+    """The small run of these tests (two classic rows, about 10 s)."""
     result = run_comparison(
         models=MODELS,
         quick=True,
         robustness=False,
         budget=None,
         out=out,
-        progress=_quiet,
+        resume=resume,
+        progress=progress,
     )
-    return out, {r["model"]: r for r in result.rows}
+    return {r["model"]: r for r in result.rows}, result
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run's folder and its rows."""
+    out = tmp_path_factory.mktemp("run")
+    return out, _run(out)[0]
 
 
 def _copy(finished, tmp_path, edit):
@@ -47,16 +53,8 @@ def _copy(finished, tmp_path, edit):
 
 def _resume(out):
     said = []
-    result = run_comparison(
-        models=MODELS,
-        quick=True,
-        robustness=False,
-        budget=None,
-        out=out,
-        resume=True,
-        progress=said.append,
-    )
-    return {r["model"]: r for r in result.rows}, "\n".join(said), result
+    rows, result = _run(out, resume=True, progress=said.append)
+    return rows, "\n".join(said), result
 
 
 def test_an_edited_f1_is_recomputed_from_the_stored_predictions(finished, tmp_path):

@@ -353,7 +353,11 @@ def _export_advice(estimator):
     from sklearn.pipeline import Pipeline
 
     if hasattr(estimator, "to_onnx"):
-        return "`model.to_onnx('model.onnx')` (skcnn's exporter; onnxruntime runs it)."
+        return (
+            "`model.to_onnx('model.onnx')` (skcnn's exporter; onnxruntime runs it). The "
+            "graph takes the pixels as the model was fitted on them (uint8 0-255 here); "
+            "for float32 images in [0, 1] export with `input_dtype='float32'`."
+        )
     if isinstance(estimator, Pipeline):
         nets = [n for n, s in estimator.steps if hasattr(s, "to_onnx")]
         if nets:
