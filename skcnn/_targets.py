@@ -276,6 +276,10 @@ class NetRegressorMixin(RegressorMixin):
         return tags
 
 
+# The temperatures "auto" may choose.
+TEMPERATURE_RANGE = (0.2, 5.0)
+
+
 def fit_temperature(estimator, valid):
     """The ``temperature_`` of a fitted classifier: 1 unless its
     ``temperature`` parameter asks for one; "auto" minimises the log-loss of
@@ -318,5 +322,20 @@ def fit_temperature(estimator, valid):
         return loss
 
     opt.step(closure)
-    t = float(log_t.exp())
-    return t if np.isfinite(t) else 1.0
+    t = float(log_t.detach().exp())
+    if not np.isfinite(t):
+        return 1.0
+    low, high = TEMPERATURE_RANGE
+    if not low <= t <= high:
+        # A split classified (almost) perfectly has no best temperature: its
+        # log-loss keeps falling as the temperature does (digits: 0.03).
+        warnings.warn(
+            f"temperature='auto': the validation split's log-loss is lowest at "
+            f"temperature {t:.3g}, outside [{low}, {high}] (a split the network "
+            f"classifies almost perfectly says little about its confidence); "
+            f"temperature_ is {min(max(t, low), high)}.",
+            UserWarning,
+            stacklevel=5,
+        )
+        t = min(max(t, low), high)
+    return t

@@ -26,19 +26,35 @@ def test_auto_temperature_lowers_the_validation_log_loss(small_digits):
     p, q = plain.predict_proba(X), scaled.predict_proba(X)
     assert not np.allclose(p, q)
     np.testing.assert_allclose(q.sum(1), 1, atol=1e-6)
-    # what "auto" fits: the temperature at which a split's log-loss is lowest
-    from skcnn._data import prepare_images
 
-    data, _, _ = prepare_images(plain, X[:80], reset=False)
-    valid = data.with_targets(torch.as_tensor(np.searchsorted(plain.classes_, y[:80])))
-    t = fit_temperature(plain.set_params(temperature="auto"), valid)
-    z = plain.net_.predict_logits(valid.with_targets(None))
+
+def test_auto_is_the_temperature_of_the_lowest_log_loss(small_digits, heldout_digits):
+    from skcnn._data import prepare_images
+    from skcnn._targets import TEMPERATURE_RANGE
+
+    X, y = small_digits
+    Xt, yt = heldout_digits
+    # 8 epochs, no label smoothing: about 0.93 held out (mistakes to weigh)
+    params = {**TINY, "max_epochs": 8, "early_stopping": False, "label_smoothing": 0.0}
+    weak = CNNClassifier(**params).fit(X, y)
+    data, _, _ = prepare_images(weak, Xt, reset=False)
+    valid = data.with_targets(torch.as_tensor(np.searchsorted(weak.classes_, yt)))
+    z = weak.net_.predict_logits(valid.with_targets(None))
     z = torch.as_tensor(z, dtype=torch.float64)
 
     def nll(temp):
         return float(torch.nn.functional.cross_entropy(z / temp, valid.y.long()))
 
-    assert nll(t) <= min(nll(t * 0.9), nll(t * 1.1), nll(1.0)) + 1e-9
+    t = fit_temperature(weak.set_params(temperature="auto"), valid)
+    assert TEMPERATURE_RANGE[0] < t < TEMPERATURE_RANGE[1]
+    assert nll(t) <= min(nll(t * 0.9), nll(t * 1.1)) + 1e-9
+    # a split the network gets all right has no best temperature: clipped, said
+    right = weak.predict(Xt) == yt
+    perfect = data.subset(np.flatnonzero(right)).with_targets(
+        torch.as_tensor(np.searchsorted(weak.classes_, yt[right]))
+    )
+    with pytest.warns(UserWarning, match="outside \\[0.2, 5.0\\]"):
+        assert fit_temperature(weak, perfect) == TEMPERATURE_RANGE[0]
 
 
 def test_a_fixed_temperature_and_none(small_digits):
