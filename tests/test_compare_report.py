@@ -91,3 +91,35 @@ def test_mistake_figures_per_set(quick_run):
     report = (out / "report.md").read_text()
     assert "## The most confidently wrong images" in report
     assert "![mistakes_ext](mistakes_ext.png)" in report
+
+
+def test_selective_f1_and_reliability_by_hand():
+    from skcnn.compare.stats import reliability, selective_f1
+
+    classes = np.array([0, 1])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.55, 0.45], [0.6, 0.4]])
+    y = np.array([0, 1, 1, 1])  # the two unsure answers are wrong
+    assert selective_f1(y, proba, classes, 1.0) == pytest.approx(
+        f1_score(y, [0, 1, 0, 0], average="macro")
+    )
+    assert selective_f1(y, proba, classes, 0.5) == 1.0  # the two confident ones
+    points = reliability(y, proba, classes, n_bins=2)  # bins [0, .5), [.5, 1]
+    assert points == [(pytest.approx(0.7125), 0.5, 4)]
+
+
+def test_coverage_table_and_reliability_figure(quick_run):
+    out, result = quick_run
+    report = (out / "report.md").read_text()
+    assert "## Confidence you can act on" in report
+    assert (
+        "| model | val 100% | val 90% | val 80% | ext 100% | ext 90% | ext 80% |"
+        in (report)
+    )
+    section = report.split("## Confidence you can act on")[1]
+    row = next(x for x in section.splitlines() if x.startswith("| cnn | "))
+    full = float(row.split("|")[5])  # ext 100%: the table's ext F1
+    assert full == pytest.approx(
+        {r["model"]: r for r in result.rows}["cnn"]["ext_f1"], abs=5e-4
+    )
+    assert (out / "calibration.png").stat().st_size > 0
+    assert "![reliability diagrams](calibration.png)" in report

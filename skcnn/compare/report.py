@@ -435,7 +435,7 @@ def _data_code(args):
     )
 
 
-def write_report(result, out, figures, per_class=()):
+def write_report(result, out, figures, per_class=(), ys=None):
     """report.md: verdict, table, plan, figures, robustness, rebuild code."""
     parts = [
         f"# skcnn compare: {result.data}",
@@ -478,6 +478,10 @@ def write_report(result, out, figures, per_class=()):
         if "robustness.png" in figures:
             parts += ["![robustness profile](robustness.png)"]
     parts += _per_class_section(result, per_class)
+    if ys is not None:
+        parts += _coverage_section(result, ys)
+        if "calibration.png" in figures:
+            parts += ["![reliability diagrams](calibration.png)"]
     mistakes = [f for f in figures if f.startswith("mistakes_")]
     if mistakes:
         parts += [
@@ -527,13 +531,20 @@ def write_outputs(
         )
         if summary_figures and images is not None:
             figures += _mistake_figures(result, out, [y_val, *y_exts], images)
+        if summary_figures:
+            figures += _calibration_figure(
+                result,
+                out,
+                [y_val, *y_exts],
+                lambda fig, name: _save_png(fig, out / name),
+            )
     except ImportError:
         print(
             "matplotlib not installed: no figures written (pip install 'skcnn[plot]').",
             file=sys.stderr,
         )
         figures = []
-    write_report(result, out, figures, per_class)
+    write_report(result, out, figures, per_class, [y_val, *y_exts])
 
 
 def _sets(result):
@@ -635,6 +646,90 @@ def _per_class_section(result, per_class):
     return parts
 
 
+# The shares of the most confident predictions the coverage table keeps.
+COVERAGES = (1.0, 0.9, 0.8)
+
+
+def _coverage_section(result, ys):
+    """F1 at 100/90/80% coverage by confidence, for the best row of each
+    family that has probabilities, per set."""
+    from .stats import selective_f1
+
+    chosen = [
+        r["model"] for _, r in featured(result) if r["model"] in result.probabilities
+    ]
+    if not chosen:
+        return []
+    sets = _sets(result)
+    head = (
+        "| model | "
+        + " | ".join(f"{label} {int(c * 100)}%" for label, _ in sets for c in COVERAGES)
+        + " |"
+    )
+    rule = "|---" * (1 + len(sets) * len(COVERAGES)) + "|"
+    lines = []
+    for model in chosen:
+        p = result.probabilities[model]
+        probas = [p[0], *p[1]]
+        classes = np.unique(np.concatenate([np.asarray(y) for y in ys]))
+        cells = [
+            f"{selective_f1(y, proba, classes, c):.3f}"
+            for y, proba in zip(ys, probas)
+            for c in COVERAGES
+        ]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return [
+        "## Confidence you can act on",
+        "Macro F1 on the share of each set's images a model is most confident about "
+        '(100%: every image; 90%: the model answers "I don\'t know" on its least '
+        "confident 10%), for the best row of each family with probabilities. A model "
+        "whose F1 rises with less coverage knows when it is unsure; the reliability "
+        "diagram (calibration.png) shows accuracy against confidence, and the *_ece "
+        "columns sum its gaps.",
+        "\n".join([head, rule, *lines]),
+    ]
+
+
+def _calibration_figure(result, out, ys, save_png):
+    """calibration.png: reliability diagrams (accuracy against confidence) of
+    the best row of each family with probabilities, one panel per set."""
+    import matplotlib.pyplot as plt
+
+    from .stats import calibration_error, reliability
+
+    chosen = [
+        r["model"] for _, r in featured(result) if r["model"] in result.probabilities
+    ]
+    if not chosen:
+        return []
+    sets = _sets(result)
+    classes = np.unique(np.concatenate([np.asarray(y) for y in ys]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4 * len(sets), 4), squeeze=False)
+    for ax, (label, name), y, i in zip(axes[0], sets, ys, range(len(sets))):
+        ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--")
+        for model in chosen:
+            p = result.probabilities[model]
+            proba = p[0] if i == 0 else p[1][i - 1]
+            points = reliability(y, proba, classes)
+            ece = calibration_error(y, proba, classes)
+            ax.plot(
+                [c for c, _, _ in points],
+                [a for _, a, _ in points],
+                marker="o",
+                label=f"{model} (ECE {ece:.3f})",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence (probability of the prediction)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} ({label})", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Reliability: on the diagonal, confidences mean what they say")
+    fig.tight_layout()
+    save_png(fig, "calibration.png")
+    return ["calibration.png"]
+
+
 # Images per row in a figure of the most confidently wrong predictions.
 N_MISTAKES = 8
 
@@ -688,12 +783,17 @@ def _mistake_figures(result, out, ys, images):
         )
         fig.tight_layout(rect=(0.08, 0, 1, 1))
         fname = f"mistakes_{label}.png"
-        atomic_write(
-            out / fname, lambda f: fig.savefig(f, format="png", dpi=100), what="figure"
-        )
-        plt.close(fig)
+        _save_png(fig, out / fname)
         written.append(fname)
     return written
+
+
+def _save_png(fig, path):
+    """Write ``fig`` to ``path`` whole or not at all, and close it."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), what="figure")
+    plt.close(fig)
 
 
 def _figure_name(kind, model):
@@ -714,10 +814,7 @@ def _write_figures(result, out, y_val, y_exts, per_model_figures, summary_figure
     written = []
 
     def save(fig, name):
-        atomic_write(
-            out / name, lambda f: fig.savefig(f, format="png", dpi=100), what="figure"
-        )
-        plt.close(fig)
+        _save_png(fig, out / name)
         written.append(name)
 
     ok = _ok(result)
