@@ -655,9 +655,7 @@ def _coverage_section(result, ys):
     family that has probabilities, per set."""
     from .stats import selective_f1
 
-    chosen = [
-        r["model"] for _, r in featured(result) if r["model"] in result.probabilities
-    ]
+    chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
     if not chosen:
         return []
     sets = _sets(result)
@@ -697,9 +695,7 @@ def _calibration_figure(result, out, ys, save_png):
 
     from .stats import calibration_error, reliability
 
-    chosen = [
-        r["model"] for _, r in featured(result) if r["model"] in result.probabilities
-    ]
+    chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
     if not chosen:
         return []
     sets = _sets(result)
@@ -741,7 +737,7 @@ def _mistake_figures(result, out, ys, images):
     import matplotlib.pyplot as plt
 
     written = []
-    chosen = [(family, r["model"]) for family, r in featured(result)]
+    chosen = featured(result)
     if not chosen or any(np.ndim(X) not in (3, 4) for X in images):
         return written  # 2-D images only (no volumes)
     for i, ((label, name), y, X) in enumerate(zip(_sets(result), ys, images)):
@@ -751,10 +747,13 @@ def _mistake_figures(result, out, ys, images):
             figsize=(1.4 * N_MISTAKES, 1.7 * len(chosen) + 0.6),
             squeeze=False,
         )
-        for (family, model), row in zip(chosen, axes):
+        for (family, r), row in zip(chosen, axes):
+            model = r["model"]
             pred = result.predictions[model][i]
             wrong = np.flatnonzero(pred != y)
-            p = result.probabilities.get(model)
+            # its own probabilities only (an SVM's, calibrated for the
+            # ensemble afterwards, are another model's)
+            p = result.probabilities.get(model) if "val_ece" in r else None
             if p is None:  # no probabilities (an SVM): the first mistakes
                 conf, worst = None, wrong[:N_MISTAKES]
             else:
@@ -764,7 +763,9 @@ def _mistake_figures(result, out, ys, images):
                 ax.axis("off")
             for ax, k in zip(row, worst):
                 img = X[k]
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+                # uint8 pixels as they are (not stretched per image: a dark
+                # image must look dark)
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
                 sure = "" if conf is None else f"\n{conf[k]:.2f}"
                 ax.set_title(f"{y[k]}->{pred[k]}{sure}", fontsize=8)
             row[0].text(
