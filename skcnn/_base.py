@@ -261,10 +261,6 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
         extra = self._extra_callbacks(module)
         self.net_ = build_net(plan, module, extra_callbacks=extra).initialize()
 
-    def _after_fit(self, valid):
-        """What a kind of estimator fits after training (classifiers: the
-        temperature), on the validation split ``valid`` (or None)."""
-
     def _record_history(self):
         self.history_, self.n_iter_, self.best_epoch_ = history_summary(self.net_)
 

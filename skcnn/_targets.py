@@ -200,6 +200,11 @@ class NetClassifierMixin(ClassifierMixin):
 class NetRegressorMixin(RegressorMixin):
     """Targets, losses and outputs of regression."""
 
+    def _after_fit(self, valid):
+        """What a kind of estimator fits after training, on the validation
+        split ``valid`` (or None): a regressor nothing (classifiers: the
+        temperature)."""
+
     def _encode_y(self, y, reset, classes=None):
         y = np.asarray(y, dtype=np.float32)
         single = y.ndim == 1
