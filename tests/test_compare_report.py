@@ -123,3 +123,14 @@ def test_coverage_table_and_reliability_figure(quick_run):
     )
     assert (out / "calibration.png").stat().st_size > 0
     assert "![reliability diagrams](calibration.png)" in report
+
+
+def test_the_mistakes_of_a_network_carry_its_saliency(quick_run):
+    from skcnn.compare.report import _saliency_maps
+
+    _, result = quick_run
+    _, _, X_val, *_ = load_comparison_data()
+    maps = _saliency_maps(result.fitted["cnn"], X_val[:3])
+    assert maps.shape == (3, 8, 8) and np.isfinite(maps).all() and maps.max() > 0
+    assert _saliency_maps(result.fitted["pca+svm"], X_val[:3]) is None
+    assert _saliency_maps(None, X_val[:3]) is None  # a row restored by a resume

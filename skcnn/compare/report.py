@@ -693,34 +693,51 @@ def _calibration_figure(result, out, ys, save_png):
     the best row of each family with probabilities, one panel per set."""
     import matplotlib.pyplot as plt
 
-    from .stats import calibration_error, reliability
+    from .stats import calibration_error, reliability, selective_f1
 
     chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
     if not chosen:
         return []
     sets = _sets(result)
     classes = np.unique(np.concatenate([np.asarray(y) for y in ys]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(4 * len(sets), 4), squeeze=False)
-    for ax, (label, name), y, i in zip(axes[0], sets, ys, range(len(sets))):
-        ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--")
+    fig, axes = plt.subplots(2, len(sets), figsize=(4 * len(sets), 7.5), squeeze=False)
+    coverages = np.linspace(1.0, 0.5, 11)
+    for i, ((label, name), y) in enumerate(zip(sets, ys)):
+        top, bottom = axes[0][i], axes[1][i]
+        top.plot([0, 1], [0, 1], color="gray", lw=1, ls="--")
         for model in chosen:
             p = result.probabilities[model]
             proba = p[0] if i == 0 else p[1][i - 1]
             points = reliability(y, proba, classes)
             ece = calibration_error(y, proba, classes)
-            ax.plot(
+            top.plot(
                 [c for c, _, _ in points],
                 [a for _, a, _ in points],
                 marker="o",
                 label=f"{model} (ECE {ece:.3f})",
             )
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("confidence (probability of the prediction)")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{name} ({label})", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Reliability: on the diagonal, confidences mean what they say")
+            bottom.plot(
+                100 * coverages,
+                [selective_f1(y, proba, classes, c) for c in coverages],
+                marker=".",
+                label=model,
+            )
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1.02)
+        top.set_xlabel("confidence (probability of the prediction)")
+        top.set_ylabel("accuracy")
+        top.set_title(f"{name} ({label}): reliability", fontsize=9)
+        top.legend(fontsize=7, loc="upper left")
+        bottom.invert_xaxis()
+        bottom.set_xlabel("% of images answered (the most confident)")
+        bottom.set_ylabel("macro F1 on them")
+        bottom.set_title(f"{name} ({label}): selective prediction", fontsize=9)
+        bottom.legend(fontsize=7, loc="lower left")
+    fig.suptitle(
+        "Reliability (on the diagonal, confidences mean what they say) and what an "
+        '"I don\'t know" below a confidence would buy',
+        fontsize=9,
+    )
     fig.tight_layout()
     save_png(fig, "calibration.png")
     return ["calibration.png"]
@@ -730,10 +747,21 @@ def _calibration_figure(result, out, ys, save_png):
 N_MISTAKES = 8
 
 
+def _saliency_maps(estimator, X):
+    """Gradient saliency of the predicted class for a fitted skcnn network
+    (None for other models, or a row restored without its model)."""
+    if estimator is None or not hasattr(estimator, "net_") or not len(X):
+        return None
+    from ..inspection import saliency
+
+    return saliency(estimator, X)
+
+
 def _mistake_figures(result, out, ys, images):
     """One figure per set: for the best row of each family, the images it
     got wrong with the highest confidence (true -> predicted, probability;
-    a row without probabilities shows its first mistakes)."""
+    a row without probabilities shows its first mistakes), with the saliency
+    of the prediction over the images of the network rows."""
     import matplotlib.pyplot as plt
 
     written = []
@@ -761,11 +789,14 @@ def _mistake_figures(result, out, ys, images):
                 worst = wrong[np.argsort(-conf[wrong], kind="stable")][:N_MISTAKES]
             for ax in row:
                 ax.axis("off")
-            for ax, k in zip(row, worst):
+            maps = _saliency_maps(result.fitted.get(model), X[worst])
+            for j, (ax, k) in enumerate(zip(row, worst)):
                 img = X[k]
                 # uint8 pixels as they are (not stretched per image: a dark
                 # image must look dark)
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+                if maps is not None:  # where the network looked for its answer
+                    ax.imshow(maps[j], cmap="inferno", alpha=0.45)
                 sure = "" if conf is None else f"\n{conf[k]:.2f}"
                 ax.set_title(f"{y[k]}->{pred[k]}{sure}", fontsize=8)
             row[0].text(
