@@ -198,7 +198,7 @@ def _forget_places(root, path, say=True):
     estimator). With ``say``, one warning line names what was left out."""
     from sklearn.base import BaseEstimator
 
-    from ._params import init_defaults, names_a_place, places
+    from ._params import init_defaults, split_places
 
     left, seen, stack = [], set(), [root]
     while stack:
@@ -208,13 +208,11 @@ def _forget_places(root, path, say=True):
         seen.add(id(obj))
         if isinstance(obj, BaseEstimator) and not isinstance(obj, type):
             cls = type(obj)
-            defaults = init_defaults(cls)
-            params = obj.get_params(deep=False)
-            for name, kind in places(cls).items():
-                if name in params and names_a_place(kind, params[name]):
-                    # the device is load()'s own argument: no news when reset
-                    if params[name] != defaults.get(name) and name != "device":
-                        left.append(f"{cls.__name__}.{name}={params[name]!r}")
+            _, dropped, news = split_places(cls, obj.get_params(deep=False))
+            left += [f"{cls.__name__}.{k}={v!r}" for k, v in news.items()]
+            if dropped:
+                defaults = init_defaults(cls)
+                for name in dropped:
                     setattr(obj, name, defaults.get(name))
         if isinstance(obj, dict):
             stack.extend(obj.values())

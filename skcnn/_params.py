@@ -53,6 +53,7 @@ __all__ = [
     "places",
     "shared_constraints",
     "shared_names",
+    "split_places",
 ]
 
 # -- vocabularies the constraints name and the engine uses ---------------------
@@ -544,6 +545,24 @@ def places(cls):
     for klass in reversed(cls.__mro__):
         found.update(klass.__dict__.get("_places", {}))
     return found
+
+
+def split_places(cls, params):
+    """``(kept, dropped, news)`` of ``params`` of the estimator class ``cls``:
+    the parameters a file may hold, those that name a place, a peer or
+    machine resources (:func:`places`, :func:`names_a_place`), and of these
+    the values worth a word: not the default, and not the device (which
+    ``skcnn.load`` takes as its own argument)."""
+    kinds, defaults = places(cls), init_defaults(cls)
+    kept, dropped, news = {}, {}, {}
+    for name, value in params.items():
+        if name in kinds and names_a_place(kinds[name], value):
+            dropped[name] = value
+            if value != defaults.get(name) and name != "device":
+                news[name] = value
+        else:
+            kept[name] = value
+    return kept, dropped, news
 
 
 def names_a_place(kind, value):

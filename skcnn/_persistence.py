@@ -22,7 +22,7 @@ import torch
 
 from ._data import INPUT_ORDERS
 from ._files import atomic_output, check_output_path
-from ._params import absent_values, init_defaults, names_a_place, places
+from ._params import absent_values, split_places
 from .augmentation import Augment
 from .pretrained import read_safetensors
 
@@ -42,29 +42,13 @@ def register(cls):
     return cls
 
 
-def _names_a_place(cls, name, value):
-    """Parameters a safe file does not write: what names a place, a peer or
-    this machine's resources (``_params.places``: folders, devices, thread
-    counts, callbacks)."""
-    kind = places(cls).get(name)
-    return kind is not None and names_a_place(kind, value)
-
-
 def restorable(cls, params, shown):
     """The parameters of a model file that loading may restore.
 
     What names a place, a peer or machine resources (``_params.places``) is
     never taken from a file, whoever wrote it: such a parameter loads as the
     class's default, and one line says which values were left out."""
-    defaults = init_defaults(cls)
-    kept, left = {}, {}
-    for name, value in params.items():
-        if _names_a_place(cls, name, value):
-            # the device is load()'s own argument: no news when it is reset
-            if value != defaults[name] and name != "device":
-                left[name] = value
-        else:
-            kept[name] = value
+    kept, _, left = split_places(cls, params)
     if left:
         said = ", ".join(f"{k}={v!r}" for k, v in sorted(left.items()))
         warnings.warn(
@@ -129,12 +113,12 @@ def save(estimator, path):
 
     check_output_path(path, "model file")
     fitted = estimator._fitted_state()
-    cls = type(estimator)
+    # a file names no places (folders, devices, thread counts, callbacks)
+    kept, _, _ = split_places(type(estimator), estimator.get_params(deep=False))
     params = {
         # weights given as a state dict are in the file's tensors
         k: None if k == "weights" and isinstance(v, dict) else _encode_param(k, v)
-        for k, v in estimator.get_params(deep=False).items()
-        if not _names_a_place(cls, k, v)
+        for k, v in kept.items()
     }
     header = {
         "format": _FORMAT,

@@ -279,15 +279,15 @@ def _infer_batch(module, dataset):
     large."""
     from ..models.adapter import InputAdapter
 
-    shape = tuple(getattr(getattr(dataset, "layout", None), "shape", ()) or ())
     if isinstance(dataset, TensorData):
         shape = tuple(dataset.X.shape[1:])
+    else:  # image files: the layout they are read to
+        shape = tuple(getattr(getattr(dataset, "layout", None), "shape", ()) or ())
     if not shape:
         return _INFER_BATCH
     values = math.prod(shape)
     adapter = next((m for m in module.modules() if isinstance(m, InputAdapter)), None)
     if adapter is not None and len(shape) == 3:
         channels = adapter.repeat or shape[0]
-        size = adapter.input_size or tuple(max(s, adapter.min_size) for s in shape[1:])
-        values = channels * math.prod(size)
+        values = channels * math.prod(adapter.output_size(shape[1:]))
     return int(max(1, min(_INFER_BATCH, _INFER_VALUES // max(values, 1))))

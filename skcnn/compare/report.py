@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_write
+from .data import _short
 
 __all__ = [
     "COLUMNS",
@@ -410,23 +411,18 @@ def _rebuild_section(result):
     ]
 
 
-_BUILT_IN = ("digits", "lfw", "lfw-subset", "shifted", "digits-printed")
-
-
 def _data_code(args):
     """Python that loads the run's training / validation split and external
-    sets as the run did (None without the run's arguments)."""
+    sets as the run did (None without the run's arguments); files and
+    folders by name, as the report shows them."""
     if not args:
         return None
-
-    def name(source):
-        return source if source in _BUILT_IN else Path(str(source)).name
-
-    externals = [name(e) for e in args.get("external") or []] or None
+    # _short keeps "digits", "shifted", ... as they are
+    externals = [_short(e) for e in args.get("external") or []] or None
     return (
         "from skcnn.compare import load_run_data\n\n"
         "X_train, y_train, X_val, y_val, externals = load_run_data(\n"
-        f"    {name(args['data'])!r},\n"
+        f"    {_short(args['data'])!r},\n"
         f"    {externals!r},\n"
         f"    image_size={args.get('image_size')!r},\n"
         f"    random_state={args.get('random_state')!r},\n"
@@ -650,12 +646,19 @@ def _per_class_section(result, per_class):
 COVERAGES = (1.0, 0.9, 0.8)
 
 
+def _featured_with_probabilities(result, ys):
+    """The models of :func:`featured` that have probabilities of their own,
+    and the classes (the probabilities' columns)."""
+    chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
+    return chosen, np.unique(np.concatenate([np.asarray(y) for y in ys]))
+
+
 def _coverage_section(result, ys):
     """F1 at 100/90/80% coverage by confidence, for the best row of each
     family that has probabilities, per set."""
     from .stats import selective_f1
 
-    chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
+    chosen, classes = _featured_with_probabilities(result, ys)
     if not chosen:
         return []
     sets = _sets(result)
@@ -669,7 +672,6 @@ def _coverage_section(result, ys):
     for model in chosen:
         p = result.probabilities[model]
         probas = [p[0], *p[1]]
-        classes = np.unique(np.concatenate([np.asarray(y) for y in ys]))
         cells = [
             f"{selective_f1(y, proba, classes, c):.3f}"
             for y, proba in zip(ys, probas)
@@ -695,11 +697,10 @@ def _calibration_figure(result, out, ys, save_png):
 
     from .stats import calibration_error, reliability, selective_f1
 
-    chosen = [r["model"] for _, r in featured(result) if "val_ece" in r]
+    chosen, classes = _featured_with_probabilities(result, ys)
     if not chosen:
         return []
     sets = _sets(result)
-    classes = np.unique(np.concatenate([np.asarray(y) for y in ys]))
     fig, axes = plt.subplots(2, len(sets), figsize=(4 * len(sets), 7.5), squeeze=False)
     coverages = np.linspace(1.0, 0.5, 11)
     for i, ((label, name), y) in enumerate(zip(sets, ys)):

@@ -323,12 +323,13 @@ def run_comparison(
         boots_ext = [PairedBootstrap(s.y, random_state=random_state) for s in sets]
         done = set()
         if saved:
+            classes = np.unique(y_train)
             done = restore_rows(
                 result,
                 saved,
-                (names, np.unique(y_train), [y_val, *(s.y for s in sets)]),
+                (names, classes, [y_val, *(s.y for s in sets)]),
                 lambda preds, probs: _scores(
-                    preds, y_val, sets, (boot_val, boots_ext), probs, np.unique(y_train)
+                    preds, y_val, sets, (boot_val, boots_ext), probs, classes
                 ),
                 progress,
             )

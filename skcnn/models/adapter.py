@@ -68,12 +68,16 @@ class InputAdapter(nn.Module):
             value = torch.as_tensor(value, dtype=torch.float32).clone()
             self.register_buffer(name, value.view(1, -1, 1, 1))
 
+    def output_size(self, spatial):
+        """The (H, W) that images of size ``spatial`` reach the backbone at."""
+        return self.input_size or tuple(max(s, self.min_size) for s in spatial)
+
     def forward(self, x):
         if x.ndim == 3:  # 1-D signals: a 1-row image
             x = x.unsqueeze(2)
         if self.repeat:
             x = x.expand(-1, self.repeat, -1, -1)
-        size = self.input_size or tuple(max(s, self.min_size) for s in x.shape[-2:])
+        size = self.output_size(x.shape[-2:])
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         if self.mean is not None:
