@@ -54,3 +54,20 @@ TINY_DN = dict(
     device="cpu",
     random_state=0,
 )
+
+
+class Branchy(torch.nn.Module):
+    """A module with data-dependent control flow: neither torch.fx nor
+    torch.export can trace it (eager PyTorch runs it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3)
+        self.b = torch.nn.Conv2d(4, 4, 3)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.a(x)
+        if x.sum() > 0:  # data-dependent
+            x = -x
+        return self.fc(self.b(x).mean((2, 3)))

@@ -209,19 +209,7 @@ def test_an_opset_the_exporter_does_not_write_is_an_error(tmp_path):
 
 
 def test_a_network_torch_export_cannot_trace_gets_one_plain_error(tmp_path):
-    import torch
-
-    class Branchy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = torch.nn.Conv2d(3, 4, 3)
-            self.fc = torch.nn.Linear(4, 2)
-
-        def forward(self, x):
-            x = self.a(x)
-            if x.sum() > 0:  # data-dependent: torch.export cannot trace it
-                x = -x
-            return self.fc(x.mean((2, 3)))
+    from .conftest import Branchy
 
     X = np.random.RandomState(0).randint(0, 255, (4, 8, 8, 3)).astype(np.uint8)
     fe = PretrainedFeatureExtractor(Branchy(), weights=None, device="cpu").fit(X)

@@ -217,18 +217,7 @@ def test_a_cut_is_a_traced_graph_not_a_hook(small_digits):
 
 
 def test_a_module_torch_fx_cannot_trace_gets_a_clear_error():
-    class Branchy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = torch.nn.Conv2d(3, 4, 3)
-            self.b = torch.nn.Conv2d(4, 4, 3)
-            self.fc = torch.nn.Linear(4, 2)
-
-        def forward(self, x):
-            x = self.a(x)
-            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
-                x = -x
-            return self.fc(self.b(x).mean((2, 3)))
+    from .conftest import Branchy
 
     X = np.zeros((2, 8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="torch.fx"):
