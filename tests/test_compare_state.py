@@ -42,12 +42,14 @@ def finished(tmp_path_factory):
 
 
 def _copy(finished, tmp_path, edit):
-    """A copy of the finished run's state.json, edited."""
+    """A copy of the finished run's state.json, edited ("NEST": a list nested
+    100,000 deep, as JSON text)."""
     out = tmp_path / "run"
     out.mkdir()
     state = json.loads((finished[0] / STATE).read_text())
     edit(state)
-    (out / STATE).write_text(json.dumps(state))
+    text = json.dumps(state).replace('"NEST"', "[" * 100_000 + "]" * 100_000)
+    (out / STATE).write_text(text)
     return out
 
 
@@ -137,8 +139,9 @@ def test_a_damaged_robustness_profile_is_dropped(finished, tmp_path):
         (lambda s: s["args"].update(cv="3"), "argument cv='3' is not int"),
         (lambda s: s["args"].update(external=[1]), "argument external"),
         (lambda s: s.update(rows={"a": 1}), "'rows' is a dict"),
+        (lambda s: s.update(rows="NEST"), "is not a comparison state"),
     ],
-    ids=["dask", "device", "cv-type", "external-type", "rows-type"],
+    ids=["dask", "device", "cv-type", "external-type", "rows-type", "deep-nesting"],
 )
 def test_resume_takes_only_typed_result_arguments(
     finished, tmp_path, edit, match, capsys

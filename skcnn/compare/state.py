@@ -107,7 +107,7 @@ def _read_state(out):
         )
     try:
         state = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise ValueError(f"{str(path)!r} is not a comparison state: {exc}.") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise ValueError(f"{str(path)!r} is not a comparison state ({_FORMAT}).")
@@ -185,7 +185,8 @@ def _number(value, low=0.0, high=None):
 
 
 def _json_value(value):
-    """Plain data a report may print (no objects, bounded nesting)."""
+    """Plain data a report may print (no objects; its nesting was bounded
+    by the JSON reader)."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return True
     if isinstance(value, list):
