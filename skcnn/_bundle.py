@@ -361,7 +361,7 @@ def _read_manifest(z, names, path):
     if _MANIFEST in names:
         try:
             manifest = json.loads(z.read(_MANIFEST))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
         if any(n.endswith("data.pkl") for n in names):
@@ -443,7 +443,13 @@ def _read_schema(data, path, max_size):
                 where=f"{_OBJECTS}/",
             )
             return json.loads(objects.read(_SCHEMA))
-    except (zipfile.BadZipFile, KeyError, ValueError, UnicodeDecodeError):
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,
+    ):
         raise ValueError(
             f"The bundle {str(path)!r} has a damaged {_OBJECTS} member (expected a "
             f"skops file with {_SCHEMA})."

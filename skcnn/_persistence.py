@@ -199,7 +199,7 @@ def load(path, device=None, *, name=None):
         raise ValueError(f"{shown!r} is not an skcnn model file (no skcnn header).")
     try:
         header = json.loads(meta["skcnn"])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         header = None
     if not isinstance(header, dict):
         raise ValueError(f"The skcnn header of {shown!r} is not a JSON object.")

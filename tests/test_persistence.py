@@ -356,8 +356,19 @@ def _raw_safetensors(path, header):
             ),
             "header of .*bad.safetensors.* is not a JSON object",
         ),
+        (
+            lambda p: _raw_safetensors(
+                p,
+                {
+                    # nested deeper than the JSON reader goes
+                    "__metadata__": {"skcnn": "[" * 100_000 + "]" * 100_000},
+                    "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                },
+            ),
+            "header of .*bad.safetensors.* is not a JSON object",
+        ),
     ],
-    ids=["truncated", "huge-shape", "header-not-object"],
+    ids=["truncated", "huge-shape", "header-not-object", "header-too-deep"],
 )
 def test_unreadable_model_files_are_named(tmp_path, make, match):
     CNNClassifier(**TINY).fit(X8, Y8).save(tmp_path / "good.safetensors")

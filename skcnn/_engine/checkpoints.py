@@ -113,7 +113,7 @@ def resume_best(checkpoint_dir, key, module):
     for meta_file in Path(checkpoint_dir).glob("fit-*/meta.json"):
         try:
             meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             warnings.warn(
                 f"Skipping the unreadable checkpoint record {meta_file}.",
                 UserWarning,
