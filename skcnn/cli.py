@@ -124,7 +124,7 @@ def _parser():
 
 def _groups():
     # The model table, without importing torch (skcnn --help stays fast).
-    from ._compare_names import GROUPS
+    from .compare.zoo import GROUPS
 
     return GROUPS
 

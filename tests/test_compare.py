@@ -12,9 +12,11 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
             "compare",
             "--quick",
             "--models",
-            "pca+svm,hog+svm,cnn,densenet",
+            "pca+svm,pixels+rf,cnn,densenet",
             "--budget",  # every row runs, whatever the machine's load
             "none",
+            "--n-jobs",  # fits in this process report each fold
+            "1",
             "--out",
             str(out),
         ]
@@ -22,7 +24,7 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     printed = captured.out
-    for name in ["pca+svm", "hog+svm", "cnn", "densenet"]:
+    for name in ["pca+svm", "pixels+rf", "cnn", "densenet"]:
         assert f"| {name} | ok |" in printed
     assert "val_f1" in printed and "ext_f1" in printed
     # progress: per-fit lines inside a row, elapsed time and an estimate of the rest
@@ -132,7 +134,7 @@ def test_the_default_run_lists_only_rows_that_can_run(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(
-        compare, "resolve_models", lambda models: ["pca+svm", "pretrained+logreg"]
+        compare, "resolve_models", lambda models, rows: ["pca+svm", "pretrained+logreg"]
     )
     lines = []
     result = compare.run_comparison(
@@ -222,9 +224,10 @@ def test_bad_options_fail_before_any_model_runs(argv, match, capsys, monkeypatch
 
 
 def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
+    from skcnn.compare import fit
     from skcnn.compare import run as compare
 
-    real = compare.GridSearchCV.fit
+    real = fit.GridSearchCV.fit
     calls = []
 
     def second_model_interrupted(self, *a, **k):
@@ -233,7 +236,7 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *a, **k)
 
-    monkeypatch.setattr(compare.GridSearchCV, "fit", second_model_interrupted)
+    monkeypatch.setattr(fit.GridSearchCV, "fit", second_model_interrupted)
     with pytest.raises(KeyboardInterrupt):
         compare.run_comparison(
             models=["pca+svm", "hog+svm"],
@@ -242,8 +245,13 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
             progress=lambda m: None,
         )
     text = (tmp_path / "results.csv").read_text()
-    # rows run in table order: hog+svm finished, pca+svm was interrupted
-    assert "hog+svm" in text and "pca+svm" not in text
+    # the row that ran first finished, the second was interrupted (cheap rows
+    # run first: which one that is follows the measured costs)
+    assert ("hog+svm" in text) != ("pca+svm" in text)
+    report = (tmp_path / "report.md").read_text()
+    first = "hog+svm" if "hog+svm" in text else "pca+svm"
+    second = ({"hog+svm", "pca+svm"} - {first}).pop()
+    assert "partial" in report and f"Still to run: {second}" in report
 
 
 @pytest.mark.slow
@@ -438,7 +446,7 @@ def test_data_with_too_few_classes_fails_before_any_model(
     tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setattr(
-        "skcnn.compare.run._run_row",
+        "skcnn.compare.run.fit_row",
         lambda *a, **k: pytest.fail("a model ran on data that cannot be compared"),
     )
     one = _folder(tmp_path / "one", {"cat": 12})

@@ -86,7 +86,7 @@ def test_npz_data_two_external_sets_ensemble_and_report(tmp_path):
     result = run_comparison(
         data,
         external=[ext, "shifted"],
-        models=["pca+svm", "cnn"],
+        models=["pixels+rf", "cnn"],
         quick=True,
         robustness=False,
         out=out,
@@ -99,13 +99,15 @@ def test_npz_data_two_external_sets_ensemble_and_report(tmp_path):
         "shifted validation",
     ]
     ok = {r["model"]: r for r in result.rows}
-    assert set(ok) == {"pca+svm", "cnn", "ensemble"}
+    assert set(ok) == {"pixels+rf", "cnn", "ensemble"}
     for r in ok.values():
         assert r["worst_ext_f1"] == min(r["ext_f1"], r["ext2_f1"])
         assert 0 <= r["ext2_f1_ci"][0] <= r["ext2_f1"] <= r["ext2_f1_ci"][1] <= 1
-    assert ok["ensemble"]["best_params"] == {"members": "cnn + pca+svm"}
-    # the ensemble is the mean of the members' probabilities
-    p = (result.probabilities["cnn"][0] + result.probabilities["pca+svm"][0]) / 2
+    # members of two families, chosen on validation; the vote is the weighted
+    # mean of the members' probabilities
+    members, weights = result.ensemble["members"], result.ensemble["weights"]
+    assert sorted(members) == ["cnn", "pixels+rf"] and sum(weights) == pytest.approx(1)
+    p = sum(w * result.probabilities[m][0] for m, w in zip(members, weights))
     np.testing.assert_array_equal(
         result.predictions["ensemble"][0], np.unique(y)[p.argmax(1)]
     )
@@ -157,8 +159,7 @@ def test_rebuild_code_rebuilds_the_row(tmp_path):
 
 def test_notes_say_one_class_and_chance():
     from skcnn.compare.data import chance_f1
-    from skcnn.compare.run import _scores
-    from skcnn.compare.stats import PairedBootstrap
+    from skcnn.compare.row import Sets
 
     class Set:
         label, name = "ext", "e"
@@ -166,14 +167,15 @@ def test_notes_say_one_class_and_chance():
     y = np.repeat([0, 1, 2], 20)
     s = Set()
     s.y = y
-    boots = (PairedBootstrap(y), [PairedBootstrap(y)])
-    scores = _scores([y, np.zeros_like(y)], y, [s], boots)
-    assert scores["notes"] == "ext: predicts one class"
-    assert scores["ext_f1"] == pytest.approx(0.5 / 3)  # F1 0.5 on one class of 3
+    sets = Sets.of(y, [s])
+    row = sets.row("m", [y, np.zeros_like(y)])
+    assert row["notes"] == "ext: predicts one class"
+    assert row["ext_f1"] == pytest.approx(0.5 / 3)  # F1 0.5 on one class of 3
+    assert row.scores["ext"].f1 == row["ext_f1"]  # the mapping is the flat row
     assert chance_f1(y) == pytest.approx(1 / 3)
     rng = np.random.default_rng(0)
     guess = rng.permutation(y)  # random guesses in the class proportions
-    assert "ext: not above chance" in _scores([y, guess], y, [s], boots)["notes"]
+    assert "ext: not above chance" in sets.row("m", [y, guess])["notes"]
 
 
 @pytest.mark.parametrize(
@@ -249,6 +251,9 @@ def test_resume_after_a_kill_gives_one_table_and_one_verdict(tmp_path):
     report = (out / "report.md").read_text()
     assert "the run stopped" not in report
     assert report.count("## Verdict") == 1
+    # every fitted row has its rebuild code, those of the stopped run too
+    for name in ["pixels+rf", "hog+svm", "pca+svm", "cnn", "ensemble"]:
+        assert f"### {name}\n" in report, name
     # a resumed run with other arguments is refused
     with pytest.raises(ValueError, match="started with other arguments"):
         run_comparison(
@@ -315,8 +320,8 @@ def test_a_feature_row_extracts_once_per_extractor_setting(monkeypatch):
     from sklearn.preprocessing import StandardScaler
 
     from skcnn import PretrainedFeatureExtractor
-    from skcnn.compare.plan import feature_step
-    from skcnn.compare.run import _feature_search
+    from skcnn.compare.fit import _feature_search
+    from skcnn.compare.registry import Built, RowSpec
     from skcnn.datasets import load_digits_images
 
     torch.manual_seed(0)
@@ -342,7 +347,8 @@ def test_a_feature_row_extracts_once_per_extractor_setting(monkeypatch):
             ("logreg", LogisticRegression(max_iter=300)),
         ]
     )
-    assert feature_step(pipe) == "features"
+    built = Built(RowSpec("mine", group="transfer", build=pipe), pipe, None)
+    assert built.feature_step == "features" and not built.network
     grid = {"features__layer": [-1, -2], "logreg__C": [0.1, 1.0]}
     folds = StratifiedKFold(3, shuffle=True, random_state=0)
     seen = []
@@ -352,7 +358,7 @@ def test_a_feature_row_extracts_once_per_extractor_setting(monkeypatch):
         "transform",
         lambda self, X: seen.append(len(X)) or transform(self, X),
     )
-    fast = _feature_search(pipe, grid, "f1_macro", folds, 1, X, y)
+    fast = _feature_search(pipe, grid, "f1_macro", folds, 1, X, y, "features")
     assert sum(seen) == 2 * len(X)
     seen.clear()
     slow = GridSearchCV(pipe, grid, scoring="f1_macro", cv=folds).fit(X, y)
@@ -369,41 +375,6 @@ def test_a_feature_row_extracts_once_per_extractor_setting(monkeypatch):
         slow.best_estimator_.predict_proba(X[:20]),
         atol=1e-3,
     )
-
-
-def test_no_time_is_kept_for_an_ensemble_without_a_network_row():
-    """The ensemble's reserve (an SVM's calibration) is kept only while a
-    network row runs or has run: with the CNN dropped by the budget, the
-    rows get that time."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.svm import SVC
-
-    from skcnn import CNNClassifier
-    from skcnn.baselines import ImageFlattener
-    from skcnn.compare.run import _plan
-
-    cheap = make_pipeline(ImageFlattener(), SVC())
-    candidates = {
-        "pca+svm": (cheap, {"svc__C": [1.0, 10.0]}),
-        "cnn": (CNNClassifier(max_epochs=30), None),
-    }
-    svm = Cost(m=100, const=0.0, fixed=0.0, per_epoch=1.0, predict=0.0)
-    costs = {
-        "pca+svm": svm,
-        "cnn": Cost(m=100, const=900.0, fixed=0.0, per_epoch=1.0, predict=0.0),
-    }
-    kw = dict(cv=3, n_train=100, n_predict=100, budget=30, rob_sizes=[0])
-    both = _plan(["pca+svm", "cnn"], candidates, costs, end_s=20.0, **kw)
-    assert not both.rows["cnn"].run and list(both.rows) == ["pca+svm", "cnn"]
-    assert both.budget > 25  # 0.95 x 30 less the fixed few seconds: no reserve
-    assert both.rows["pca+svm"].note == "full"
-    # a network row already fitted: there will be an ensemble, the reserve stays
-    kept = _plan(["pca+svm"], candidates, costs, end_s=20.0, network_done=True, **kw)
-    assert kept.budget < 10
-    # a network row that fits with the reserve: the same
-    costs["cnn"] = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.05, predict=0.0)
-    runs = _plan(["pca+svm", "cnn"], candidates, costs, end_s=20.0, **kw)
-    assert runs.rows["cnn"].run and runs.budget < 10
 
 
 def test_npz_files_that_cannot_be_data_fail_before_any_allocation(tmp_path, capsys):

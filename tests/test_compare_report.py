@@ -29,7 +29,7 @@ def test_calibration_error_by_hand():
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     result = run_comparison(
-        models=["pca+svm", "cnn"],
+        models=["pca+svm", "pixels+rf", "cnn"],
         quick=True,
         robustness=False,
         budget=None,

@@ -23,15 +23,27 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DEFAULT_BUDGET_S", "Cost", "RowPlan", "calibrate", "plan_rows"]
+__all__ = [
+    "DEFAULT_BUDGET_S",
+    "Cost",
+    "Pace",
+    "Planner",
+    "RowPlan",
+    "calibrate",
+    "calibrate_rows",
+    "plan_rows",
+]
 
 # The default budget of a run (seconds). The full digits table takes about
 # 120-230 s on 2 cores; a user's folder gets what fits in the same time.
 DEFAULT_BUDGET_S = 300.0
 # Seconds a row costs beyond its fits (its scores, table and report files).
 ROW_OVERHEAD_S = 1.0
-# Fewest epochs a network row is planned with.
+# Fewest epochs a network row is planned with: at least this, and at least a
+# quarter of its own epochs (a from-scratch CNN cut to 3 of its 30 onecycle
+# epochs predicted one class on volumes, where it scores 0.993 at 30).
 MIN_EPOCHS = 3
+MIN_EPOCH_SHARE = 0.25
 
 
 @dataclass
@@ -70,16 +82,22 @@ class RowPlan:
     cuts_epochs: bool = False  # this level trains fewer epochs than the row's own
     params: dict = field(default_factory=dict)  # set before a fit without search
 
-    def describe(self):
+    def trained(self):
+        """What the row gets, in words (without the time)."""
         if not self.run:
-            return f"not run: {self.note}"
+            return "not run"
         if self.grid is None:
             what = "one fit, no CV"
         else:
             n = _n_candidates(self.grid)
             what = f"{n} candidate(s) x {self.folds} folds"
         epochs = f", {self.epochs} epochs" if self.epochs else ""
-        return f"{what}{epochs}; ~{self.seconds:.0f}s"
+        return what + epochs
+
+    def describe(self):
+        if not self.run:
+            return f"not run: {self.note}"
+        return f"{self.trained()}; ~{self.seconds:.0f}s"
 
 
 @dataclass
@@ -98,24 +116,20 @@ def _n_candidates(grid):
     return int(np.prod([len(v) for v in grid.values()])) if grid else 1
 
 
-def is_network(estimator):
-    """A row whose estimator trains for epochs (a skcnn network)."""
-    return "max_epochs" in estimator.get_params(deep=False)
-
-
-def feature_step(estimator):
-    """The name of a Pipeline's first step when it is a pretrained feature
-    extractor (its search extracts once per extractor setting), else None."""
-    steps = getattr(estimator, "steps", None)
-    if steps and type(steps[0][1]).__name__ == "PretrainedFeatureExtractor":
-        return steps[0][0]
-    return None
-
-
-def _feature_candidates(estimator, grid):
+def _feature_candidates(built, grid):
     """How many extractor settings a feature row's grid holds."""
-    prefix = f"{feature_step(estimator)}__"
+    prefix = f"{built.feature_step}__"
     return _n_candidates({k: v for k, v in grid.items() if k.startswith(prefix)})
+
+
+def _built(estimator):
+    """A :class:`~skcnn.compare.registry.Built` row (an estimator alone is
+    read as a row of your own)."""
+    from .registry import Built, RowSpec
+
+    if isinstance(estimator, Built):
+        return estimator
+    return Built(RowSpec("row", group="classic", build=estimator), estimator, None)
 
 
 def _exponent(estimator):
@@ -152,14 +166,15 @@ def calibrate(estimator, X, y, *, random_state=0):
     second, so that cheap rows are measured on enough images and costly ones
     (a pretrained backbone) cost little to measure; networks once more with
     two epochs (the cost of an epoch)."""
-    network = is_network(estimator)
+    built = _built(estimator)
+    estimator, network = built.estimator, built.network
     t_start = time.perf_counter()
 
     def fit(m, epochs=1):
         X_m, y_m = _subsample(X, y, m, random_state)
         est = clone(estimator)
         if network:
-            est.set_params(max_epochs=epochs)
+            est.set_params(**{built.epochs_param: epochs})
         t, fitted = _timed(lambda: est.fit(X_m, y_m))
         return t, fitted, X_m
 
@@ -180,7 +195,8 @@ def calibrate(estimator, X, y, *, random_state=0):
             # a 2- and a 1-epoch fit's wall times was too noisy (the DenseNet
             # row on digits: 12 to 38 s estimated for the same fit)
             t3, fitted3, _ = fit(m, 3)
-            durs = [h["dur"] for h in fitted3.history_]  # skorch's EpochTimer
+            net = fitted3.steps[-1][1] if hasattr(fitted3, "steps") else fitted3
+            durs = [h["dur"] for h in net.history_]  # skorch's EpochTimer
             per_epoch = max(float(np.median(durs)), 1e-4)
             fixed = max(t3 - const - sum(durs), 0.0)
         else:
@@ -197,9 +213,10 @@ def calibrate(estimator, X, y, *, random_state=0):
     )
 
 
-def _levels(estimator, grid, cv, cost, n_train, n_predict):
+def _levels(built, grid, cv, cost, n_train, n_predict):
     """The row's configurations, from the full one to the cheapest."""
-    epochs = estimator.get_params()["max_epochs"] if is_network(estimator) else None
+    epochs = built.estimator.get_params()[built.epochs_param] if built.network else None
+    fewest = max(MIN_EPOCHS, int(np.ceil((epochs or 0) * MIN_EPOCH_SHARE)))
     first = {k: [v[0]] for k, v in grid.items()} if grid else grid
     # A fit without a search takes the grid's first candidate, not the
     # estimator's bare defaults (PCA keeping every component, ...).
@@ -213,16 +230,16 @@ def _levels(estimator, grid, cv, cost, n_train, n_predict):
             configs.append((first, 2, epochs, "first candidate, 2 folds"))
     configs.append((None, 0, epochs, "one fit, no search"))
     e = epochs
-    while e is not None and e // 2 >= MIN_EPOCHS:
+    while e is not None and e // 2 >= fewest:
         e //= 2
         configs.append((None, 0, e, f"one fit, {e} epochs"))
     out = []
     for g, folds, ep, note in configs:
         fits = 0.0
-        if g is not None and feature_step(estimator):
+        if g is not None and built.feature_step:
             # the training images extracted once per extractor setting; the
             # head's fits on features counted as half of a whole fit each
-            fits = _feature_candidates(estimator, g) * cost.fit(n_train) * 1.5
+            fits = _feature_candidates(built, g) * cost.fit(n_train) * 1.5
         elif g is not None:
             n_fold = n_train * (folds - 1) / folds
             fits = (
@@ -254,18 +271,20 @@ def robustness_seconds(costs, n_images):
 def plan_rows(
     rows, budget, *, cv, n_train, n_predict, pace=1.0, robustness=(200, 80, 0)
 ):
-    """A :class:`Plan` for ``rows`` (name -> (estimator, grid, Cost)) within
-    ``budget`` seconds (None: every row in full); estimates are multiplied
-    by ``pace`` (the measured ratio of actual to estimated time so far).
-    ``robustness``: the sizes the shift profile may have, largest first
-    (0: none)."""
+    """A :class:`Plan` for ``rows`` (name -> (Built row or estimator, grid,
+    Cost)) within ``budget`` seconds (None: every row in full); estimates
+    are multiplied by ``pace`` (the measured ratio of actual to estimated
+    time so far: a number, or name -> number). ``robustness``: the sizes the
+    shift profile may have, largest first (0: none)."""
+    paces = pace if isinstance(pace, dict) else dict.fromkeys(rows, pace)
     levels = {
         name: [
-            replace(p, seconds=p.seconds * pace)
-            for p in _levels(est, grid, cv, cost, n_train, n_predict)
+            replace(p, seconds=p.seconds * paces[name])
+            for p in _levels(_built(est), grid, cv, cost, n_train, n_predict)
         ]
         for name, (est, grid, cost) in rows.items()
     }
+    pace = max(paces.values(), default=1.0)
     at = dict.fromkeys(levels, 0)
     dropped = {}
     rob_sizes = list(robustness) or [0]
@@ -278,14 +297,17 @@ def plan_rows(
     def total():
         return sum(levels[n][i].seconds for n, i in at.items()) + rob_s(rob)
 
-    # Cut in this order, the largest saving first within each phase: the
-    # searches (folds, candidates), the robustness profile, the epochs (the
+    # Cut in this order, the largest saving first within each phase: a row
+    # that cannot fit at its cheapest, the searches (folds, candidates), the
+    # robustness profile, the epochs of a row that needs a third of the
+    # budget at its cheapest (then that row), the epochs of the others (the
     # cut that costs a model the most quality), then whole rows.
-    def step(epochs_too):
+    def step(epochs_too, among=None):
         steps = {
             n: levels[n][i].seconds - levels[n][i + 1].seconds
             for n, i in at.items()
             if i + 1 < len(levels[n])
+            and (among is None or n in among)
             and (epochs_too or not levels[n][i + 1].cuts_epochs)
         }
         best = max(steps, key=steps.get, default=None)
@@ -294,25 +316,35 @@ def plan_rows(
         at[best] += 1
         return True
 
+    def cheapest(name):
+        return min(p.seconds for p in levels[name])
+
     def drop(name):
-        dropped[name] = min(p.seconds for p in levels[name])
+        dropped[name] = cheapest(name)
         del at[name]
 
+    def largest(names):
+        return max(names, key=lambda n: levels[n][at[n]].seconds)
+
     while budget is not None and total() > budget:
+        hopeless = [n for n in at if cheapest(n) > budget]
+        if hopeless:
+            drop(largest(hopeless))
+            continue
         if step(epochs_too=False):
             continue
         if rob + 1 < len(rob_sizes):
             rob += 1
             continue
-        # A row that needs a third of the budget at its cheapest is left out
-        # before every network loses epochs to make room for it.
-        big = [n for n in at if min(p.seconds for p in levels[n]) > budget / 3]
+        big = [n for n in at if cheapest(n) > budget / 3]
+        if big and step(epochs_too=True, among=big):
+            continue
         if big:
-            drop(max(big, key=lambda n: levels[n][at[n]].seconds))
+            drop(largest(big))
         elif step(epochs_too=True):
             continue
         elif at:
-            drop(max(at, key=lambda n: levels[n][at[n]].seconds))
+            drop(largest(at))
         else:
             break
     plan = Plan(budget, robustness_n=rob_sizes[rob], robustness_s=rob_s(rob))
@@ -331,3 +363,135 @@ def plan_rows(
         else:
             plan.rows[name] = levels[name][at[name]]
     return plan
+
+
+def calibrate_rows(built, X, y, *, random_state, progress):
+    """name -> :class:`Cost` of every row of ``built`` (name -> Built), each
+    timed on a subsample of the data; a row that declares ``cost_as`` a row
+    of the run shares that row's measurement."""
+    costs = {}
+    if built:
+        progress(f"calibrating {len(built)} rows on a subsample of the training images")
+    from .fit import thread_limits
+
+    for name in sorted(built, key=lambda n: built[n].spec.cost_as in built):
+        like = built[name].spec.cost_as
+        if like in costs:  # the same model with noise or one more step
+            costs[name] = replace(costs[like], seconds=0.0)
+            continue
+        with thread_limits(built[name]):
+            costs[name] = calibrate(built[name], X, y, random_state=random_state)
+    return costs
+
+
+class Pace:
+    """The measured ratio of actual to estimated seconds, per kind of row
+    (networks, the others): the estimates of the rows still to run are
+    scaled by their kind's pace, in both directions (0.5-4x), so that time a
+    kind saves is planned again and a kind that runs slow is planned slower.
+    A kind with no finished row yet takes the others' pace when it is slow,
+    never when it is fast (a classic row's speed says little of a network's)."""
+
+    LOW, HIGH = 0.5, 4.0
+
+    def __init__(self):
+        self.sums = {}  # network? -> [estimated, actual]
+
+    def record(self, network, estimated, actual):
+        e, a = self.sums.setdefault(bool(network), [0.0, 0.0])
+        self.sums[bool(network)] = [e + estimated, a + actual]
+
+    def _ratio(self, key):
+        e, a = self.sums.get(key, (0.0, 0.0))
+        return None if e <= 0 else min(max(a / e, self.LOW), self.HIGH)
+
+    def of(self, network):
+        own = self._ratio(bool(network))
+        if own is not None:
+            return own
+        other = self._ratio(not network)
+        return 1.0 if other is None else min(max(other, 1.0), self.HIGH)
+
+
+class Planner:
+    """The plan of the rows still to run, made again before each row with
+    the time left and each kind's measured pace."""
+
+    def __init__(self, built, costs, cv, n_train, n_predict, budget, clock):
+        self.built, self.costs, self.cv, self.budget, self.clock = (
+            built,
+            costs,
+            cv,
+            budget,
+            clock,
+        )
+        self.n_train, self.n_predict = n_train, n_predict
+        self.deferred, self.pace_used, self.replayed = set(), 1.0, {}
+
+    def plan(self, names, rob_sizes, pace=None):
+        left = None
+        if self.budget is not None:
+            # a few seconds for the ranks, the report and the figures, and 5%
+            # of the budget for the estimates' error
+            left = max(
+                0.95 * (self.budget - self.clock.elapsed()) - 2.0 - 0.3 * len(names),
+                0.0,
+            )
+        rows = {n: (self.built[n], self.built[n].grid, self.costs[n]) for n in names}
+        paces = {n: pace.of(self.built[n].network) if pace else 1.0 for n in names}
+        return plan_rows(
+            rows,
+            left,
+            cv=self.cv,
+            n_train=self.n_train,
+            n_predict=self.n_predict,
+            pace=paces,
+            robustness=rob_sizes,
+        )
+
+    def first(self, names, rob_sizes, replayed):
+        if replayed:
+            plan = Plan(None, robustness_n=int(replayed.get("robustness_n") or 0))
+            for name in names:
+                record = replayed.get("plans", {}).get(name)
+                checked = (
+                    _checked_plan(record, self.built[name], self.cv)
+                    if record
+                    else "not run then"
+                )
+                plan.rows[name] = (
+                    checked if not isinstance(checked, str) else _not_replayed(checked)
+                )
+            self.replayed = plan.rows
+            return plan
+        plan = self.plan(names, rob_sizes)
+        # cheap rows first: a costly row's overrun cannot cost a cheap row its turn
+        plan.rows = dict(
+            sorted(plan.rows.items(), key=lambda kv: (not kv[1].run, kv[1].seconds))
+        )
+        self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+        return plan
+
+    def now(self, name, rest, pace, rob_n, replayed):
+        if replayed:
+            return self.replayed[name]
+        plan = self.plan([name, *rest], [rob_n], pace)
+        self.pace_used = pace.of(self.built[name].network)
+        self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+        return plan.rows[name]
+
+    def defer(self, name):
+        if name in self.deferred:
+            return False
+        self.deferred.add(name)
+        return True
+
+
+def _not_replayed(reason):
+    return RowPlan(None, 0, None, 0.0, f"not replayed: {reason}", run=False)
+
+
+def _checked_plan(record, built, cv):
+    from .state import checked_plan
+
+    return checked_plan(record, built, cv)

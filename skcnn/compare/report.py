@@ -11,6 +11,8 @@ import numpy as np
 
 from .._files import atomic_write
 from .data import _short
+from .state import save_state
+from .stats import ranked
 
 __all__ = [
     "COLUMNS",
@@ -20,6 +22,7 @@ __all__ = [
     "verdict",
     "write_outputs",
     "write_table",
+    "writer",
 ]
 
 COLUMNS = (
@@ -37,6 +40,7 @@ COLUMNS = (
     "ext_acc",
     "ext_ece",
     "ext_rank",
+    "trained",
     "fit_time_s",
 )
 GLOSSARY = (
@@ -44,8 +48,9 @@ GLOSSARY = (
     "val_*: the held-out validation split; ext_*, ext2_*, ...: the external test sets; "
     "*_ci: 95% paired-bootstrap interval; *_ece: expected calibration error of the "
     "predicted class's probability (15 confidence bins; 0 = confidences mean what "
-    "they say; rows with probabilities only); ext_rank: 'best' external F1, and the models "
-    "whose paired difference from the best is not significant; worst_ext_f1: the lowest "
+    "they say; rows with probabilities only); ext_rank: 'best' external F1 ('tied best' "
+    "when rows share it), and the models whose paired difference from the best is not "
+    "significant; trained: what the plan gave the row (candidates x folds, epochs); worst_ext_f1: the lowest "
     "F1 over the external sets; fit_time_s: the whole search and refit; notes: a set on "
     "which the model predicts one class, or whose F1 interval reaches the chance level "
     "(1 / classes: the macro F1 of guessing at random in the class proportions). F1 is "
@@ -68,7 +73,7 @@ def table_columns(result):
     ]
     if labels:
         extra.append("worst_ext_f1")
-    cut = COLUMNS.index("fit_time_s")
+    cut = COLUMNS.index("trained")
     return COLUMNS[:cut] + tuple(extra) + COLUMNS[cut:] + ("notes",)
 
 
@@ -128,16 +133,36 @@ def robustness_summary(profile):
     }
 
 
-def _set_verdict(ok, ext):
-    """The verdict lines of one external set."""
+def _set_verdict(ok, ext, flattered=None):
+    """The verdict lines of one external set (``flattered``: model -> the
+    shifts it trains with, when the set is skcnn's own shifted copy)."""
     label, name = ext["label"], ext["name"]
     best = max(ok, key=lambda r: r[f"{label}_f1"])
     lo, hi = best[f"{label}_f1_ci"]
+    tops = [r["model"] for r in ok if r.get(f"{label}_rank") == "tied best"]
     tied = [
         r["model"] for r in ok if r.get(f"{label}_rank") == "not significantly worse"
     ]
+    caveat = ""
+    if flattered is not None:
+        caveat = (
+            " (a set made by skcnn's own shifts of the validation split, not another "
+            "population"
+            + (
+                f"; {best['model']} trains with {', '.join(flattered[best['model']])}, "
+                "shifts that made it: its score here is flattered"
+                if best["model"] in flattered
+                else ""
+            )
+            + ")"
+        )
+    who = (
+        f"a tie between **{'**, **'.join(tops)}**"
+        if len(tops) > 1
+        else f"**{best['model']}**"
+    )
     lines = [
-        f"Best on the external set {name} ({label}): **{best['model']}**, macro F1 "
+        f"Best on the external set {name} ({label}){caveat}: {who}, macro F1 "
         f"{best[f'{label}_f1']:.3f} (95% interval {lo:.3f}-{hi:.3f}; chance "
         f"{ext['chance_f1']:.3f})."
     ]
@@ -146,11 +171,27 @@ def _set_verdict(ok, ext):
             f"On {name} it is not significantly better than {', '.join(tied)} (paired "
             "bootstrap on the same external images): treat these as tied."
         )
-    else:
+    elif len(tops) <= 1 and len(ok) > 1:
         lines.append(
             f"On {name} it is significantly better than every other model (paired "
             "bootstrap on the same external images)."
         )
+    return lines
+
+
+def _budget_lines(result, ok):
+    """A line per family whose rows trained with different budgets (their
+    differences may be the plan's, not the models')."""
+    lines = []
+    for family in ("classic", "networks", "transfer"):
+        rows = [r for r in ok if result.families.get(r["model"]) == family]
+        got = {r["model"]: r.get("trained", "") for r in rows}
+        if len(set(got.values())) > 1:
+            lines.append(
+                f"The {family} rows trained with different budgets ("
+                + "; ".join(f"{m}: {t}" for m, t in got.items())
+                + "): part of their differences is the plan's, not the models'."
+            )
     return lines
 
 
@@ -163,8 +204,19 @@ def verdict(result):
         {"label": "ext", "name": "external", "chance_f1": float("nan")}
     ]
     lines = []
+    if not result.finished:
+        lines.append(
+            "This report is partial: "
+            + (
+                f"{len(result.to_run)} row(s) still to run ({', '.join(result.to_run)}); "
+                if result.to_run
+                else ""
+            )
+            + "'best' below means best among the rows so far."
+        )
     for ext in externals:
-        lines += _set_verdict(ok, ext)
+        shifted = ext["name"] == "shifted validation"
+        lines += _set_verdict(ok, ext, result.flattered if shifted else None)
     if len(externals) > 1:
         robust = max(ok, key=lambda r: r["worst_ext_f1"])
         lines.append(
@@ -186,6 +238,7 @@ def verdict(result):
             "not pick the best external model: validation scores from the same "
             "population overstate how a model transfers."
         )
+    lines += _budget_lines(result, ok)
     flagged = [r["model"] for r in ok if r.get("notes")]
     if flagged:
         lines.append(
@@ -240,7 +293,9 @@ def _header(result):
         f"\n\nNot run: {name} ({reason.removeprefix('skipped: ')})."
         for name, reason in result.not_run.items()
     )
-    state = "" if result.finished else " (the run stopped or is still running)"
+    state = "" if result.finished else " (partial: the run stopped or is still running)"
+    if not result.finished and result.to_run:
+        not_run += f"\n\nStill to run: {', '.join(result.to_run)}."
     externals = (
         "".join(
             f"\n\nExternal set {e['label']} ({e['name']}): {e['description']}; "
@@ -339,12 +394,15 @@ def _ensemble_code(result):
     from sklearn.ensemble import VotingClassifier
 
     members = result.ensemble["members"]
-    classic = result.ensemble.get("classic")
-    if members[0] not in result.fitted or classic is None:
+    if not all(m in result.recipes for m in members):
         return None
     vote = VotingClassifier(
-        [("network", clone(result.fitted[members[0]])), ("classic", clone(classic))],
+        [
+            (m.replace("+", "_").replace("-", "_"), clone(result.recipes[m]))
+            for m in members
+        ],
         voting="soft",
+        weights=[round(w, 4) for w in result.ensemble["weights"]],
     )
     return rebuild_code(vote)
 
@@ -382,12 +440,14 @@ def _rebuild_section(result):
         if name == "ensemble":
             code = _ensemble_code(result)
         else:
-            code = rebuild_code(result.fitted[name]) if name in result.fitted else None
+            code = (
+                rebuild_code(result.recipes[name]) if name in result.recipes else None
+            )
         if code is None:
             continue
         export = (
-            _export_advice(result.fitted[name])
-            if name in result.fitted
+            _export_advice(result.recipes[name])
+            if name in result.recipes
             else "each member as its own row says."
         )
         parts.append(f"### {name}\n\n```python\n{code}\n```\n\nExport: {export}")
@@ -442,12 +502,18 @@ def write_report(result, out, figures, per_class=(), ys=None):
         table_markdown(result.rows, table_columns(result)),
     ]
     if result.ensemble:
-        net, cla = result.ensemble["members"]
-        by = result.ensemble["chosen_by"]
+        members = ", ".join(
+            f"{m} ({w:.0%})"
+            for m, w in zip(result.ensemble["members"], result.ensemble["weights"])
+        )
         parts += [
-            f"The ensemble row is a soft vote (the mean of predicted probabilities) of "
-            f"{net}, the best network by {by[0]}, and {cla}, the best classic model by "
-            f"{by[1]}, as fitted (no search of its own, hence no CV F1)."
+            "The ensemble row is a weighted soft vote of the rows as fitted: "
+            f"{members}. Its members were chosen by greedy ensemble selection "
+            "(Caruana et al. 2004): rows with probabilities added one at a time, with "
+            "replacement, each time the one that lowers the vote's validation log-loss "
+            "the most, from at least two families. The external sets played no part; "
+            "its validation scores are optimistic (the members were chosen on them), "
+            "and it has no CV F1."
         ]
     if "f1_bars.png" in figures:
         parts += ["![validation vs external F1](f1_bars.png)"]
@@ -554,21 +620,15 @@ def featured(result):
     """The best row of each family (classic, networks, transfer, ensemble) by
     validation F1: what the run may choose by without looking at the
     external sets. [(family, row)], in that order."""
-    from .._compare_names import GROUPS
-
     ok = _ok(result)
-    families = {
-        "classic": GROUPS["classic"],
-        "network": GROUPS["networks"],
-        "transfer": GROUPS["transfer"],
-        "ensemble": ("ensemble",),
-    }
+    families = {"classic": "classic", "network": "networks", "transfer": "transfer"}
     out = []
-    for family, names in families.items():
-        rows = [r for r in ok if r["model"] in names]
+    for family, group in families.items():
+        rows = [r for r in ok if result.families.get(r["model"]) == group]
         if rows:
             out.append((family, max(rows, key=lambda r: r["val_f1"])))
-    return out
+    rows = [r for r in ok if r["model"] == "ensemble"]
+    return out + [("ensemble", rows[0])] if rows else out
 
 
 def per_class_scores(result, ys):
@@ -915,3 +975,38 @@ def _write_figures(result, out, y_val, y_exts, per_model_figures, summary_figure
             ):
                 written.append(f)
     return written
+
+
+def writer(result, out, args, clock, sets, images, quick):
+    """A function that writes the table, report.md, the finished row's
+    figures and the state of the run as they stand (a run stopped at any
+    point leaves a report and can be resumed); ``name=None``: the end of the
+    run, with the summary figures (``final=False``: a stop)."""
+    y_val, y_ext = sets.ys[0], sets.ys[1:]
+
+    def write(name, final=True):
+        result.wall_time_s = clock.elapsed() + result.resumed_s
+        result.rows = ranked(result.rows, result.predictions, sets)
+        if out is None or not result.rows:
+            return
+        if not final:
+            write_outputs(result, out, y_val, y_ext, per_model_figures=[])
+            return
+        if quick:
+            figures = False
+        elif name is None:
+            figures = [n for n in result.predictions if n == "ensemble"]
+        else:
+            figures = [name] if name in result.predictions else []
+        write_outputs(
+            result,
+            out,
+            y_val,
+            y_ext,
+            per_model_figures=figures,
+            summary_figures=name is None,
+            images=images,
+        )
+        save_state(out, args, result, result.wall_time_s)  # last: the report exists
+
+    return write

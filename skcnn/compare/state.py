@@ -72,7 +72,9 @@ def save_state(out, args, result, elapsed_s):
         "args": args,
         "elapsed_s": elapsed_s,
         "robustness_n": result.robustness_n,
-        "rows": [r for r in result.rows if r.get("model") in ok],
+        "rows": [dict(r) for r in result.rows if r.get("model") in ok],
+        # what each row ran (--replay runs it again): grid, folds, epochs, params
+        "plans": {n: result.plans[n] for n in ok if n in result.plans},
         "searches": {n: result.searches.get(n) for n in ok},
         "predictions": {
             n: [np.asarray(p).tolist() for p in result.predictions[n]] for n in ok
@@ -215,6 +217,7 @@ def _checked_row(row, state, models, truth, classes):
         "fit_time_s": _number(row.get("fit_time_s")),
         "planned_s": row.get("planned_s") is None or _number(row["planned_s"]),
         "plan": isinstance(row.get("plan", ""), str),
+        "trained": isinstance(row.get("trained", ""), str),
     }
     bad = [k for k, ok in fields.items() if not ok]
     if bad:
@@ -251,6 +254,7 @@ def _checked_row(row, state, models, truth, classes):
         probs = (probs[0], probs[1:])
     kept = {k: row.get(k) for k in fields}
     kept["plan"] = kept["plan"] or ""
+    kept["trained"] = kept["trained"] or ""
     return kept, tuple(out), probs
 
 
@@ -258,8 +262,8 @@ def restore_rows(result, state, data, score, progress):
     """Put the finished rows of ``state`` into ``result``; return their names.
 
     ``data``: (the run's model names, the classes, the true labels of the
-    validation split and of each external set); ``score``: the run's scores
-    of one row's predictions and probabilities (or None). Scores are recomputed, never read; a row that
+    validation split and of each external set); ``score(name, predictions,
+    probabilities or None, fields)``: the run's Row of them. Scores are recomputed, never read; a row that
     fails a check is left to run again, and ``progress`` says why."""
     models, classes, truth = data
     done = set()
@@ -275,14 +279,14 @@ def restore_rows(result, state, data, score, progress):
         if name in done:
             progress(f"resume: {name} twice in {STATE}; the first kept")
             continue
-        scores = score(preds, probs)
+        scored = score(name, preds, probs, fields)
         stored = row.get("val_f1")
-        if not (_number(stored, 0, 1) and abs(stored - scores["val_f1"]) <= 1e-6):
+        if not (_number(stored, 0, 1) and abs(stored - scored["val_f1"]) <= 1e-6):
             progress(
                 f"resume: {name}: the stored validation F1 {stored!r} is not what its "
-                f"predictions score ({scores['val_f1']:.3f}); the table uses the latter"
+                f"predictions score ({scored['val_f1']:.3f}); the table uses the latter"
             )
-        result.rows.append({"model": name, "status": "ok", **fields, **scores})
+        result.rows.append(scored)
         search = state["searches"].get(name)
         result.searches[name] = search if _json_value(search) else None
         result.predictions[name] = preds
@@ -393,3 +397,62 @@ def _holder(lock):
     except PermissionError:
         pass  # alive, another user's
     return f"process {pid}, started {when}"
+
+
+def plan_record(row_plan):
+    """What ``state.json`` keeps of a row's plan (what --replay runs)."""
+    return {
+        "grid": row_plan.grid,
+        "folds": row_plan.folds,
+        "epochs": row_plan.epochs,
+        "params": row_plan.params,
+    }
+
+
+def _within(values, allowed):
+    return isinstance(values, list) and values and all(v in allowed for v in values)
+
+
+def checked_plan(record, built, cv):
+    """The :class:`~skcnn.compare.plan.RowPlan` a stored ``record`` asks for,
+    or the reason it cannot be run: only what the row's own search could
+    have run (its grid's keys and values, its folds, at most its epochs), so
+    that a replayed file sets no parameter the row's declaration does not."""
+    from .plan import RowPlan
+
+    if not isinstance(record, dict) or set(record) != {
+        "grid",
+        "folds",
+        "epochs",
+        "params",
+    }:
+        return "a damaged plan"
+    own = built.grid or {}
+    grid, folds, epochs, params = (
+        record[k] for k in ("grid", "folds", "epochs", "params")
+    )
+    if grid is not None and not (
+        isinstance(grid, dict)
+        and set(grid) <= set(own)
+        and all(_within(v, own[k]) for k, v in grid.items())
+    ):
+        return "a grid that is not the row's own"
+    if not isinstance(params, dict) or not all(
+        k in own and v in own[k] for k, v in params.items()
+    ):
+        return "parameters that are not the row's own"
+    if (
+        isinstance(folds, bool)
+        or not isinstance(folds, int)
+        or not ((grid is None and folds == 0) or 2 <= folds <= cv)
+    ):
+        return f"folds {folds!r}"
+    full = built.estimator.get_params()[built.epochs_param] if built.network else None
+    if epochs is not None and (
+        full is None
+        or isinstance(epochs, bool)
+        or not isinstance(epochs, int)
+        or not 1 <= epochs <= full
+    ):
+        return f"epochs {epochs!r}"
+    return RowPlan(grid, folds, epochs, 0.0, "replayed", params=params)

@@ -58,22 +58,34 @@ class PairedBootstrap:
         return (float(lo), float(hi))
 
 
-def _rank(result, boot, index=0, label="ext"):
-    """Mark the best F1 on external set ``index`` and the models not
-    significantly different from it: a paired bootstrap of the difference
-    whose 95% interval holds 0."""
-    ok = [r for r in result.rows if r.get("status") == "ok"]
+def ranked(rows, predictions, sets):
+    """``rows`` with their rank on every external set of ``sets``: "best"
+    (or "tied best" when several rows share the top F1), and "not
+    significantly worse" for a row whose paired-bootstrap difference from
+    the best has a 95% interval that holds 0."""
+    ok = [r for r in rows if r.ok]
     if not ok:
-        return
-    best = max(ok, key=lambda r: r[f"{label}_f1"])
-    best_scores = boot.scores(result.predictions[best["model"]][1 + index])
-    for r in ok:
-        if r is best:
-            r[f"{label}_rank"] = "best"
+        return rows
+    ranks = {r.model: {} for r in ok}
+    for i, (label, boot) in enumerate(zip(sets.labels, sets.boots)):
+        if label == "val":
             continue
-        diff = best_scores - boot.scores(result.predictions[r["model"]][1 + index])
-        lo, hi = np.quantile(diff, [0.025, 0.975])
-        r[f"{label}_rank"] = "not significantly worse" if lo <= 0 <= hi else ""
+        top = max(r.scores[label].f1 for r in ok)
+        tops = [r.model for r in ok if r.scores[label].f1 >= top - 1e-12]
+        best_scores = boot.scores(predictions[tops[0]][i])
+        for r in ok:
+            if r.model in tops:
+                ranks[r.model][label] = "best" if len(tops) == 1 else "tied best"
+                continue
+            diff = best_scores - boot.scores(predictions[r.model][i])
+            lo, hi = np.quantile(diff, [0.025, 0.975])
+            ranks[r.model][label] = "not significantly worse" if lo <= 0 <= hi else ""
+    out = []
+    for r in rows:
+        for label, rank in ranks.get(r.model, {}).items():
+            r = r.with_rank(label, rank)
+        out.append(r)
+    return out
 
 
 # Folder images are resized to at most this side: every row of the run

@@ -1,0 +1,66 @@
+"""What a comparison says while it runs: its start, its plan, the rows that
+cannot run here."""
+
+from __future__ import annotations
+
+import sys
+
+from ..pretrained import hub_checkpoint_dir
+
+__all__ = ["say", "say_not_available", "say_plan", "say_start"]
+
+
+def say(msg):
+    """The default progress: one line to stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def say_start(progress, result, ext, names, done, budget, dask, folds):
+    progress(
+        f"skcnn compare: {result.data_description}\n"
+        f"  train {result.n_train}, validation {result.n_val}, "
+        + ", ".join(f"{s.name} {len(s.y)}" for s in ext)
+        + f"; {len(names)} models, {folds} folds"
+        + (f", budget {budget:.0f}s" if budget is not None else ", no time budget")
+        + (f", {len(done)} rows from the stopped run" if done else "")
+        + (f", searches on the Dask cluster {dask}" if dask else "")
+        + "".join(f"\n  external set {s.label}: {s.description}" for s in ext)
+    )
+
+
+def say_plan(progress, result, plan, budget, replayed):
+    result.plan = {n: p.describe() for n, p in plan.rows.items()}
+    result.plan["robustness"] = (
+        f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
+        if plan.robustness_n
+        else "not run"
+    )
+    if not plan.rows and budget is None:
+        return
+    head = (
+        "replayed plan"
+        if replayed
+        else (
+            f"plan ({'budget ' + format(budget, '.0f') + 's, ' if budget is not None else ''}"
+            f"calibrated in {result.calibration_s:.1f}s; estimate {plan.seconds:.0f}s)"
+        )
+    )
+    progress(
+        f"{head}:\n"
+        + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())
+        + (
+            f"\n  robustness profile: {result.robustness_n} validation images"
+            + (f" (~{plan.robustness_s:.0f}s)" if plan.robustness_s else "")
+            if result.robustness_n
+            else "\n  robustness profile: not run"
+        )
+    )
+
+
+def say_not_available(name, reason, progress):
+    hint = (
+        f"; or place densenet121-a639ec97.pth in {hub_checkpoint_dir()}"
+        if "DenseNet" in reason
+        else ""
+    )
+    progress(f"{name}: {reason}{hint}")
