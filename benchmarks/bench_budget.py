@@ -4,6 +4,9 @@ several budgets on two data sets.
 
 - ``digits``: the bundled default (1,347 train / 450 validation 8x8 digits;
   external: the bundled printed digits);
+- ``digits2``: the default run with two external sets (issue 35): the
+  bundled printed digits and 5,000 printed digits of other font draws
+  (``render_font_digits(n_per_class=500, random_state=7)``) as an ``.npz``;
 - ``folder28``: a folder of 4,000 28x28 PNG digits, written by this script
   (scikit-learn's digits upscaled to 28 px, plus copies shifted by skcnn's
   augmentation with other seeds to reach 4,000; a stand-in for a user's
@@ -12,6 +15,12 @@ several budgets on two data sets.
   shifted validation split.
 
     python benchmarks/bench_budget.py --budgets 60 150 300 --data digits folder28
+    python benchmarks/bench_budget.py --data digits2 --busy --name bench_budget_busy
+
+``--busy`` keeps one core busy (another process spinning) for every run: the
+normal case on a user's machine. Per run: wall / budget, rows run, rows whose
+search ran in full, rows cut to one fit, the seconds left unused at the end,
+best external F1 per set; per row: first plan, as run, planned vs actual.
 
 Results: ``results/bench_budget.{csv,md}`` (one line per run) and
 ``results/bench_budget_rows.{csv,md}`` (one line per row of each run).
@@ -66,6 +75,31 @@ def make_folder28(root, n=4000):
     return data, ext
 
 
+class _Busy:
+    """Another process keeping one core busy while it lives."""
+
+    def __init__(self, on):
+        self.on, self.proc = on, None
+
+    def __enter__(self):
+        if self.on:
+            import subprocess
+            import sys
+
+            self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _full(r):
+    """The row ran its own configuration: no cut."""
+    return r.get("status") == "ok" and "(cut:" not in r.get("plan", "")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300])
@@ -73,11 +107,17 @@ def main():
     parser.add_argument(
         "--name", default="bench_budget", help="results/<name>*.{csv,md,log}"
     )
+    parser.add_argument("--busy", action="store_true", help="one core kept busy")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     runs, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"digits": ("digits", None, None)}
+        if "digits2" in args.data:
+            X5, y5 = render_font_digits(n_per_class=500, random_state=7)
+            np.savez(Path(tmp) / "printed5000.npz", X=X5, y=y5)
+            ext5 = str(Path(tmp) / "printed5000.npz")
+            sources["digits2"] = ("digits", ["digits-printed", ext5], None)
         if "folder28" in args.data:
             data, ext = make_folder28(tmp)
             sources["folder28"] = (data, [ext, "shifted"], 28)
@@ -87,7 +127,7 @@ def main():
                 print(f"== {name}, budget {budget:.0f}s", flush=True)
                 t0 = time.perf_counter()
                 log = RESULTS / f"{args.name}_{name}_{budget:.0f}.log"
-                with open(log, "w") as f:
+                with open(log, "w") as f, _Busy(args.busy):
                     result = run_comparison(
                         data,
                         external=external,
@@ -106,7 +146,17 @@ def main():
                         "wall_s": round(wall, 1),
                         "wall/budget": round(wall / budget, 2),
                         "calibration_s": round(result.calibration_s, 1),
+                        "busy": args.busy,
                         "rows_run": len(ok),
+                        "rows_full": sum(
+                            _full(r) for r in ok if r["model"] != "ensemble"
+                        ),
+                        "rows_one_fit": sum(
+                            "one fit" in r.get("plan", "")
+                            and "(cut:" in r.get("plan", "")
+                            for r in ok
+                        ),
+                        "unused_s": round(max(budget - wall, 0.0), 1),
                         "rows_not_run": sum(
                             r.get("status", "").startswith("not run")
                             for r in result.rows

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -62,6 +63,14 @@ def _parser():
         "that shape its results (data, external sets, models, folds, seed); how to "
         "run (--device, --n-jobs, --dask, --budget) comes from this command line; "
         "--budget is then the time for the rows still to run",
+    )
+    cmp.add_argument(
+        "--replay",
+        default=None,
+        metavar="OUT",
+        help="run again exactly the plan the run in OUT ran (each row's candidates, "
+        "folds and epochs, its seed and its options), with no time budget: the same "
+        "table on another machine or later (up to float rounding); write it to --out",
     )
     cmp.add_argument(
         "--models",
@@ -257,6 +266,19 @@ def _run_options(args):
         # What shapes the results comes from the folder (checked, typed);
         # how to run (device, jobs, Dask, budget) from this command line only.
         options.update(saved_args(args.resume), out=args.resume, resume=True)
+    if args.replay is not None:
+        from .compare.state import saved_args
+
+        if args.resume is not None:
+            raise ValueError("--replay and --resume do not go together.")
+        if (
+            args.out is not None
+            and Path(args.out).resolve() == Path(args.replay).resolve()
+        ):
+            raise ValueError(
+                "--replay writes a new run: give another --out than the folder replayed."
+            )
+        options.update(saved_args(args.replay), replay=args.replay, budget=None)
     return options
 
 

@@ -41,9 +41,15 @@ def _module(name):
         from . import stats as module
     elif name == "Row":
         from . import row as module
-    elif name in ("RowSpec", "register_row"):
+    elif name == "RowSpec":
         from . import registry as module
-    elif name in ("GROUPS", "MODEL_NAMES", "default_models", "resolve_models"):
+    elif name in (
+        "GROUPS",
+        "MODEL_NAMES",
+        "default_models",
+        "register_row",
+        "resolve_models",
+    ):
         from . import zoo as module
     else:
         from . import data as module

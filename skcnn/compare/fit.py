@@ -4,16 +4,20 @@ refit, its predictions on every set and its :class:`~skcnn.compare.row.Row`
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 from sklearn.base import clone
 from sklearn.metrics import f1_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.model_selection import (
+    GridSearchCV,
+    ParameterGrid,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from ..robustness import shift_profile
-from .plan import _n_candidates
+from .plan import thread_limits
 
 __all__ = ["Fitted", "add_profile", "fit_row", "profile_images", "robustness_profile"]
 
@@ -44,21 +48,6 @@ class _FitProgress:
             f"      fit {self.done}/{self.total}: fold F1 {score:.3f} ({self.clock})"
         )
         return score
-
-
-def thread_limits(built):
-    """The BLAS / OpenMP pools of a scikit-learn row limited as skcnn limits
-    torch's threads (the cores other processes do not keep busy): on a busy
-    2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
-    thread. A network row sets its own threads (one per fit in a
-    comparison: :func:`skcnn.compare.zoo.one_thread`)."""
-    if built.network:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    from .._device import fit_threads
-
-    return threadpool_limits(limits=fit_threads("auto"))
 
 
 def row_jobs(n_jobs):
@@ -107,7 +96,6 @@ def _feature_search(estimator, grid, scoring, folds, n_jobs, X, y, step):
     A search of 2 layers x 3 folds extracts the training images 2 times
     instead of 2 x 3 + 1.
     """
-    from sklearn.model_selection import ParameterGrid
     from sklearn.pipeline import Pipeline
 
     prefix = f"{step}__"
@@ -159,7 +147,7 @@ def fit_row(built, row_plan, data, sets, *, random_state, n_jobs, progress, cloc
             folds = StratifiedKFold(
                 n_splits=row_plan.folds, shuffle=True, random_state=random_state
             )
-            n_cand = _n_candidates(row_plan.grid)
+            n_cand = len(ParameterGrid(row_plan.grid))
             progress(
                 f"{tag}: {n_cand} candidate(s) x {row_plan.folds} folds + refit ({clock})"
             )

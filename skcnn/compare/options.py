@@ -38,6 +38,7 @@ def dask_backend(address):
 
 
 def as_list(external):
+    """``external`` as a list of sets (None: none given)."""
     if external is None:
         return []
     if isinstance(external, (str, Path)):
@@ -58,6 +59,8 @@ def flattered(sets, built):
 
 
 def warn_flattered(sets, built):
+    """Warn about the rows that train with the shifts of the ``shifted``
+    external set (:func:`flattered`)."""
     found = flattered(sets, built)
     if found:
         which = "; ".join(f"{n} ({', '.join(t)})" for n, t in found.items())

@@ -15,6 +15,7 @@ the time that is left and the pace measured so far.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,8 @@ __all__ = [
     "RowPlan",
     "calibrate",
     "calibrate_rows",
+    "checked_plan",
+    "plan_record",
     "plan_rows",
 ]
 
@@ -97,7 +100,8 @@ class RowPlan:
     def describe(self):
         if not self.run:
             return f"not run: {self.note}"
-        return f"{self.trained()}; ~{self.seconds:.0f}s"
+        cut = f" (cut: {self.note})" if self.note not in ("full", "replayed") else ""
+        return f"{self.trained()}; ~{self.seconds:.0f}s{cut}"
 
 
 @dataclass
@@ -228,7 +232,7 @@ def _levels(built, grid, cv, cost, n_train, n_predict):
             configs.append((grid, 2, epochs, "2 folds"))
         if _n_candidates(grid) > 1:
             configs.append((first, 2, epochs, "first candidate, 2 folds"))
-    configs.append((None, 0, epochs, "one fit, no search"))
+    configs.append((None, 0, epochs, "full" if grid is None else "one fit, no search"))
     e = epochs
     while e is not None and e // 2 >= fewest:
         e //= 2
@@ -365,6 +369,21 @@ def plan_rows(
     return plan
 
 
+def thread_limits(built):
+    """The BLAS / OpenMP pools of a scikit-learn row limited as skcnn limits
+    torch's threads (the cores other processes do not keep busy): on a busy
+    2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
+    thread. A network row sets its own threads (one per fit in a
+    comparison: :func:`skcnn.compare.zoo.one_thread`)."""
+    if built.network:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    from .._device import fit_threads
+
+    return threadpool_limits(limits=fit_threads("auto"))
+
+
 def calibrate_rows(built, X, y, *, random_state, progress):
     """name -> :class:`Cost` of every row of ``built`` (name -> Built), each
     timed on a subsample of the data; a row that declares ``cost_as`` a row
@@ -372,8 +391,6 @@ def calibrate_rows(built, X, y, *, random_state, progress):
     costs = {}
     if built:
         progress(f"calibrating {len(built)} rows on a subsample of the training images")
-    from .fit import thread_limits
-
     for name in sorted(built, key=lambda n: built[n].spec.cost_as in built):
         like = built[name].spec.cost_as
         if like in costs:  # the same model with noise or one more step
@@ -455,7 +472,7 @@ class Planner:
             for name in names:
                 record = replayed.get("plans", {}).get(name)
                 checked = (
-                    _checked_plan(record, self.built[name], self.cv)
+                    checked_plan(record, self.built[name], self.cv)
                     if record
                     else "not run then"
                 )
@@ -480,6 +497,14 @@ class Planner:
         self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
         return plan.rows[name]
 
+    def estimate(self, name, row_plan, rob_n):
+        """The row's estimate before any pace: its plan and its part of the
+        robustness profile (what the time it took is compared with)."""
+        if name not in self.costs:  # a replay: no estimates
+            return 0.0
+        rob = robustness_seconds([self.costs[name]], rob_n)
+        return row_plan.seconds / self.pace_used + rob
+
     def defer(self, name):
         if name in self.deferred:
             return False
@@ -491,7 +516,58 @@ def _not_replayed(reason):
     return RowPlan(None, 0, None, 0.0, f"not replayed: {reason}", run=False)
 
 
-def _checked_plan(record, built, cv):
-    from .state import checked_plan
+def plan_record(row_plan):
+    """What ``state.json`` keeps of a row's plan (what --replay runs)."""
+    return {
+        "grid": row_plan.grid,
+        "folds": row_plan.folds,
+        "epochs": row_plan.epochs,
+        "params": row_plan.params,
+    }
 
-    return checked_plan(record, built, cv)
+
+def _within(values, allowed):
+    return isinstance(values, list) and values and all(v in allowed for v in values)
+
+
+def checked_plan(record, built, cv):
+    """The :class:`~skcnn.compare.plan.RowPlan` a stored ``record`` asks for,
+    or the reason it cannot be run: only what the row's own search could
+    have run (its grid's keys and values, its folds, at most its epochs), so
+    that a replayed file sets no parameter the row's declaration does not."""
+    if not isinstance(record, dict) or set(record) != {
+        "grid",
+        "folds",
+        "epochs",
+        "params",
+    }:
+        return "a damaged plan"
+    own = built.grid or {}
+    grid, folds, epochs, params = (
+        record[k] for k in ("grid", "folds", "epochs", "params")
+    )
+    if grid is not None and not (
+        isinstance(grid, dict)
+        and set(grid) <= set(own)
+        and all(_within(v, own[k]) for k, v in grid.items())
+    ):
+        return "a grid that is not the row's own"
+    if not isinstance(params, dict) or not all(
+        k in own and v in own[k] for k, v in params.items()
+    ):
+        return "parameters that are not the row's own"
+    if (
+        isinstance(folds, bool)
+        or not isinstance(folds, int)
+        or not ((grid is None and folds == 0) or 2 <= folds <= cv)
+    ):
+        return f"folds {folds!r}"
+    full = built.estimator.get_params()[built.epochs_param] if built.network else None
+    if epochs is not None and (
+        full is None
+        or isinstance(epochs, bool)
+        or not isinstance(epochs, int)
+        or not 1 <= epochs <= full
+    ):
+        return f"epochs {epochs!r}"
+    return RowPlan(grid, folds, epochs, 0.0, "replayed", params=params)

@@ -16,6 +16,7 @@ def say(msg):
 
 
 def say_start(progress, result, ext, names, done, budget, dask, folds):
+    """The run in a few lines: data, sets, rows, folds, budget."""
     progress(
         f"skcnn compare: {result.data_description}\n"
         f"  train {result.n_train}, validation {result.n_val}, "
@@ -29,6 +30,7 @@ def say_start(progress, result, ext, names, done, budget, dask, folds):
 
 
 def say_plan(progress, result, plan, budget, replayed):
+    """The plan of every row (kept in ``result.plan`` for the report)."""
     result.plan = {n: p.describe() for n, p in plan.rows.items()}
     result.plan["robustness"] = (
         f"{plan.robustness_n} images, ~{plan.robustness_s:.0f}s"
@@ -58,6 +60,7 @@ def say_plan(progress, result, plan, budget, replayed):
 
 
 def say_not_available(name, reason, progress):
+    """Say why row ``name`` cannot run here, and what would let it."""
     hint = (
         f"; or place densenet121-a639ec97.pth in {hub_checkpoint_dir()}"
         if "DenseNet" in reason

@@ -23,7 +23,7 @@ A row of your own is one declaration::
         why="a non-parametric baseline on HOG features",
     )
     run_comparison("digits", extra_rows=[knn])   # this run only
-    # or register_row(knn): every later run in this process
+    # or skcnn.compare.register_row(knn): every later run in this process
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ __all__ = [
     "RowSpec",
     "groups",
     "register_row",
-    "registered",
     "resolve_models",
+    "rows_with",
 ]
 
 # The families of rows: the groups of --models, and what the ensemble's
@@ -242,10 +242,10 @@ def register_row(spec, *, replace=False):
     return spec
 
 
-def registered(extra=()):
-    """name -> RowSpec: the registered rows in table order, then ``extra``."""
-    from . import zoo  # noqa: F401  (declares the built-in rows)
-
+def rows_with(extra=()):
+    """name -> RowSpec: the rows registered so far in table order, then
+    ``extra`` (:func:`skcnn.compare.zoo.registered`: with the built-in
+    rows declared first)."""
     rows = dict(_REGISTRY)
     for spec in extra:
         if not isinstance(spec, RowSpec):
@@ -258,18 +258,16 @@ def registered(extra=()):
     return rows
 
 
-def groups(rows=None):
-    """group -> row names: the families, "noise" and "all"."""
-    rows = registered() if rows is None else rows
+def groups(rows):
+    """group -> the names of ``rows``: the families, "noise" and "all"."""
     out = {g: tuple(n for n, s in rows.items() if s.group == g) for g in FAMILIES}
     out["noise"] = tuple(n for n, s in rows.items() if s.noise)
     out["all"] = tuple(rows)
     return out
 
 
-def resolve_models(models, rows=None):
-    """Names and groups -> the row names, in table order."""
-    rows = registered() if rows is None else rows
+def resolve_models(models, rows):
+    """Names and groups of ``rows`` -> the row names, in table order."""
     if models is None:
         return list(rows)
     found = groups(rows)

@@ -91,11 +91,7 @@ def _fmt(v):
 
 def _space(grid):
     if grid is None:
-        return (
-            "one fit on the training split, no search, no CV F1 (a fine-tuning row "
-            "always: cross-validating it costs minutes on a CPU; another row when the "
-            "plan cut its search to fit the budget, with its grid's first candidate)"
-        )
+        return "one fit, no search (no CV F1)"
     if not grid:
         return "defaults, no search"
     return "; ".join(f"{k.split('__')[-1]} in {list(v)}" for k, v in grid.items())
@@ -317,8 +313,16 @@ def _header(result):
 
 
 def _spaces(result):
+    """Each row's search space and, once, its reason to be in the table."""
     return "".join(
-        f"- {name}: {_space(grid)}\n" for name, grid in result.searches.items()
+        f"- {name}: {_space(grid)}"
+        + (f" ({result.reasons[name]})" if result.reasons.get(name) else "")
+        + "\n"
+        for name, grid in result.searches.items()
+    ) + (
+        "\nA row the plan cut to one fit is fitted with its grid's first candidate."
+        if any(g is None for g in result.searches.values())
+        else ""
     )
 
 

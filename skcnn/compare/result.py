@@ -12,7 +12,7 @@ from sklearn.base import clone
 from .data import _short, chance_f1, describe_data, summarize_images
 from .ensemble import ensemble_row
 from .fit import add_profile, robustness_profile
-from .state import checked_plan, plan_record
+from .plan import checked_plan, plan_record
 
 __all__ = ["ComparisonResult"]
 
@@ -56,6 +56,7 @@ class ComparisonResult:
     to_run: list = field(default_factory=list)  # rows not yet run (a stopped run)
     flattered: dict = field(default_factory=dict)  # model -> shifts it trains with
     families: dict = field(default_factory=dict)  # model -> its group
+    reasons: dict = field(default_factory=dict)  # model -> why it is in the table
 
     def columns(self):
         from .report import table_columns

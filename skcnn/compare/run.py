@@ -18,7 +18,7 @@ from .fit import add_profile, fit_row, profile_images, robustness_profile, row_j
 from .options import as_list, check_options, dask_backend, flattered, warn_flattered
 from .plan import DEFAULT_BUDGET_S, Pace, Planner, calibrate_rows
 from .progress import say, say_not_available, say_plan, say_start
-from .registry import Context, registered, resolve_models
+from .registry import Context
 from .report import writer
 from .result import ComparisonResult
 from .row import Row, Sets
@@ -29,6 +29,7 @@ from .state import (
     restore_rows,
     robustness_size,
 )
+from .zoo import registered, resolve_models
 
 __all__ = ["ComparisonResult", "run_comparison"]
 
@@ -208,10 +209,7 @@ def run_comparison(
         queue, pace = list(plan.rows), Pace()
         try:
             with dask_backend(dask) if dask else contextlib.nullcontext():
-                for name in run.names:
-                    if run.built[name].reason is not None and name not in done:
-                        say_not_available(name, run.built[name].reason, progress)
-                        result.add(Row(name, run.built[name].reason))
+                run.say_not_available(done)
                 while queue:
                     name = queue.pop(0)
                     tag = f"[{len(result.rows) + 1}/{len(run.names)}] {name}"
@@ -231,19 +229,14 @@ def run_comparison(
                         jobs = -1 if dask else row_jobs(n_jobs)
                         run.fit(name, row_plan, tag, jobs, clock)
                         seconds = time.perf_counter() - t0
-                        estimated = row_plan.seconds / planner.pace_used
+                        estimated = planner.estimate(
+                            name, row_plan, result.robustness_n
+                        )
                         pace.record(run.built[name].network, estimated, seconds)
                     result.to_run.remove(name)
                     clock.left.pop(name, None)
                     write(name)
-                result.add_ensemble(
-                    run.sets,
-                    run.classes,
-                    (run.X_sets[0], run.sets.ys[0]),
-                    run.rob_data,
-                    random_state,
-                    progress,
-                )
+                run.add_ensemble()
         except BaseException:
             write(None, final=False)
             raise
@@ -279,6 +272,7 @@ class _Run:
         )
         self.built = {n: _one_thread(specs[n].make(ctx)) for n in self.names}
         self.families = {n: specs[n].group for n in self.names}
+        self.reasons = {n: specs[n].why for n in self.names}
         self.rob_data = None
 
     def result(self, budget):
@@ -292,7 +286,7 @@ class _Run:
             split,
             self.ext,
         )
-        result.families = self.families
+        result.families, result.reasons = self.families, self.reasons
         missing = {n: b.reason for n, b in self.built.items() if b.reason is not None}
         if self.args["models"] is None:  # the default run names what cannot run here
             result.not_run = missing
@@ -320,6 +314,24 @@ class _Run:
         result.resumed_s = elapsed_before(saved, self.progress)
         result.keep_plans(saved, self.built, self.args["cv"], done)
         return done
+
+    def say_not_available(self, done):
+        for name in self.names:
+            reason = self.built[name].reason
+            if reason is not None and name not in done:
+                say_not_available(name, reason, self.progress)
+                self._result.add(Row(name, reason))
+
+    def add_ensemble(self):
+        val = (self.X_sets[0], self.sets.ys[0])
+        self._result.add_ensemble(
+            self.sets,
+            self.classes,
+            val,
+            self.rob_data,
+            self.random_state,
+            self.progress,
+        )
 
     def fit(self, name, row_plan, tag, n_jobs, clock):
         result = self._result

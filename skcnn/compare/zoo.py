@@ -6,8 +6,19 @@ from __future__ import annotations
 
 import math
 
-from .registry import Context, RowSpec, groups, register_row, registered
+from .registry import Context, RowSpec, groups, register_row, rows_with
 from .registry import resolve_models as _resolve
+
+# CALIBRATE_AS, GROUPS and MODEL_NAMES: derived from the registry when read
+# (module __getattr__ below).
+__all__ = [
+    "cnn_filters",
+    "default_models",
+    "noise_levels",
+    "register_row",
+    "registered",
+    "resolve_models",
+]
 
 
 def cnn_filters(image_shape, volumes=False):
@@ -447,10 +458,16 @@ def _shift_transforms(estimator, grid):
     return sorted(found)
 
 
-def resolve_models(models):
+def registered(extra=()):
+    """name -> RowSpec: the built-in rows, the rows registered since
+    (:func:`register_row`), then ``extra``, in table order."""
+    return rows_with(extra)
+
+
+def resolve_models(models, rows=None):
     """Names and groups (:func:`~skcnn.compare.registry.groups`) -> the
     model names, in table order."""
-    return _resolve(models)
+    return _resolve(models, registered() if rows is None else rows)
 
 
 def __getattr__(name):
@@ -458,7 +475,7 @@ def __getattr__(name):
     if name == "MODEL_NAMES":
         return tuple(registered())
     if name == "GROUPS":
-        return groups()
+        return groups(registered())
     if name == "CALIBRATE_AS":
         return {n: s.cost_as for n, s in registered().items() if s.cost_as}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
