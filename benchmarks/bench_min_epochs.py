@@ -2,7 +2,7 @@
 comparison's CNN row (one thread, a onecycle schedule over ``max_epochs``) on
 digits and on the generated 3-D shapes, at the epochs the planner may cut it
 to. The planner's floor (``skcnn.compare.plan.MIN_EPOCHS`` and
-``MIN_EPOCH_SHARE``: at least a quarter of the row's own epochs) comes from
+``MIN_EPOCH_SHARE``: at least half of the row's own epochs) comes from
 this table.
 
     python benchmarks/bench_min_epochs.py --seeds 0 1 2

@@ -404,3 +404,85 @@ def test_npz_files_that_cannot_be_data_fail_before_any_allocation(tmp_path, caps
     assert main(["compare", "--data", str(tmp_path / "few.npz")]) == 2
     err = capsys.readouterr().err
     assert "20 images in 10 classes: too few" in err and "at least 40" in err
+
+
+def test_pace_is_per_family_and_goes_both_ways():
+    """Rows that ran faster than planned give their time back to their
+    family; a family with no finished row takes another's pace only when it
+    is slow."""
+    from skcnn.compare.plan import Pace
+
+    pace = Pace()
+    assert pace.of("networks") == pace.of("classic") == 1.0
+    pace.record("classic", 10.0, 4.0)  # classic rows ran 2.5x faster than planned
+    assert pace.of("classic") == 0.75  # the floor
+    assert pace.of("transfer") == 1.0  # says nothing of a pretrained network
+    pace.record("classic", 10.0, 60.0)  # now 64 s for 20 planned
+    assert pace.of("classic") == pytest.approx(3.2)
+    assert pace.of("transfer") == pytest.approx(3.2)  # slow: a busy machine
+    pace.record("transfer", 10.0, 5.0)
+    assert pace.of("transfer") == 0.75
+
+
+def test_the_last_row_of_a_family_is_dropped_last():
+    """A tight budget drops a third CNN before the only transfer row."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skcnn import CNNClassifier
+    from skcnn.compare.registry import Built, RowSpec
+
+    def row(name, group, est, per_epoch):
+        cost = Cost(m=100, const=0.0, fixed=0.0, per_epoch=per_epoch, predict=0.0)
+        return (Built(RowSpec(name, group, est), est, None), None, cost)
+
+    probe = make_pipeline(FunctionTransformer(), FunctionTransformer())
+    rows = {
+        "cnn": row("cnn", "networks", CNNClassifier(max_epochs=2), 1.0),
+        "cnn+aug": row("cnn+aug", "networks", CNNClassifier(max_epochs=2), 1.0),
+        "transfer": row("transfer", "transfer", probe, 9.0),
+    }
+    plan = plan_rows(rows, 14, cv=3, n_train=100, n_predict=0, robustness=[0])
+    assert plan.rows["transfer"].run
+    assert sum(plan.rows[n].run for n in ("cnn", "cnn+aug")) == 1
+
+
+def test_cheap_rows_run_first_and_a_row_that_does_not_fit_gets_a_second_try():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import SVC
+
+    from skcnn import CNNClassifier
+    from skcnn.baselines import ImageFlattener
+    from skcnn.compare.plan import Planner
+    from skcnn.compare.registry import Built, RowSpec
+
+    def built(name, est, grid):
+        return Built(RowSpec(name, "classic", est), est, grid)
+
+    svm = make_pipeline(ImageFlattener(), SVC())
+    rows = {
+        "net": built("net", CNNClassifier(max_epochs=30), None),
+        "svm": built("svm", svm, {"svc__C": [1.0, 10.0]}),
+    }
+    costs = {
+        "net": Cost(m=100, const=0.0, fixed=0.0, per_epoch=1.0, predict=0.0),
+        "svm": Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.1, predict=0.0),
+    }
+
+    class Clock:
+        left, now = {}, 0.0
+
+        def elapsed(self):
+            return self.now
+
+    clock = Clock()
+    planner = Planner(rows, costs, 3, 100, 100, 60.0, clock)
+    plan = planner.first(["net", "svm"], [0], None)
+    assert list(plan.rows) == ["svm", "net"]  # the table's order is another
+    assert plan.rows["net"].run and plan.rows["net"].epochs == 30
+    # the time is gone when its turn comes: not run now, a second try later
+    clock.now = 55.0
+    from skcnn.compare.plan import Pace
+
+    late = planner.now("net", [], Pace(), 0, None)
+    assert not late.run and planner.defer("net") and not planner.defer("net")

@@ -42,11 +42,12 @@ __all__ = [
 DEFAULT_BUDGET_S = 300.0
 # Seconds a row costs beyond its fits (its scores, table and report files).
 ROW_OVERHEAD_S = 1.0
-# Fewest epochs a network row is planned with: at least this, and at least a
-# quarter of its own epochs (a from-scratch CNN cut to 3 of its 30 onecycle
-# epochs predicted one class on volumes, where it scores 0.993 at 30).
+# Fewest epochs a network row is planned with: at least this, and at least
+# half of its own epochs. benchmarks/bench_min_epochs.py (the CNN row, 3
+# seeds): on 16^3 volumes 3-8 of its 30 onecycle epochs gave F1 0.24-0.77,
+# 15 gave 1.0 as 30 did; on digits 3 gave 0.87-0.93, 15 the score of 30.
 MIN_EPOCHS = 3
-MIN_EPOCH_SHARE = 0.25
+MIN_EPOCH_SHARE = 0.5
 
 
 @dataclass
@@ -281,6 +282,7 @@ def plan_rows(
     time so far: a number, or name -> number). ``robustness``: the sizes the
     shift profile may have, largest first (0: none)."""
     paces = pace if isinstance(pace, dict) else dict.fromkeys(rows, pace)
+    families = {name: _built(est).spec.group for name, (est, _, _) in rows.items()}
     levels = {
         name: [
             replace(p, seconds=p.seconds * paces[name])
@@ -330,6 +332,14 @@ def plan_rows(
     def largest(names):
         return max(names, key=lambda n: levels[n][at[n]].seconds)
 
+    def covered(names):
+        """The rows of ``names`` whose family another planned row covers:
+        dropped first (the last row of a family, such as the only ImageNet
+        transfer row, is worth more than a third CNN)."""
+        return [
+            n for n in names if any(families[m] == families[n] for m in at if m != n)
+        ]
+
     while budget is not None and total() > budget:
         hopeless = [n for n in at if cheapest(n) > budget]
         if hopeless:
@@ -340,15 +350,18 @@ def plan_rows(
         if rob + 1 < len(rob_sizes):
             rob += 1
             continue
+        # A row that needs a third of the budget at its cheapest: its own
+        # epochs first, then (when its family has other rows) the row, before
+        # every other network loses epochs to make room for it.
         big = [n for n in at if cheapest(n) > budget / 3]
         if big and step(epochs_too=True, among=big):
             continue
-        if big:
-            drop(largest(big))
+        if covered(big):
+            drop(largest(covered(big)))
         elif step(epochs_too=True):
             continue
         elif at:
-            drop(largest(at))
+            drop(largest(covered(at) or list(at)))
         else:
             break
     plan = Plan(budget, robustness_n=rob_sizes[rob], robustness_s=rob_s(rob))
@@ -402,32 +415,35 @@ def calibrate_rows(built, X, y, *, random_state, progress):
 
 
 class Pace:
-    """The measured ratio of actual to estimated seconds, per kind of row
-    (networks, the others): the estimates of the rows still to run are
-    scaled by their kind's pace, in both directions (0.5-4x), so that time a
-    kind saves is planned again and a kind that runs slow is planned slower.
-    A kind with no finished row yet takes the others' pace when it is slow,
-    never when it is fast (a classic row's speed says little of a network's)."""
+    """The measured ratio of actual to estimated seconds, per family of rows
+    (classic, networks, transfer): the estimates of the rows still to run
+    are scaled by their family's pace, in both directions (0.75-4x), so
+    that time a family saves is planned again and a family that runs slow is
+    planned slower. A family with no finished row yet takes the slowest
+    other family's pace when it is slow, never when it is fast (on digits
+    the CNN rows ran 2x faster than estimated, while the fine-tuning row took
+    its estimate: a scratch network's speed says little of a pretrained
+    one's)."""
 
-    LOW, HIGH = 0.5, 4.0
+    LOW, HIGH = 0.75, 4.0
 
     def __init__(self):
-        self.sums = {}  # network? -> [estimated, actual]
+        self.sums = {}  # family -> [estimated, actual]
 
-    def record(self, network, estimated, actual):
-        e, a = self.sums.setdefault(bool(network), [0.0, 0.0])
-        self.sums[bool(network)] = [e + estimated, a + actual]
+    def record(self, family, estimated, actual):
+        e, a = self.sums.get(family, (0.0, 0.0))
+        self.sums[family] = [e + estimated, a + actual]
 
-    def _ratio(self, key):
-        e, a = self.sums.get(key, (0.0, 0.0))
+    def _ratio(self, family):
+        e, a = self.sums.get(family, (0.0, 0.0))
         return None if e <= 0 else min(max(a / e, self.LOW), self.HIGH)
 
-    def of(self, network):
-        own = self._ratio(bool(network))
+    def of(self, family):
+        own = self._ratio(family)
         if own is not None:
             return own
-        other = self._ratio(not network)
-        return 1.0 if other is None else min(max(other, 1.0), self.HIGH)
+        others = [r for f in self.sums if (r := self._ratio(f)) is not None]
+        return min(max(max(others, default=1.0), 1.0), self.HIGH)
 
 
 class Planner:
@@ -455,7 +471,7 @@ class Planner:
                 0.0,
             )
         rows = {n: (self.built[n], self.built[n].grid, self.costs[n]) for n in names}
-        paces = {n: pace.of(self.built[n].network) if pace else 1.0 for n in names}
+        paces = {n: pace.of(self.built[n].spec.group) if pace else 1.0 for n in names}
         return plan_rows(
             rows,
             left,
@@ -493,7 +509,7 @@ class Planner:
         if replayed:
             return self.replayed[name]
         plan = self.plan([name, *rest], [rob_n], pace)
-        self.pace_used = pace.of(self.built[name].network)
+        self.pace_used = pace.of(self.built[name].spec.group)
         self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
         return plan.rows[name]
 

@@ -232,7 +232,7 @@ def run_comparison(
                         estimated = planner.estimate(
                             name, row_plan, result.robustness_n
                         )
-                        pace.record(run.built[name].network, estimated, seconds)
+                        pace.record(run.built[name].spec.group, estimated, seconds)
                     result.to_run.remove(name)
                     clock.left.pop(name, None)
                     write(name)
