@@ -486,3 +486,22 @@ def test_cheap_rows_run_first_and_a_row_that_does_not_fit_gets_a_second_try():
 
     late = planner.now("net", [], Pace(), 0, None)
     assert not late.run and planner.defer("net") and not planner.defer("net")
+
+
+def test_a_step_that_saves_nothing_does_not_stop_the_cuts():
+    """A feature row's 2-fold level costs what its 3-fold level does (one
+    extraction serves every fold): the planner still reaches its one fit."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skcnn.compare.registry import Built, RowSpec
+
+    est = make_pipeline(FunctionTransformer(), FunctionTransformer())
+    spec = RowSpec("probe", "transfer", est, features_first=True)
+    built = Built(spec, est, {"functiontransformer-1__validate": [False, True]})
+    cost = Cost(m=100, const=0.0, fixed=0.0, per_epoch=5.0, predict=0.0)
+    rows = {"probe": (built, built.grid, cost)}
+    kw = dict(cv=3, n_train=100, n_predict=0, robustness=[0])
+    assert plan_rows(rows, 100, **kw).rows["probe"].grid is not None
+    tight = plan_rows(rows, 8, **kw).rows["probe"]
+    assert tight.run and tight.grid is None

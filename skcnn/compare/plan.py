@@ -166,11 +166,11 @@ def _timed(fn):
 
 def calibrate(estimator, X, y, *, random_state=0):
     """The :class:`Cost` of one row, measured by short fits on subsamples of
-    ``(X, y)``: two images per class (the cost of any fit), then 128 images,
-    more (256 for networks, 400 for the others) when that took under half a
-    second, so that cheap rows are measured on enough images and costly ones
-    (a pretrained backbone) cost little to measure; networks once more with
-    two epochs (the cost of an epoch)."""
+    ``(X, y)``: two images per class (the cost of any fit), then for a
+    network one 3-epoch fit on 256 images (128 when the first fit took half
+    a second: a pretrained backbone), timed per epoch by its history; for the
+    others a fit on 128 images, 400 when that took under half a second. Cheap
+    rows are measured on enough images, costly ones cost little to measure."""
     built = _built(estimator)
     estimator, network = built.estimator, built.network
     t_start = time.perf_counter()
@@ -188,23 +188,26 @@ def calibrate(estimator, X, y, *, random_state=0):
         warnings.simplefilter("ignore")
         m0 = min(len(y), max(2 * n_classes, 16))
         t0, _, _ = fit(m0)
-        m = min(len(y), 128)
-        t1, fitted, X_m = fit(m)
-        if t1 < 0.5 and len(y) > m:
-            m = min(len(y), 256 if network else 400)
-            t1, fitted, X_m = fit(m)
-        m = len(X_m)
-        const = min(t0, t1)
         if network:
-            # three epochs, timed by the fit's own history: the difference of
-            # a 2- and a 1-epoch fit's wall times was too noisy (the DenseNet
-            # row on digits: 12 to 38 s estimated for the same fit)
-            t3, fitted3, _ = fit(m, 3)
-            net = fitted3.steps[-1][1] if hasattr(fitted3, "steps") else fitted3
+            # three epochs on 256 images (128 when a fit of a few images
+            # already took half a second: a pretrained backbone), timed by the
+            # fit's own history: the difference of a 2- and a 1-epoch fit's
+            # wall times was too noisy (the DenseNet row on digits: 12 to 38 s
+            # estimated for the same fit)
+            m = min(len(y), 128 if t0 >= 0.5 else 256)
+            t3, fitted, X_m = fit(m, 3)
+            m, const = len(X_m), t0
+            net = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
             durs = [h["dur"] for h in net.history_]  # skorch's EpochTimer
             per_epoch = max(float(np.median(durs)), 1e-4)
             fixed = max(t3 - const - sum(durs), 0.0)
         else:
+            m = min(len(y), 128)
+            t1, fitted, X_m = fit(m)
+            if t1 < 0.5 and len(y) > m:
+                m = min(len(y), 400)
+                t1, fitted, X_m = fit(m)
+            m, const = len(X_m), min(t0, t1)
             per_epoch, fixed = max(t1 - const, 1e-4), 0.0
         t_pred, _ = _timed(lambda: fitted.predict(X_m))
     return Cost(
@@ -267,6 +270,17 @@ def _levels(built, grid, cv, cost, n_train, n_predict):
     return out
 
 
+def _cheaper_each(levels):
+    """The levels that save time over the one before: a step that saves
+    nothing (2 folds of a feature row, whose folds reuse one extraction)
+    would stop the cuts before the row's cheaper levels."""
+    out = levels[:1]
+    for level in levels[1:]:
+        if level.seconds < out[-1].seconds:
+            out.append(level)
+    return out
+
+
 def robustness_seconds(costs, n_images):
     """The shift profile: 25 predictions of ``n_images`` per row, plus the
     shifting itself (about as costly as one cheap prediction)."""
@@ -284,10 +298,12 @@ def plan_rows(
     paces = pace if isinstance(pace, dict) else dict.fromkeys(rows, pace)
     families = {name: _built(est).spec.group for name, (est, _, _) in rows.items()}
     levels = {
-        name: [
-            replace(p, seconds=p.seconds * paces[name])
-            for p in _levels(_built(est), grid, cv, cost, n_train, n_predict)
-        ]
+        name: _cheaper_each(
+            [
+                replace(p, seconds=p.seconds * paces[name])
+                for p in _levels(_built(est), grid, cv, cost, n_train, n_predict)
+            ]
+        )
         for name, (est, grid, cost) in rows.items()
     }
     pace = max(paces.values(), default=1.0)
