@@ -167,8 +167,8 @@ def _timed(fn):
 def calibrate(estimator, X, y, *, random_state=0):
     """The :class:`Cost` of one row, measured by short fits on subsamples of
     ``(X, y)``: two images per class (the cost of any fit), then for a
-    network one 3-epoch fit on 256 images (128 when the first fit took half
-    a second: a pretrained backbone), timed per epoch by its history; for the
+    network one 3-epoch fit on 256 images (128 when the first fit took 2 s:
+    a large backbone on large images), timed per epoch by its history; for the
     others a fit on 128 images, 400 when that took under half a second. Cheap
     rows are measured on enough images, costly ones cost little to measure."""
     built = _built(estimator)
@@ -190,11 +190,13 @@ def calibrate(estimator, X, y, *, random_state=0):
         t0, _, _ = fit(m0)
         if network:
             # three epochs on 256 images (128 when a fit of a few images
-            # already took half a second: a pretrained backbone), timed by the
+            # already took 2 s: a large backbone on large images), timed by the
             # fit's own history: the difference of a 2- and a 1-epoch fit's
             # wall times was too noisy (the DenseNet row on digits: 12 to 38 s
-            # estimated for the same fit)
-            m = min(len(y), 128 if t0 >= 0.5 else 256)
+            # estimated for the same fit). Scaled to 1,347 digits the noise of
+            # a 128-image fit grew 10x: the LP-FT row was estimated at 21 and
+            # 35 s in two runs for the same 13-22 s fit.
+            m = min(len(y), 128 if t0 >= 2.0 else 256)
             t3, fitted, X_m = fit(m, 3)
             m, const = len(X_m), t0
             net = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
