@@ -101,7 +101,9 @@ class RowPlan:
     def describe(self):
         if not self.run:
             return f"not run: {self.note}"
-        cut = f" (cut: {self.note})" if self.note not in ("full", "replayed") else ""
+        if self.note == "replayed":
+            return f"{self.trained()}; replayed"
+        cut = f" (cut: {self.note})" if self.note != "full" else ""
         return f"{self.trained()}; ~{self.seconds:.0f}s{cut}"
 
 
