@@ -163,6 +163,23 @@ def make_optimizer(spec, kwargs):
     return cls, kwargs
 
 
+def _fused(spec, kwargs, device):
+    """Adam and AdamW named by string take their fused step on the CPU and
+    on CUDA (one kernel over every parameter instead of a loop of small
+    ops): the hand-written digits loop took 0.91x the time with
+    ``fused=True``, and a CNNClassifier fit went from 1.08x to 0.98x the time
+    of the same-layout hand loop (medians of 5 interleaved pairs, 2 cores;
+    benchmarks/bench_overhead.py). An
+    optimizer class given by the user, or ``fused`` set in its arguments,
+    is left as it is."""
+    named = isinstance(spec, str) and spec.lower() in ("adam", "adamw")
+    if not named or "fused" in kwargs or "foreach" in kwargs:
+        return kwargs
+    if torch.device(device).type not in ("cpu", "cuda"):
+        return kwargs
+    return {**kwargs, "fused": True}
+
+
 def resolved_monitor(est):
     """The monitor early stopping uses: "auto" resolved."""
     if est.monitor != "auto":
@@ -214,6 +231,7 @@ def plan_for(est, *, seed, batch_size, strict_precision=True):
     )
     if groups is not None:
         opt_kwargs["param_groups"] = groups
+    opt_kwargs = _fused(est.optimizer, opt_kwargs, est.device_)
     smoothing = float(getattr(est, "label_smoothing", 0.0))
     multiclass = est.task_ == "multiclass"
     amp = resolve_precision(est.precision, est.device_, strict=strict_precision)
