@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import log_loss
 
+from .fit import Fitted
+
 __all__ = ["ROUNDS", "Selection", "select_members", "vote"]
 
 ROUNDS = 10
@@ -79,9 +81,11 @@ def vote(selection, probabilities):
 
 
 def ensemble_row(rows, probabilities, fitted, families, sets, classes):
-    """(Row, Selection, fitted vote or None) of the ensemble of ``rows``
-    (the finished rows), or None when no two families have probabilities.
-    ``probabilities``: name -> one array per set."""
+    """(:class:`~skcnn.compare.fit.Fitted`, Selection) of the ensemble of
+    ``rows`` (the finished rows), or None when no two families have
+    probabilities. ``probabilities``: name -> one array per set. The
+    Fitted's model is the unfitted vote of the frozen members (None when a
+    member's model is not at hand, as for a row restored by a resume)."""
     from sklearn.ensemble import VotingClassifier
     from sklearn.frozen import FrozenEstimator
 
@@ -112,4 +116,4 @@ def ensemble_row(rows, probabilities, fitted, families, sets, classes):
             voting="soft",
             weights=list(selection.weights),
         )
-    return row, selection, probs, model
+    return Fitted(row, model, preds, probs, None), selection

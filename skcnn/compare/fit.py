@@ -16,10 +16,9 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from ..robustness import shift_profile
 from .plan import thread_limits
 
-__all__ = ["Fitted", "add_profile", "fit_row", "profile_images", "robustness_profile"]
+__all__ = ["Fitted", "fit_row", "profile_images"]
 
 
 @dataclass(frozen=True)
@@ -134,9 +133,7 @@ def fit_row(built, row_plan, data, sets, *, random_state, n_jobs, progress, cloc
     """Search, refit and score one row as ``row_plan`` says; return
     :class:`Fitted`. ``data``: (X_train, y_train, [X of every scored set])."""
     X_train, y_train, X_sets = data
-    estimator = clone(built.estimator).set_params(**row_plan.params)
-    if row_plan.epochs is not None and built.epochs_param:
-        estimator.set_params(**{built.epochs_param: row_plan.epochs})
+    estimator = built.configured(row_plan.params, row_plan.epochs)
     t0 = time.perf_counter()
     cv_f1 = cv_std = None
     with thread_limits(built):
@@ -200,19 +197,3 @@ def profile_images(X_val, y_val, n, random_state):
             X_val, y_val, train_size=n, stratify=y_val, random_state=random_state
         )
     return X_val, y_val
-
-
-def robustness_profile(name, model, images, random_state):
-    """The shift profile of one fitted model (seeded: every model sees the
-    same shifted images)."""
-    return shift_profile(
-        {name: model}, *images, scoring="f1_macro", random_state=random_state
-    )
-
-
-def add_profile(table, profile):
-    """``table`` (or None) with the rows of ``profile`` appended."""
-    table = table if table is not None else {k: [] for k in profile}
-    for k, v in profile.items():
-        table[k].extend(v)
-    return table

@@ -58,10 +58,9 @@ def flattered(sets, built):
     }
 
 
-def warn_flattered(sets, built):
+def warn_flattered(found):
     """Warn about the rows that train with the shifts of the ``shifted``
-    external set (:func:`flattered`)."""
-    found = flattered(sets, built)
+    external set (``found``: what :func:`flattered` found)."""
     if found:
         which = "; ".join(f"{n} ({', '.join(t)})" for n, t in found.items())
         warnings.warn(

@@ -66,6 +66,7 @@ def _value(v, ctx):
 
 
 _SAME = object()  # quick_grid: the same as grid
+_VOLUMES = "skipped: works on 2-D images; the data are volumes"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class RowSpec:
     def reason_not_run(self, ctx):
         """Why the row cannot run with ``ctx`` (None: it can)."""
         if ctx.volumes and self.takes_volumes is False:
-            return "skipped: works on 2-D images; the data are volumes"
+            return _VOLUMES
         return self.needs(ctx) if self.needs is not None else None
 
     def make(self, ctx):
@@ -150,8 +151,7 @@ class RowSpec:
         )
         built = Built(self, estimator, _value(grid, ctx))
         if ctx.volumes and not built.takes_volumes:
-            reason = "skipped: works on 2-D images; the data are volumes"
-            return Built(self, None, None, reason=reason)
+            return Built(self, None, None, reason=_VOLUMES)
         return built
 
 
@@ -175,16 +175,31 @@ class Built:
     def name(self):
         return self.spec.name
 
+    def step_param(self, name):
+        """The key of the last step's parameter ``name`` (``"<step>__name"``
+        in a Pipeline), or None when the row's estimator has none."""
+        if self.estimator is None:
+            return None
+        step, last = _last(self.estimator)
+        if name not in last.get_params(deep=False):
+            return None
+        return name if step is None else f"{step}__{name}"
+
     @property
     def epochs_param(self):
         """The parameter that sets the row's epochs (a network), or None: a
         Pipeline ending in a network is a network row too."""
-        if self.estimator is None:
-            return None
-        step, last = _last(self.estimator)
-        if "max_epochs" not in last.get_params(deep=False):
-            return None
-        return "max_epochs" if step is None else f"{step}__max_epochs"
+        return self.step_param("max_epochs")
+
+    def configured(self, params, epochs=None):
+        """A clone of the row's estimator with ``params`` set and, for a
+        network, ``epochs`` (None: its own)."""
+        from sklearn.base import clone
+
+        estimator = clone(self.estimator).set_params(**params)
+        if epochs is not None and self.epochs_param:
+            estimator.set_params(**{self.epochs_param: epochs})
+        return estimator
 
     @property
     def network(self):

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
 
+from ..robustness import shift_profile
 from .data import _short, chance_f1, describe_data, summarize_images
 from .ensemble import ensemble_row
-from .fit import add_profile, robustness_profile
 from .plan import checked_plan, plan_record
 
 __all__ = ["ComparisonResult"]
@@ -110,18 +109,35 @@ class ComparisonResult:
         order = {n: i for i, n in enumerate(self.families)}
         self.rows.sort(key=lambda r: order.get(r.model, len(order)))
 
-    def collect(self, fitted, built, row_plan):
-        """A fitted row (:class:`~skcnn.compare.fit.Fitted`) and its plan."""
+    def _keep(self, fitted):
+        """A :class:`~skcnn.compare.fit.Fitted` row, its predictions and
+        probabilities (stored as (validation, [external sets]))."""
         name = fitted.row.model
         self.add(fitted.row)
-        self.fitted[name] = fitted.model
-        self.searches[name] = fitted.grid
         self.predictions[name] = fitted.predictions
         if fitted.probabilities is not None:
             probs = fitted.probabilities
             self.probabilities[name] = (probs[0], list(probs[1:]))
+
+    def collect(self, fitted, built, row_plan):
+        """A fitted row (:class:`~skcnn.compare.fit.Fitted`) and its plan."""
+        name = fitted.row.model
+        self._keep(fitted)
+        self.fitted[name] = fitted.model
+        self.searches[name] = fitted.grid
         self.plans[name] = plan_record(row_plan)
         self.recipes[name] = _recipe(built, row_plan, fitted.row)
+
+    def add_profile(self, name, model, images, random_state):
+        """The shift profile of one fitted model on ``images`` (seeded: every
+        model sees the same shifted images), appended to :attr:`robustness`."""
+        profile = shift_profile(
+            {name: model}, *images, scoring="f1_macro", random_state=random_state
+        )
+        if self.robustness is None:
+            self.robustness = {k: [] for k in profile}
+        for k, v in profile.items():
+            self.robustness[k].extend(v)
 
     def keep_plans(self, saved, built, cv, done):
         """The plans (and so the rebuild code) of rows restored from a
@@ -145,14 +161,13 @@ class ComparisonResult:
         )
         if made is None:
             return
-        row, selection, probs, model = made
+        fitted, selection = made
         progress(
             f"[+] ensemble: {selection.describe()} (greedy selection on validation "
-            f"log-loss)\n    {sets.line(row)}"
+            f"log-loss)\n    {sets.line(fitted.row)}"
         )
-        self.add(row)
-        self.predictions["ensemble"] = tuple(classes[p.argmax(1)] for p in probs)
-        self.probabilities["ensemble"] = (probs[0], list(probs[1:]))
+        self._keep(fitted)
+        model = fitted.model
         self.ensemble = {
             "members": list(selection.members),
             "weights": list(selection.weights),
@@ -162,14 +177,10 @@ class ComparisonResult:
         # the members are frozen: fit only records the classes
         self.fitted["ensemble"] = model.fit(*val)
         if rob_data is not None:
-            profile = robustness_profile("ensemble", model, rob_data, random_state)
-            self.robustness = add_profile(self.robustness, profile)
+            self.add_profile("ensemble", model, rob_data, random_state)
 
 
 def _recipe(built, row_plan, row):
     """The row's estimator as the table's model was fitted (unfitted): the
     parameters its search chose and the epochs it was planned with."""
-    model = clone(built.estimator).set_params(**row.best_params)
-    if row_plan.epochs is not None and built.epochs_param:
-        model.set_params(**{built.epochs_param: row_plan.epochs})
-    return model
+    return built.configured(row.best_params, row_plan.epochs)

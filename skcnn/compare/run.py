@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from .data import _check_folds, is_volumes, load_run_data
-from .fit import add_profile, fit_row, profile_images, robustness_profile, row_jobs
+from .fit import fit_row, profile_images, row_jobs
 from .options import as_list, check_options, dask_backend, flattered, warn_flattered
 from .plan import DEFAULT_BUDGET_S, Pace, Planner, calibrate_rows
 from .progress import say, say_not_available, say_plan, say_start
@@ -179,8 +179,8 @@ def run_comparison(
         todo = [n for n in run.names if n not in done and run.built[n].reason is None]
         result.to_run = list(todo)
         say_start(progress, result, run.ext, run.names, done, budget, dask, run.folds)
-        warn_flattered(run.ext, [run.built[n] for n in run.names])
         result.flattered = flattered(run.ext, [run.built[n] for n in run.names])
+        warn_flattered(result.flattered)
         costs = {}
         if not replayed:
             costs = calibrate_rows(
@@ -308,9 +308,6 @@ class _Run:
         done = restore_rows(
             result, saved, (self.names, classes, sets.ys), score, self.progress
         )
-        rows, result.rows = result.rows, []
-        for row in rows:
-            result.add(row)
         result.resumed_s = elapsed_before(saved, self.progress)
         result.keep_plans(saved, self.built, self.args["cv"], done)
         return done
@@ -352,10 +349,7 @@ class _Run:
             f"planned ~{row_plan.seconds:.0f}s)"
         )
         if self.rob_data is not None:
-            profile = robustness_profile(
-                name, fitted.model, self.rob_data, self.random_state
-            )
-            result.robustness = add_profile(result.robustness, profile)
+            result.add_profile(name, fitted.model, self.rob_data, self.random_state)
 
 
 def _one_thread(built):
@@ -363,10 +357,7 @@ def _one_thread(built):
     load: 1 and 2 threads train a CNN to different weights, and the table of
     a run must not depend on the load (its CV fits run in parallel
     processes instead)."""
-    if built.estimator is None or not built.network:
-        return built
-    steps = getattr(built.estimator, "steps", None)
-    key = f"{steps[-1][0]}__num_threads" if steps else "num_threads"
-    if key in built.estimator.get_params():
+    key = built.step_param("num_threads") if built.network else None
+    if key is not None:
         built.estimator.set_params(**{key: 1})
     return built

@@ -286,7 +286,7 @@ def restore_rows(result, state, data, score, progress):
                 f"resume: {name}: the stored validation F1 {stored!r} is not what its "
                 f"predictions score ({scored['val_f1']:.3f}); the table uses the latter"
             )
-        result.rows.append(scored)
+        result.add(scored)
         search = state["searches"].get(name)
         result.searches[name] = search if _json_value(search) else None
         result.predictions[name] = preds
