@@ -145,6 +145,7 @@ class DenseNetClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         class_weight=None,
         label_smoothing=0.0,
         temperature=None,
+        wise_alpha=1.0,
         drop_rate=DEPRECATED,
     ):
         self._set_init_params(locals())

@@ -34,7 +34,7 @@ import torch
 
 from ._device import MAX_THREADS, PRECISIONS
 from ._validation import Int, Num, Options, StrOptions, SubclassOf
-from .augmentation import Augment
+from .augmentation import PRESETS, Augment
 
 __all__ = [
     "LR_SCHEDULES",
@@ -217,10 +217,16 @@ PARAMS = {
         "auto",
     ),
     "augment": Param(
-        [None, "boolean", dict, Augment, callable],
-        "None, bool, dict, Augment or callable",
-        """Training-batch augmentation on the device, e.g.
-        ``{"rotation": 15, "shift": 0.1, "hflip": True}``.""",
+        [None, "boolean", StrOptions(set(PRESETS)), dict, Augment, callable],
+        'None, bool, {"geometric", "drawing"}, dict, Augment or callable',
+        """Training-batch augmentation on the device: a dict of
+        :class:`~skcnn.augmentation.Augment` options, e.g.
+        ``{"rotation": 15, "shift": 0.1, "hflip": True}``, or a preset
+        (:data:`skcnn.augmentation.PRESETS`): "geometric" (rotation, shift,
+        zoom; also ``True``) or "drawing" (those, shear, elastic wobble,
+        stroke width, blur and contrast: for images that other people,
+        pens or scanners will draw; ``benchmarks/bench_generalisation.py``
+        measures it).""",
         None,
     ),
     "image_shape": Param(
@@ -485,6 +491,21 @@ PARAMS = {
         group="transfer",
         defaults={"PretrainedClassifier": "probe"},
         new_in="0.3",
+    ),
+    "wise_alpha": Param(
+        [Num(0, 1, closed="both")],
+        "float in [0, 1]",
+        """WiSE-FT (Wortsman et al., CVPR 2022): after fine-tuning, the weights
+        become ``start + wise_alpha * (fine_tuned - start)``, where ``start``
+        is the network before its first epoch (the pretrained backbone with
+        its new head: the probe with ``head_init="probe"``). 1 keeps the
+        fine-tuned weights. Choose it on images of a population you may look
+        at, not on the in-distribution validation split (which prefers 1):
+        :meth:`with_wise_alpha` makes a fitted copy at another value without
+        training again.""",
+        1.0,
+        group="transfer",
+        new_in="0.4",
     ),
 }
 

@@ -155,6 +155,7 @@ class PretrainedClassifier(TransferMixin, NetClassifierMixin, BaseNetEstimator):
         class_weight=None,
         label_smoothing=0.0,
         temperature=None,
+        wise_alpha=1.0,
     ):
         self._set_init_params(locals())
 

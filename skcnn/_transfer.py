@@ -15,12 +15,17 @@ import warnings
 
 from sklearn.utils.validation import check_is_fitted
 
+from ._engine.adapt import interpolate_state
 from ._engine.callbacks import finetune_callbacks
 from ._engine.linear_probe import fit_linear_probe
 from .models.finetune import PretrainedNet
 from .pretrained import ResolvedWeights
 
 __all__ = ["TransferMixin"]
+
+
+def _state_copy(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class TransferMixin:
@@ -54,6 +59,59 @@ class TransferMixin:
         self.probe_score_ = None
         if self.head_init == "probe":
             self.probe_score_ = fit_linear_probe(self.module_, train, plan)
+        # WiSE-FT's starting point, kept in memory only (not in model files)
+        self._wise_start = _state_copy(self.module_)
+
+    def _after_fit(self, valid):
+        self._wise_end = _state_copy(self.module_)
+        self._interpolate(self.wise_alpha)
+        super()._after_fit(valid)
+
+    def _interpolate(self, alpha):
+        if alpha == 1.0:
+            self.module_.load_state_dict(self._wise_end)
+            return
+        start = getattr(self, "_wise_start", None)
+        if start is None:
+            raise ValueError(
+                f"{type(self).__name__} has no starting weights to interpolate with "
+                "(a loaded model keeps only its fitted weights): fit it again "
+                "with wise_alpha set."
+            )
+        state = interpolate_state(start, self._wise_end, float(alpha))
+        self.module_.load_state_dict(state)
+
+    def with_wise_alpha(self, alpha):
+        """A fitted copy whose weights are WiSE-FT's interpolation at ``alpha``
+        between the starting point and the fine-tuned weights of this fit
+        (``wise_alpha``), without training again: one fit, then choose
+        ``alpha`` on a selection set. ``temperature_`` is this fit's.
+
+        Parameters
+        ----------
+        alpha : float in [0, 1]
+            0: the starting point (the probe with ``head_init="probe"``);
+            1: the fine-tuned weights.
+
+        Returns
+        -------
+        estimator : object
+            A new fitted estimator, ``wise_alpha=alpha``.
+        """
+        import copy
+
+        check_is_fitted(self, "net_")
+        if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+            raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.")
+        if getattr(self, "_wise_end", None) is None:
+            raise ValueError(
+                f"This {type(self).__name__} was not fitted in this session (a "
+                "loaded model keeps only its fitted weights): fit it to interpolate."
+            )
+        new = copy.deepcopy(self)
+        new.wise_alpha = float(alpha)
+        new._interpolate(new.wise_alpha)
+        return new
 
     @property
     def layer_(self):

@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Augment", "gaussian_blur", "grey_morphology", "make_augment"]
+__all__ = [
+    "PRESETS",
+    "Augment",
+    "gaussian_blur",
+    "grey_morphology",
+    "make_augment",
+]
 
 
 def gaussian_blur(x, sigma):
@@ -345,16 +351,47 @@ class Augment:
         ]
 
 
+# Named augmentations (``augment="drawing"``); sizes in pixels are for small
+# images (8-32 px), as the digits of the lecture notes.
+PRESETS = {
+    # where things are: pose and framing
+    "geometric": {"rotation": 10, "shift": 0.1, "zoom": 0.1},
+    # how things are drawn: the pose and framing of "geometric", wider
+    # zoom (smaller and larger digits in the frame), shear (slant), an
+    # elastic wobble of the strokes, stroke width, blur and contrast
+    "drawing": {
+        "rotation": 10,
+        "shift": 0.1,
+        "zoom": 0.2,
+        "shear": 10,
+        "elastic": 0.5,
+        "stroke": 0.5,
+        "blur": 0.5,
+        "contrast": 0.3,
+    },
+}
+
+
 def make_augment(spec):
     """Turn the ``augment`` parameter into an :class:`Augment` (or None).
 
-    Accepts None / False, True (a mild default), a dict of :class:`Augment`
-    fields, an :class:`Augment`, or any callable taking and returning a batch.
+    Accepts None / False, True (the "geometric" preset), the name of a
+    preset of :data:`PRESETS` ("geometric": rotation, shift, zoom;
+    "drawing": those, shear, elastic wobble, stroke width, blur and
+    contrast), a dict of :class:`Augment` fields, an :class:`Augment`, or
+    any callable taking and returning a batch.
     """
     if spec is None or spec is False:
         return None
     if spec is True:
-        return Augment(rotation=10, shift=0.1, zoom=0.1)
+        spec = "geometric"
+    if isinstance(spec, str):
+        if spec not in PRESETS:
+            raise ValueError(
+                f"Unknown augment preset {spec!r}; expected one of {sorted(PRESETS)}, "
+                "a dict of Augment options, an Augment or a callable."
+            )
+        return Augment(**PRESETS[spec])
     if isinstance(spec, Augment):
         return Augment(**spec.get_config())
     if isinstance(spec, dict):
@@ -368,5 +405,6 @@ def make_augment(spec):
     if callable(spec):
         return spec
     raise TypeError(
-        f"augment must be None, True, a dict, an Augment or a callable; got {type(spec).__name__}."
+        "augment must be None, True, a preset name, a dict, an Augment or a "
+        f"callable; got {type(spec).__name__}."
     )

@@ -48,6 +48,16 @@ def _parser():
         "printed digits for --data digits, 'shifted' otherwise",
     )
     cmp.add_argument(
+        "--select",
+        action="append",
+        default=None,
+        help="a selection set: a population the run may look at to choose the "
+        "recommended model and the vote's members, never counted as external (a folder "
+        "of class subfolders, an .npz file, 'digits-other-faces' or 'none'); give it "
+        "several times for several sets; default: 300 digits drawn by other font faces "
+        "for --data digits, none otherwise",
+    )
+    cmp.add_argument(
         "--budget",
         default="300",
         help="seconds the whole run may take (a positive number; default 300): each "
@@ -247,6 +257,7 @@ def _run_options(args):
     options = dict(
         data=args.data,
         external=args.external,
+        select=args.select,
         models=args.models,
         quick=args.quick,
         device=args.device,

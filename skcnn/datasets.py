@@ -39,6 +39,18 @@ FONT_FILES = (
     "cmss10.ttf",
     "cmtt10.ttf",
 )
+# Other faces of matplotlib's font folder, none of them in FONT_FILES: a
+# second font population for choosing a recipe without the bundled set.
+OTHER_FONT_FILES = (
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmb10.ttf",
+    "cmti10.ttf",
+    "cmmi10.ttf",
+)
+FRAMES = ("uci", "28px")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -75,13 +87,23 @@ def load_digits_external():
         return data["X"], data["y"]
 
 
-def render_font_digits(n_per_class=50, random_state=0, font_dir=None):
-    """Draw digits with fonts and reduce them as the UCI digits were made.
+def render_font_digits(
+    n_per_class=50, random_state=0, font_dir=None, fonts=FONT_FILES, frame="uci"
+):
+    """Draw digits with fonts and reduce them to 8x8 images.
 
-    Each image: a font of :data:`FONT_FILES` and a glyph size drawn at
-    random; the glyph's bounding box scaled to fill a 32x32 box (aspect
-    kept, centred), thresholded to a bitmap, and the set pixels of each 4x4
-    block counted (0-16), then scaled to 0-255.
+    Each image: a font of ``fonts`` and a glyph size drawn at random, then
+    one of two reductions (``frame``):
+
+    - ``"uci"`` (as the UCI digits were made): the glyph's bounding box
+      scaled to fill a 32x32 box (aspect kept, centred), thresholded to a
+      bitmap, and the set pixels of each 4x4 block counted (0-16), then
+      scaled to 0-255;
+    - ``"28px"`` (as MNIST-like sets are framed): the anti-aliased glyph
+      scaled to fit a 20x20 box, placed in a 28x28 frame by its centre of
+      mass, then averaged down to 8x8 (area resampling, no threshold): a
+      smaller digit with gray edges, a different reduction from the one
+      the digits a model trains with went through.
 
     Parameters
     ----------
@@ -91,6 +113,11 @@ def render_font_digits(n_per_class=50, random_state=0, font_dir=None):
         Seed of the font, size and position choices.
     font_dir : str or Path or None, default=None
         Folder of the font files; None is matplotlib's own font folder.
+    fonts : sequence of str, default=FONT_FILES
+        Font file names in ``font_dir`` (:data:`OTHER_FONT_FILES`: faces the
+        bundled set does not use).
+    frame : {"uci", "28px"}, default="uci"
+        The reduction, see above.
 
     Returns
     -------
@@ -99,35 +126,65 @@ def render_font_digits(n_per_class=50, random_state=0, font_dir=None):
     y : ndarray of shape (10 * n_per_class,)
         The digits.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageFont
 
+    if frame not in FRAMES:
+        raise ValueError(f"frame must be one of {FRAMES}; got {frame!r}.")
     if font_dir is None:
         import matplotlib
 
         font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    fonts = list(fonts)
     rng = np.random.default_rng(random_state)
     images, labels = [], []
     for digit in range(10):
         for _ in range(n_per_class):
             font = ImageFont.truetype(
-                str(Path(font_dir) / FONT_FILES[rng.integers(len(FONT_FILES))]),
+                str(Path(font_dir) / fonts[rng.integers(len(fonts))]),
                 int(rng.integers(40, 72)),
             )
-            canvas = Image.new("L", (128, 128), 0)
-            ImageDraw.Draw(canvas).text((20, 10), str(digit), fill=255, font=font)
-            glyph = canvas.crop(canvas.getbbox())
-            w, h = glyph.size
-            scale = 32 / max(w, h)
-            glyph = glyph.resize(
-                (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR
-            )
-            box = Image.new("L", (32, 32), 0)
-            box.paste(glyph, ((32 - glyph.size[0]) // 2, (32 - glyph.size[1]) // 2))
-            bitmap = np.asarray(box) > 127
-            counts = bitmap.reshape(8, 4, 8, 4).sum((1, 3))
-            images.append(np.round(counts * (255 / 16)).astype(np.uint8))
+            images.append(_reduce_glyph(_glyph(digit, font), frame))
             labels.append(digit)
     return np.stack(images), np.asarray(labels)
+
+
+def _glyph(digit, font):
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(canvas).text((20, 10), str(digit), fill=255, font=font)
+    return canvas.crop(canvas.getbbox())
+
+
+def _fit_box(glyph, side):
+    from PIL import Image
+
+    w, h = glyph.size
+    scale = side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return glyph.resize(size, Image.BILINEAR)
+
+
+def _reduce_glyph(glyph, frame):
+    from PIL import Image
+
+    if frame == "uci":
+        glyph = _fit_box(glyph, 32)
+        box = Image.new("L", (32, 32), 0)
+        box.paste(glyph, ((32 - glyph.size[0]) // 2, (32 - glyph.size[1]) // 2))
+        bitmap = np.asarray(box) > 127
+        counts = bitmap.reshape(8, 4, 8, 4).sum((1, 3))
+        return np.round(counts * (255 / 16)).astype(np.uint8)
+    glyph = np.asarray(_fit_box(glyph, 20), dtype=np.float64)
+    rows, cols = np.indices(glyph.shape)
+    mass = glyph.sum()
+    cy, cx = (rows * glyph).sum() / mass, (cols * glyph).sum() / mass
+    top = int(np.clip(round(14 - cy), 0, 28 - glyph.shape[0]))
+    left = int(np.clip(round(14 - cx), 0, 28 - glyph.shape[1]))
+    box = np.zeros((28, 28))
+    box[top : top + glyph.shape[0], left : left + glyph.shape[1]] = glyph
+    small = Image.fromarray(box.astype(np.uint8)).resize((8, 8), Image.BOX)
+    return np.asarray(small, dtype=np.uint8)
 
 
 def load_lfw():

@@ -284,7 +284,49 @@ def test_the_verdict_on_the_shifted_set_carries_its_caveat():
         set_name="shifted validation",
         flattered={"cnn+aug": ["rotation", "shift"]},
     )
-    assert "not another population" in lines[0] and "flattered" in lines[0]
+    line = next(x for x in lines if x.startswith("Best on the external set"))
+    assert "not another population" in line and "flattered" in line
+
+
+def test_the_recommendation_never_looks_at_the_external_sets():
+    """The recommended model has the best worst case over validation and the
+    selection set; the external set's best is another row, and the verdict
+    says the recommendation was not the best there."""
+    from skcnn.compare.recommend import evidence, recommended
+    from skcnn.compare.report import verdict
+    from skcnn.compare.result import ComparisonResult
+    from skcnn.compare.row import Sets
+    from skcnn.compare.stats import ranked
+
+    class Ext:
+        label, name, y = "ext", "printed", np.repeat([0, 1], 10)
+
+    class Sel:
+        label, name, y = "sel", "faces", np.repeat([0, 1], 10)
+
+    sets = Sets.of(Y, [Ext], selections=[Sel])
+    wrong3 = Y.copy()
+    wrong3[:3] = 1
+    preds = {  # (validation, external, selection)
+        "a": (Y, Y, wrong3),  # best on the external set, worse on selection
+        "b": (Y, wrong3, Y),
+    }
+    rows = [sets.row(m, list(p)) for m, p in preds.items()]
+    rows = ranked(rows, preds, sets)
+    found = evidence(rows, None, {"sel": "faces"})
+    assert recommended(found).model == "b"
+    assert found["a"].parts == {
+        "validation": 1.0,
+        "faces (selection)": rows[0]["sel_f1"],
+    }
+    # the selection set is neither ranked nor counted as external
+    assert "sel_rank" not in rows[0] and "worst_ext_f1" not in rows[0]
+    result = ComparisonResult(rows, "d", 20, 20, 20, 1.0)
+    result.externals = [{"label": "ext", "name": "printed", "chance_f1": 0.5}]
+    result.selections = [{"label": "sel", "name": "faces", "chance_f1": 0.5}]
+    text = " ".join(verdict(result))
+    assert "Recommended: **b**" in text and "the external sets played no part" in text
+    assert "The recommendation on printed (ext)" in text and "**not the best**" in text
 
 
 def test_registry_module_imports_neither_torch_nor_sklearn():
@@ -294,3 +336,50 @@ def test_registry_module_imports_neither_torch_nor_sklearn():
     ]
     names = [getattr(n, "module", None) or n.names[0].name for n in top]
     assert not any(str(m).startswith(("torch", "sklearn")) for m in names)
+
+
+def test_the_vote_takes_a_family_only_when_it_does_not_make_the_vote_worse():
+    """The best row of each family by selection score; the next joins when
+    the equal-weight vote with it is at least as good on validation and the
+    selection set (never the external set)."""
+    from skcnn.compare.ensemble import select_members
+    from skcnn.compare.recommend import Evidence
+    from skcnn.compare.row import Sets
+
+    class Ext:
+        label, name, y = "ext", "e", np.repeat([0, 1], 10)
+
+    class Sel:
+        label, name, y = "sel", "s", np.repeat([0, 1], 10)
+
+    sets = Sets.of(Y, [Ext], selections=[Sel])
+    classes = np.array([0, 1])
+
+    def probs(right):  # one array per set: val, ext, sel
+        p = np.eye(2)[Y] * right + np.eye(2)[1 - Y] * (1 - right)
+        return [p, np.eye(2)[1 - Y], p]  # every row wrong on ext: not looked at
+
+    right = {"lp": 0.7, "cnn": 0.6, "cnn2": 0.55, "rf": 0.0}
+    probabilities = {m: probs(r) for m, r in right.items()}
+    families = {
+        "lp": "transfer",
+        "cnn": "networks",
+        "cnn2": "networks",
+        "rf": "classic",
+    }
+    found = {m: Evidence(m, {"validation": r}) for m, r in right.items()}
+    chosen = select_members(found, families, probabilities, sets, classes)
+    # rf (0.0 on the true class) would turn the vote of three wrong: it does
+    # not join; cnn2 is not its family's best
+    assert chosen.members == ("lp", "cnn") and chosen.weights == (0.5, 0.5)
+    # one family only: no vote
+    assert (
+        select_members(
+            {m: found[m] for m in ("cnn", "cnn2")},
+            families,
+            probabilities,
+            sets,
+            classes,
+        )
+        is None
+    )

@@ -10,12 +10,18 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..datasets import (
+    OTHER_FONT_FILES,
     load_digits_external,
     load_digits_images,
     load_image_folder,
     load_lfw,
     make_shifted,
+    render_font_digits,
 )
+
+# the selection set of digits: 300 digits drawn by 7 font faces that the
+# printed digits (the external set) do not use
+OTHER_FACES = "digits-other-faces"
 
 
 def describe_external(data, external):
@@ -80,13 +86,16 @@ def _load_images(source, image_size, what):
         return load_lfw()
     if source == "digits-printed":
         return load_digits_external()
+    if source == OTHER_FACES:
+        return render_font_digits(30, random_state=1, fonts=OTHER_FONT_FILES)
     if _is_npz(source):
         return load_npz(source, what=what)
     if Path(str(source)).is_dir():
         return load_image_folder(source, image_size=image_size or (32, 32))
     raise ValueError(
-        f"{what} must be 'digits', 'lfw-subset' (alias 'lfw'), a folder of class "
-        f"subfolders or an .npz file of arrays X, y; got {source!r}."
+        f"{what} must be 'digits', 'lfw-subset' (alias 'lfw'), 'digits-printed', "
+        f"{OTHER_FACES!r}, a folder of class subfolders or an .npz file of arrays X, y; "
+        f"got {source!r}."
     )
 
 
@@ -288,6 +297,50 @@ def load_run_data(data="digits", externals=None, image_size=None, random_state=0
                 "does not have."
             )
     return X_train, y_train, X_val, y_val, sets
+
+
+def describe_selection(source):
+    """What a selection set is, in words."""
+    if source == OTHER_FACES:
+        return (
+            "300 digits drawn by 7 font faces the printed digits do not use (bold, "
+            "italic and mono faces of DejaVu, STIX and Computer Modern), reduced to 8x8 "
+            "as the handwritten ones were: another population the run may look at to "
+            "choose. It is drawn by fonts, as the printed digits are: the printed "
+            "column is not independent of a choice made on it"
+        )
+    return describe_external("", source).replace(
+        "the images of", "the selection images of"
+    )
+
+
+def load_selection_sets(data, selections, X_like, y_train):
+    """The run's selection sets: populations the run may look at to choose a
+    model (the recommendation, the vote's members), never used for training
+    nor reported as external. ``selections``: a list of folders, ``.npz``
+    files or "digits-other-faces"; None: "digits-other-faces" for digits,
+    none otherwise; "none" or []: none. Labels "sel", "sel2", ..."""
+    if selections is None:
+        selections = [OTHER_FACES] if data == "digits" else []
+    if isinstance(selections, (str, Path)):
+        selections = [selections]
+    selections = [s for s in selections if s != "none"]
+    sets = []
+    for i, source in enumerate(selections):
+        label = "sel" if i == 0 else f"sel{i + 1}"
+        X, y = _load_images(source, X_like.shape[1:3], "selection set")
+        X = _match_images(X, X_like)
+        name = "other faces" if source == OTHER_FACES else _short(source)
+        if y_train.dtype.kind in "US":
+            y = y.astype(str)
+        unknown = sorted(str(c) for c in set(y) - set(y_train))
+        if unknown:
+            raise ValueError(
+                f"The selection set {name!r} has classes {unknown} that the data "
+                "does not have."
+            )
+        sets.append(ExternalSet(label, describe_selection(source), X, y, name))
+    return sets
 
 
 def load_comparison_data(data="digits", external=None, image_size=None, random_state=0):

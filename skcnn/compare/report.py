@@ -11,6 +11,7 @@ import numpy as np
 
 from .._files import atomic_write
 from .data import _short
+from .recommend import recommendation_lines
 from .state import save_state
 from .stats import ranked
 
@@ -50,7 +51,9 @@ GLOSSARY = (
     "predicted class's probability (15 confidence bins; 0 = confidences mean what "
     "they say; rows with probabilities only); ext_rank: 'best' external F1 ('tied best' "
     "when rows share it), and the models whose paired difference from the best is not "
-    "significant; trained: what the plan gave the row (candidates x folds, epochs); worst_ext_f1: the lowest "
+    "significant; sel_*, sel2_*, ...: the selection sets, populations the run may look "
+    "at to choose the recommended model and the vote's members (never the external "
+    "sets); trained: what the plan gave the row (candidates x folds, epochs); worst_ext_f1: the lowest "
     "F1 over the external sets; fit_time_s: the whole search and refit; notes: a set on "
     "which the model predicts one class, or whose F1 interval reaches the chance level "
     "(1 / classes: the macro F1 of guessing at random in the class proportions). F1 is "
@@ -66,13 +69,15 @@ def _write_text(path, text):
 
 def table_columns(result):
     """The columns of ``result``'s table: :data:`COLUMNS` with those of every
-    further external set, the worst external F1 and the notes."""
+    further external set, the worst external F1, the selection sets' F1 and
+    the notes."""
     labels = [e["label"] for e in result.externals[1:]]
     extra = [
         f"{lab}_{c}" for lab in labels for c in ("f1", "f1_ci", "acc", "ece", "rank")
     ]
     if labels:
         extra.append("worst_ext_f1")
+    extra += [f"{s['label']}_{c}" for s in result.selections for c in ("f1", "f1_ci")]
     cut = COLUMNS.index("trained")
     return COLUMNS[:cut] + tuple(extra) + COLUMNS[cut:] + ("notes",)
 
@@ -210,6 +215,7 @@ def verdict(result):
             )
             + "'best' below means best among the rows so far."
         )
+    lines += recommendation_lines(result)
     for ext in externals:
         shifted = ext["name"] == "shifted validation"
         lines += _set_verdict(ok, ext, result.flattered if shifted else None)
@@ -299,6 +305,11 @@ def _header(result):
             for e in result.externals
         )
         or f"\n\nExternal set: {result.external}."
+    )
+    externals += "".join(
+        f"\n\nSelection set {e['label']} ({e['name']}): {e['description']}; "
+        f"{e['summary']}; chance F1 {e['chance_f1']:.3f}."
+        for e in result.selections
     )
     budget = (
         f"budget {result.budget:.0f}s"
@@ -511,13 +522,13 @@ def write_report(result, out, figures, per_class=(), ys=None):
             for m, w in zip(result.ensemble["members"], result.ensemble["weights"])
         )
         parts += [
-            "The ensemble row is a weighted soft vote of the rows as fitted: "
-            f"{members}. Its members were chosen by greedy ensemble selection "
-            "(Caruana et al. 2004): rows with probabilities added one at a time, with "
-            "replacement, each time the one that lowers the vote's validation log-loss "
-            "the most, from at least two families. The external sets played no part; "
-            "its validation scores are optimistic (the members were chosen on them), "
-            "and it has no CV F1."
+            "The ensemble row is an equal-weight soft vote of the rows as fitted: "
+            f"{members}. The candidates were the best row of each family by selection "
+            "score (the worst F1 over validation, the shift profile and the selection "
+            "sets); each joined, best first, when the vote with it did at least as well "
+            "on the validation split and the selection sets. The external sets played "
+            "no part; its validation and selection scores are optimistic (the members "
+            "were chosen on them), and it has no CV F1."
         ]
     if "f1_bars.png" in figures:
         parts += ["![validation vs external F1](f1_bars.png)"]
@@ -986,7 +997,8 @@ def writer(result, out, args, clock, sets, images, quick):
     figures and the state of the run as they stand (a run stopped at any
     point leaves a report and can be resumed); ``name=None``: the end of the
     run, with the summary figures (``final=False``: a stop)."""
-    y_val, y_ext = sets.ys[0], sets.ys[1:]
+    # the figures and per-class tables: validation and the external sets
+    y_val, y_ext = sets.ys[0], sets.ys[1 : 1 + sets.n_external]
 
     def write(name, final=True):
         result.wall_time_s = clock.elapsed() + result.resumed_s

@@ -39,6 +39,9 @@ class ComparisonResult:
     not_run: dict = field(default_factory=dict)  # default rows unavailable here
     # one dict per external set: label, name, description, summary, chance_f1
     externals: list = field(default_factory=list)
+    # one dict per selection set (populations the run may choose by): label,
+    # name, description, summary, chance_f1
+    selections: list = field(default_factory=list)
     data_summary: str = ""  # sizes and per-class counts of the data
     val_chance_f1: float = 0.0
     budget: float = None  # seconds; None: no budget
@@ -73,9 +76,10 @@ class ComparisonResult:
     # -- collecting (the run loop calls these; the report only reads) --
 
     @classmethod
-    def new(cls, data, image_size, args, budget, split, ext):
-        """The result of a run on ``split`` (X_train, y_train, X_val, y_val)
-        and the external sets ``ext``, before any row."""
+    def new(cls, data, image_size, args, budget, split, ext, sel=()):
+        """The result of a run on ``split`` (X_train, y_train, X_val, y_val),
+        the external sets ``ext`` and the selection sets ``sel``, before any
+        row."""
         X_train, y_train, X_val, y_val = split
         result = cls([], _short(data), len(X_train), len(X_val), len(ext[0].y), 0.0)
         result.external = ext[0].description
@@ -90,16 +94,8 @@ class ComparisonResult:
             np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val])
         )
         result.val_chance_f1 = chance_f1(y_val)
-        result.externals = [
-            dict(
-                label=s.label,
-                name=s.name,
-                description=s.description,
-                summary=summarize_images(s.X, s.y),
-                chance_f1=chance_f1(s.y),
-            )
-            for s in ext
-        ]
+        result.externals = [_described(s) for s in ext]
+        result.selections = [_described(s) for s in sel]
         return result
 
     def add(self, row):
@@ -151,20 +147,18 @@ class ComparisonResult:
                 self.recipes[name] = _recipe(built[name], checked, row)
 
     def add_ensemble(self, sets, classes, val, rob_data, random_state, progress):
-        """The ensemble row: greedy selection over the rows with
-        probabilities (:mod:`skcnn.compare.ensemble`)."""
+        """The ensemble row: a vote across families, chosen on what the run
+        may look at (:mod:`skcnn.compare.ensemble`)."""
         probabilities = {
             n: (p[0], *p[1]) for n, p in self.probabilities.items() if n != "ensemble"
         }
-        made = ensemble_row(
-            self.rows, probabilities, self.fitted, self.families, sets, classes
-        )
+        made = ensemble_row(self, probabilities, sets, classes)
         if made is None:
             return
         fitted, selection = made
         progress(
-            f"[+] ensemble: {selection.describe()} (greedy selection on validation "
-            f"log-loss)\n    {sets.line(fitted.row)}"
+            f"[+] ensemble: {selection.describe()} (a vote of the best row of each "
+            f"family)\n    {sets.line(fitted.row)}"
         )
         self._keep(fitted)
         model = fitted.model
@@ -178,6 +172,16 @@ class ComparisonResult:
         self.fitted["ensemble"] = model.fit(*val)
         if rob_data is not None:
             self.add_profile("ensemble", model, rob_data, random_state)
+
+
+def _described(s):
+    return dict(
+        label=s.label,
+        name=s.name,
+        description=s.description,
+        summary=summarize_images(s.X, s.y),
+        chance_f1=chance_f1(s.y),
+    )
 
 
 def _recipe(built, row_plan, row):

@@ -13,7 +13,18 @@ from sklearn.metrics import accuracy_score, f1_score
 from .data import chance_f1
 from .stats import PairedBootstrap, calibration_error
 
-__all__ = ["Row", "SetScore", "Sets"]
+__all__ = ["Row", "SetScore", "Sets", "is_external", "is_selection"]
+
+
+def is_external(label):
+    """Whether a set label is an external test set's ("ext", "ext2", ...)."""
+    return label.startswith("ext")
+
+
+def is_selection(label):
+    """Whether a set label is a selection set's ("sel", "sel2", ...): a
+    population the run may look at to choose, never reported as external."""
+    return label.startswith("sel")
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,8 @@ class SetScore:
 @dataclass(frozen=True)
 class Row(Mapping):
     """One row of the table. ``scores`` maps a set's label ("val", "ext",
-    "ext2", ...) to its :class:`SetScore`; ``trained`` says what the row got
+    "ext2", ..., and the selection sets "sel", "sel2", ...) to its
+    :class:`SetScore`; ``trained`` says what the row got
     (epochs, folds, candidates) so that rows are compared with their budgets
     in view.
 
@@ -68,9 +80,9 @@ class Row(Mapping):
             out[f"{label}_acc"] = s.acc
             if s.ece is not None:
                 out[f"{label}_ece"] = s.ece
-            if label != "val":
+            if is_external(label):
                 out[f"{label}_rank"] = s.rank
-        externals = [s.f1 for label, s in self.scores.items() if label != "val"]
+        externals = [s.f1 for label, s in self.scores.items() if is_external(label)]
         if len(externals) > 1:
             out["worst_ext_f1"] = min(externals)
         for key in ("notes", "fit_time_s", "plan", "planned_s", "trained"):
@@ -98,8 +110,9 @@ class Row(Mapping):
 @dataclass
 class Sets:
     """The image sets every row is scored on: the validation split first,
-    then the external sets (each with ``label``, ``name`` and ``y``), with
-    one paired bootstrap per set (the same resamples for every row)."""
+    then the external sets, then the selection sets (each with ``label``,
+    ``name`` and ``y``), with one paired bootstrap per set (the same
+    resamples for every row)."""
 
     labels: list
     names: list
@@ -107,14 +120,19 @@ class Sets:
     boots: list = None
 
     @classmethod
-    def of(cls, y_val, externals, random_state=0):
-        ys = [np.asarray(y_val), *(np.asarray(s.y) for s in externals)]
+    def of(cls, y_val, externals, random_state=0, selections=()):
+        sets = [*externals, *selections]
+        ys = [np.asarray(y_val), *(np.asarray(s.y) for s in sets)]
         return cls(
-            ["val", *(s.label for s in externals)],
-            ["val", *(s.name for s in externals)],
+            ["val", *(s.label for s in sets)],
+            ["val", *(s.name for s in sets)],
             ys,
             [PairedBootstrap(y, random_state=random_state) for y in ys],
         )
+
+    @property
+    def n_external(self):
+        return sum(is_external(label) for label in self.labels)
 
     def row(self, model, preds, probs=None, classes=None, **fields):
         """The :class:`Row` of ``preds`` (one label array per set) and
@@ -142,6 +160,7 @@ class Sets:
     def line(self, row):
         """The progress line of a finished row's scores."""
         return "  ".join(
-            f"{name} F1 {row.scores[label].f1:.3f}"
+            f"{name}{' (selection)' if is_selection(label) else ''} F1 "
+            f"{row.scores[label].f1:.3f}"
             for label, name in zip(self.labels, self.names)
         )

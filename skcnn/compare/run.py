@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .data import _check_folds, is_volumes, load_run_data
+from .data import _check_folds, is_volumes, load_run_data, load_selection_sets
 from .fit import fit_row, profile_images, row_jobs
 from .options import as_list, check_options, dask_backend, flattered, warn_flattered
 from .plan import DEFAULT_BUDGET_S, Pace, Planner, calibrate_rows
@@ -56,6 +56,7 @@ def run_comparison(
     data="digits",
     *,
     external=None,
+    select=None,
     models=None,
     quick=False,
     device="auto",
@@ -86,6 +87,13 @@ def run_comparison(
         External test sets, each scored in its own columns; None uses
         printed digits for digits and a shifted copy of the validation split
         otherwise (:func:`describe_external`).
+    select : folder, ``.npz`` file, "digits-other-faces", "none", a list of
+        them, or None
+        Selection sets: populations the run may look at to choose (the
+        recommended model, the vote's members), scored in their own columns
+        (``sel_*``), never used for training nor counted as external. None:
+        300 digits drawn by font faces the printed digits do not use for
+        digits, none otherwise.
     models : list of names and groups, str or None
         Rows of the registry and their groups ("classic", "networks",
         "transfer", "noise", "all"), or a comma-separated string of them;
@@ -162,6 +170,7 @@ def run_comparison(
         args = dict(
             data=str(data),
             external=[str(e) for e in externals],
+            select=None if select is None else [str(e) for e in as_list(select)],
             models=models,
             quick=bool(quick),
             cv=cv,
@@ -257,9 +266,10 @@ class _Run:
             args["data"], args["external"], args["image_size"], self.random_state
         )
         _check_folds(y_train, self.folds)
-        self.X_train, self.y_train, self.ext = X_train, y_train, ext
-        self.X_sets = [X_val, *(s.X for s in ext)]
-        self.sets = Sets.of(y_val, ext, self.random_state)
+        sel = load_selection_sets(args["data"], args.get("select"), X_train, y_train)
+        self.X_train, self.y_train, self.ext, self.sel = X_train, y_train, ext, sel
+        self.X_sets = [X_val, *(s.X for s in ext), *(s.X for s in sel)]
+        self.sets = Sets.of(y_val, ext, self.random_state, selections=sel)
         self.classes = np.unique(y_train)
         ctx = Context(
             tuple(X_train.shape[1:]),
@@ -285,6 +295,7 @@ class _Run:
             budget,
             split,
             self.ext,
+            self.sel,
         )
         result.families, result.reasons = self.families, self.reasons
         missing = {n: b.reason for n, b in self.built.items() if b.reason is not None}

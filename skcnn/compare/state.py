@@ -43,6 +43,7 @@ _NONE = type(None)
 ARGS = {
     "data": (str,),
     "external": (list,),
+    "select": (list, _NONE),
     "models": (str, list, _NONE),
     "quick": (bool,),
     "cv": (int,),
@@ -140,6 +141,8 @@ def _checked_args(args, path):
             "run takes how to run (device, jobs, Dask, budget) from the command line "
             "only. The file was changed; start the run again (without --resume)."
         )
+    args = dict(args)
+    args.setdefault("select", None)  # written before selection sets (0.3)
     for key, kinds in ARGS.items():
         value = args.get(key)
         bad = key not in args or not isinstance(value, kinds)

@@ -68,7 +68,7 @@ def ranked(rows, predictions, sets):
         return rows
     ranks = {r.model: {} for r in ok}
     for i, (label, boot) in enumerate(zip(sets.labels, sets.boots)):
-        if label == "val":
+        if not label.startswith("ext"):  # ranks: the external sets only
             continue
         top = max(r.scores[label].f1 for r in ok)
         tops = [r.model for r in ok if r.scores[label].f1 >= top - 1e-12]
