@@ -25,7 +25,8 @@ with the "geometric" and the "drawing" presets; each CNN again after
 ``adapt_bn`` on the images of the population it predicts (AdaBN: labels
 unused, but the images seen, so kept apart); PretrainedClassifier's LP-FT
 defaults and WiSE-FT interpolations of the same fits (``with_wise_alpha``);
-HOG + SVM; soft votes across families. F1 is the mean over seeds of the
+surgical fine-tuning (``finetune_depth=-1`` / ``-2``: the stem and the first
+stages); HOG + SVM; soft votes across families. F1 is the mean over seeds of the
 macro F1; the interval is a 95% bootstrap over images (the same resampled
 images for every seed's predictions).
 
@@ -126,6 +127,13 @@ RECIPES = {
     "lp-ft": lpft(),
     "lp-ft+drawing": lpft(augment="drawing"),
     "lp-ft+drawing (5 epochs)": lpft(augment="drawing", max_epochs=5),
+    # surgical fine-tuning (Lee et al. 2023): the stem and the first stages only
+    "lp-ft+drawing surgical-1 (5 epochs)": lpft(
+        augment="drawing", max_epochs=5, finetune_depth=-1
+    ),
+    "lp-ft+drawing surgical-2 (5 epochs)": lpft(
+        augment="drawing", max_epochs=5, finetune_depth=-2
+    ),
     "lp-ft+drawing (3 epochs)": lpft(augment="drawing", max_epochs=3),
     "lp-ft+drawing (1 epoch)": lpft(augment="drawing", max_epochs=1),
     "hog+svm": hog_svm,
@@ -229,7 +237,7 @@ def table(result):
                 row[s] = "-"
         kinds = [result[name, f"shift {k}"][0] for k in SHIFTS]
         row["shifted val mean"] = f"{np.mean(kinds):.3f}" + (
-            " (flattered)" if name.split(" +")[0].split(" (")[0] in FLATTERED else ""
+            " (flattered)" if name.split(" ")[0] in FLATTERED else ""
         )
         row["shifted val worst"] = f"{min(kinds):.3f}"
         sel = [result[name, "other faces"][0], float(np.mean(kinds))]

@@ -411,13 +411,16 @@ PARAMS = {
     ),
     # -- fine-tuning ----------------------------------------------------------------
     "finetune_depth": Param(
-        [StrOptions({"all"}), Int(0)],
+        [StrOptions({"all"}), Int(None)],
         'int or "all"',
-        """0 trains only the new head; k trains the last k stages of the
+        """0 trains only the new head; k > 0 trains the last k stages of the
         backbone before the cut (``layer``; a DenseNet's stages are its dense
         blocks, with their transitions and the final norm) with the head,
         every stage when there are fewer (``finetune_depth_`` says how many
-        trained); "all" trains everything. Frozen batch-norm layers stay in
+        trained); -k trains the first k stages and the layers before them
+        (the stem) with the head: surgical fine-tuning (Lee et al., ICLR
+        2023), for shifts of the input such as another drawing or imaging
+        process; "all" trains everything. Frozen batch-norm layers stay in
         eval mode.""",
         "all",
         group="transfer",

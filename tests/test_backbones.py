@@ -102,8 +102,17 @@ def test_finetune_depth_counts_the_table_stages(lite0):
     assert len(BACKBONES["efficientnet_lite0"].stages) == 8
     # beyond the stages there are: all of them (issue 25)
     assert net.trainable_names(9) == net.trainable_names(8)
-    with pytest.raises(ValueError, match="int >= 0"):
-        net.trainable_names(-1)
+    # surgical (issue 36): the stem and the first stages, never the last ones
+    first1 = net.trainable_names(-1)
+    assert any(n.startswith("body.conv_stem") for n in first1)
+    assert any(n.startswith("body.blocks.0.") for n in first1)
+    assert not any(n.startswith("body.blocks.1.") for n in first1)
+    assert not any(n.startswith("body.conv_head") for n in first1)
+    assert any(n.startswith("classifier") for n in first1)
+    assert any(n.startswith("body.blocks.1.") for n in net.trainable_names(-2))
+    assert net.trainable_names(-9) == net.trainable_names("all")
+    with pytest.raises(ValueError, match="'all' or an int"):
+        net.trainable_names(1.5)
 
 
 @pytest.mark.slow

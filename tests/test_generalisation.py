@@ -183,3 +183,18 @@ def test_font_populations():
     assert not np.isin(framed, counts).all()
     with pytest.raises(ValueError, match="frame"):
         render_font_digits(1, frame="mnist")
+
+
+def test_surgical_fine_tuning_trains_the_first_stages_only(small_digits):
+    X, y = small_digits
+    kw = dict(CUT, max_epochs=2, lr=1e-2, early_stopping=False, random_state=0)
+    kw.update(validation_fraction=None, layer=-1)  # both stages kept
+    start = PretrainedClassifier(_net(), finetune_depth=0, **kw).fit(X[:150], y[:150])
+    first = PretrainedClassifier(_net(), finetune_depth=-1, **kw).fit(X[:150], y[:150])
+    assert first.finetune_depth_ == -1
+    s0, s1 = start.module_.state_dict(), first.module_.state_dict()
+    # the first stage (the conv and its batch norm) trained; the second did not
+    assert not torch.equal(s0["body.0.0.weight"], s1["body.0.0.weight"])
+    assert torch.equal(s0["body.1.0.weight"], s1["body.1.0.weight"])
+    with pytest.raises(ValueError, match="finetune_depth"):
+        PretrainedClassifier(_net(), finetune_depth=1.5, **kw).fit(X[:50], y[:50])

@@ -26,6 +26,10 @@ def say_start(progress, result, ext, names, done, budget, dask, folds):
         + (f", {len(done)} rows from the stopped run" if done else "")
         + (f", searches on the Dask cluster {dask}" if dask else "")
         + "".join(f"\n  external set {s.label}: {s.description}" for s in ext)
+        + "".join(
+            f"\n  selection set {s['label']} ({s['name']}): {s['description']}"
+            for s in result.selections
+        )
     )
 
 

@@ -107,7 +107,8 @@ def recommendation_lines(result):
     row = next(r for r in rows if r["model"] == pick.model)
     looked = "validation" + (", the shift profile" if result.robustness else "")
     if names:
-        looked += ", the selection set(s) " + ", ".join(names.values())
+        sets = "the selection sets " if len(names) > 1 else "the selection set "
+        looked += ", " + sets + ", ".join(names.values())
     lines = [
         f"Recommended: **{pick.model}**, the highest selection score ({pick.describe()}),"
         f" chosen from what the run may look at ({looked}); the external sets played "

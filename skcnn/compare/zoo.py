@@ -176,7 +176,10 @@ def _lite0_finetune(ctx):
     from .._pretrained_classifier import PretrainedClassifier
 
     return PretrainedClassifier(
-        "efficientnet_lite0", augment="drawing", max_epochs=5, **_net(ctx)
+        "efficientnet_lite0",
+        augment="drawing",
+        max_epochs=2 if ctx.quick else 5,
+        **_net(ctx),
     )
 
 

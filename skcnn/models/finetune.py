@@ -5,7 +5,9 @@ its backbone (``backbone_prefix``) and the parameter-name prefixes where its
 stages start (``stage_starts()``, in forward order). ``finetune_depth`` then
 means the same for every architecture: 0 trains the head alone, ``k`` the
 last ``k`` stages and everything after them (final norms, a 1x1 head conv;
-every stage when there are fewer than ``k``), ``"all"`` everything. Frozen batch-norm layers stay in eval mode, so their
+every stage when there are fewer than ``k``), ``-k`` the first ``k`` stages
+and what comes before them (a stem; surgical fine-tuning), ``"all"``
+everything. Frozen batch-norm layers stay in eval mode, so their
 running statistics keep the pretrained values.
 """
 
@@ -31,14 +33,14 @@ class FinetuneMixin:
 
     def trained_depth(self, depth):
         """The stages ``finetune_depth=depth`` trains: ``depth``, or all of
-        them when there are fewer ("all" stays "all")."""
+        them when there are fewer ("all" stays "all"; a negative depth counts
+        the first stages, at most all of them)."""
         if depth == "all":
             return depth
-        if not (isinstance(depth, int) and depth >= 0):
-            raise ValueError(
-                f"finetune_depth must be 'all' or an int >= 0; got {depth!r}."
-            )
-        return min(depth, len(self.stage_starts()))
+        if not isinstance(depth, int) or isinstance(depth, bool):
+            raise ValueError(f"finetune_depth must be 'all' or an int; got {depth!r}.")
+        n = len(self.stage_starts())
+        return max(depth, -n) if depth < 0 else min(depth, n)
 
     def trainable_names(self, depth):
         """Names of the parameters that train at fine-tuning ``depth``."""
@@ -51,6 +53,15 @@ class FinetuneMixin:
         if depth == 0:
             return head
         starts = self.stage_starts()
+        if depth < 0:
+            # surgical: the layers before the first stage (a stem) and the
+            # first -depth stages, where input-level shifts act
+            if -depth >= len(starts):
+                return head | set(body)
+            end = next(
+                i for i, n in enumerate(body) if n.startswith(starts[-depth] + ".")
+            )
+            return head | set(body[:end])
         start = starts[len(starts) - depth]
         first = next(i for i, n in enumerate(body) if n.startswith(start + "."))
         return head | set(body[first:])
