@@ -20,6 +20,7 @@ from ._device import (
     intra_op_threads,
     resolve_device,
 )
+from ._engine.adapt import AdaptMixin
 from ._engine.build import build_net, check_batch_norm_batches, probe
 from ._engine.checkpoints import checkpoint_key, resume_best, unwrap_compiled
 from ._engine.net import TrainingDivergedError
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
+class BaseNetEstimator(OnnxExportMixin, AdaptMixin, BaseEstimator):
     """Shared machinery; not for direct use.
 
     Subclasses store their parameters in ``__init__``, declare them in
@@ -283,47 +284,6 @@ class BaseNetEstimator(OnnxExportMixin, BaseEstimator):
             for view in views:
                 out = out + combine(self.net_.predict_logits(data, transform=view))
         return out / (1 + len(views))
-
-    # -- adaptation without labels -------------------------------------------------
-    def adapt_bn(self, X):
-        """Re-estimate the batch-norm statistics on unlabelled images ``X``.
-
-        Every batch norm's running mean and variance become those of ``X``
-        (AdaBN, Li et al. 2016): the images of the population the model will
-        predict on, e.g. another scanner, another drawing process. Labels are
-        never used; weights do not change; everything else of the fit stays.
-        It helps when the new population differs in low-level statistics
-        (contrast, stroke width, blur) and ``X`` holds a few hundred images
-        or more; it costs one forward pass over ``X``. Score the adapted
-        model apart from unadapted ones: it has seen the test images.
-
-        Parameters
-        ----------
-        X : array-like or list of image paths
-            Images, as in :meth:`fit`.
-
-        Returns
-        -------
-        self : object
-            The estimator, its batch-norm statistics those of ``X``.
-        """
-        from ._engine.adapt import batch_norms, reestimate_batch_norm
-
-        check_is_fitted(self, "net_")
-        if not batch_norms(self.module_):
-            raise ValueError(
-                f"{type(self).__name__}'s network has no batch-norm layer: "
-                "adapt_bn has no statistics to re-estimate."
-            )
-        data, _, _ = prepare_images(self, X, reset=False)
-        if len(data) < 2:
-            raise ValueError(
-                f"adapt_bn needs at least 2 images to estimate statistics; got {len(data)}."
-            )
-        with intra_op_threads(self._threads()):
-            batches = self.net_.get_iterator(data, training=False)
-            reestimate_batch_norm(self.module_, batches)
-        return self
 
     # -- persistence -------------------------------------------------------------
     def save(self, path):

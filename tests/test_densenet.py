@@ -209,8 +209,11 @@ def test_finetune_depth_beyond_the_blocks_trains_them_all(small_digits):
     X, y = small_digits
     clf = DenseNetClassifier(**TINY_DN, finetune_depth=5).fit(X, y)
     assert clf.finetune_depth_ == len(TINY_DN["block_config"])
+    # negative: the first blocks (surgical, issue 36), at most all of them
+    first = DenseNetClassifier(**TINY_DN, finetune_depth=-5).fit(X, y)
+    assert first.finetune_depth_ == -len(TINY_DN["block_config"])
     with pytest.raises(ValueError, match="finetune_depth"):
-        DenseNetClassifier(**TINY_DN, finetune_depth=-1).fit(X, y)
+        DenseNetClassifier(**TINY_DN, finetune_depth="first").fit(X, y)
 
 
 # -- one fine-tuning stack (issue 24 step 4) ---------------------------------------

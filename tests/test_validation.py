@@ -78,7 +78,7 @@ BAD = [
     (DenseNetClassifier, {"backbone_lr_scale": -0.1}, "backbone_lr_scale"),
     (DenseNetClassifier, {"head_epochs": -2}, "head_epochs"),
     (DenseNetClassifier, {"input_size": 0}, "input_size"),
-    (DenseNetClassifier, {"finetune_depth": -1}, "finetune_depth"),
+    (DenseNetClassifier, {"finetune_depth": 1.5}, "finetune_depth"),
     (DenseNetClassifier, {"arch": "densenet100"}, "arch"),
     (DenseNetClassifier, {"stem": "tiny"}, "stem"),
     (DenseNetClassifier, {"block_config": ()}, "block_config"),
