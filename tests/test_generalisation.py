@@ -17,6 +17,7 @@ from skcnn.datasets import (
 )
 
 from .conftest import TINY, TINY_DN
+from .test_lpft import CUT, _net
 
 
 def _norms(model):
@@ -72,21 +73,6 @@ def test_adapt_bn_errors(small_digits):
         bn.adapt_bn(X[:1])
     with pytest.raises(ValueError):
         bn.adapt_bn(np.zeros((5, 9, 9), dtype=np.uint8))  # not the fitted shape
-
-
-def _net():
-    torch.manual_seed(0)
-    nn = torch.nn
-    return nn.Sequential(
-        nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU()),
-        nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU()),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 5),
-    )
-
-
-CUT = dict(weights=None, layer=-2, pooling=None, input_size=None, device="cpu")
 
 
 def test_wise_alpha_interpolates_between_the_probe_and_the_fine_tuned(small_digits):
