@@ -25,7 +25,8 @@ __all__ = ["TransferMixin"]
 
 
 def _state_copy(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    """A copy of the weights in host memory (a GPU keeps only the network)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class TransferMixin:
