@@ -24,6 +24,23 @@ from ..datasets import (
 OTHER_FACES = "digits-other-faces"
 
 
+def set_label(prefix, i):
+    """The column label of the ``i``-th set of a kind: "ext", "ext2", ...
+    (external test sets) or "sel", "sel2", ... (selection sets)."""
+    return prefix if i == 0 else f"{prefix}{i + 1}"
+
+
+def is_external(label):
+    """Whether a set label is an external test set's ("ext", "ext2", ...)."""
+    return label.startswith("ext")
+
+
+def is_selection(label):
+    """Whether a set label is a selection set's ("sel", "sel2", ...): a
+    population the run may look at to choose, never reported as external."""
+    return label.startswith("sel")
+
+
 def describe_external(data, external):
     """What the external test set of a run is, in words (the report says it)."""
     if external == "digits-printed" or (external is None and data == "digits"):
@@ -267,7 +284,7 @@ def load_run_data(data="digits", externals=None, image_size=None, random_state=0
     externals = list(externals or [None])
     sets = []
     for i, source in enumerate(externals):
-        label = "ext" if i == 0 else f"ext{i + 1}"
+        label = set_label("ext", i)
         if source is None and data != "digits":
             source = "shifted"
         if source is None or source == "digits-printed":
@@ -290,13 +307,16 @@ def load_run_data(data="digits", externals=None, image_size=None, random_state=0
         for s in sets:
             s.y = s.y.astype(str)
     for s in sets:
-        unknown = sorted(str(c) for c in set(s.y) - set(y_train))
-        if unknown:
-            raise ValueError(
-                f"The external set {s.name!r} has classes {unknown} that the data "
-                "does not have."
-            )
+        _check_set_classes(s, y_train, "external set")
     return X_train, y_train, X_val, y_val, sets
+
+
+def _check_set_classes(s, y_train, what):
+    unknown = sorted(str(c) for c in set(s.y) - set(y_train))
+    if unknown:
+        raise ValueError(
+            f"The {what} {s.name!r} has classes {unknown} that the data does not have."
+        )
 
 
 def describe_selection(source):
@@ -327,19 +347,14 @@ def load_selection_sets(data, selections, X_like, y_train):
     selections = [s for s in selections if s != "none"]
     sets = []
     for i, source in enumerate(selections):
-        label = "sel" if i == 0 else f"sel{i + 1}"
+        label = set_label("sel", i)
         X, y = _load_images(source, X_like.shape[1:3], "selection set")
         X = _match_images(X, X_like)
         name = "other faces" if source == OTHER_FACES else _short(source)
         if y_train.dtype.kind in "US":
             y = y.astype(str)
-        unknown = sorted(str(c) for c in set(y) - set(y_train))
-        if unknown:
-            raise ValueError(
-                f"The selection set {name!r} has classes {unknown} that the data "
-                "does not have."
-            )
         sets.append(ExternalSet(label, describe_selection(source), X, y, name))
+        _check_set_classes(sets[-1], y_train, "selection set")
     return sets
 
 

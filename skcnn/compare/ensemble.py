@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score
 
+from .data import is_selection
 from .fit import Fitted
 from .recommend import evidence
-from .row import is_selection
 
 __all__ = ["Selection", "select_members", "vote"]
 

@@ -10,21 +10,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from .data import chance_f1
+from .data import chance_f1, is_external, is_selection
 from .stats import PairedBootstrap, calibration_error
 
-__all__ = ["Row", "SetScore", "Sets", "is_external", "is_selection"]
-
-
-def is_external(label):
-    """Whether a set label is an external test set's ("ext", "ext2", ...)."""
-    return label.startswith("ext")
-
-
-def is_selection(label):
-    """Whether a set label is a selection set's ("sel", "sel2", ...): a
-    population the run may look at to choose, never reported as external."""
-    return label.startswith("sel")
+__all__ = ["Row", "SetScore", "Sets"]
 
 
 @dataclass(frozen=True)

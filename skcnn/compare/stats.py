@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import is_external
+
 N_BOOTSTRAP = 1000
 # Equal-width confidence bins of the expected calibration error (Guo et al.,
 # ICML 2017, use 15).
@@ -68,7 +70,7 @@ def ranked(rows, predictions, sets):
         return rows
     ranks = {r.model: {} for r in ok}
     for i, (label, boot) in enumerate(zip(sets.labels, sets.boots)):
-        if not label.startswith("ext"):  # ranks: the external sets only
+        if not is_external(label):  # ranks: the external sets only
             continue
         top = max(r.scores[label].f1 for r in ok)
         tops = [r.model for r in ok if r.scores[label].f1 >= top - 1e-12]
