@@ -27,9 +27,12 @@ def test_compare_cli_writes_table_report_and_figures(tmp_path, capsys):
     for name in ["pca+svm", "pixels+rf", "cnn", "densenet"]:
         assert f"| {name} | ok |" in printed
     assert "val_f1" in printed and "ext_f1" in printed
-    # progress: per-fit lines inside a row, elapsed time and an estimate of the rest
+    # progress: per-fit lines inside a row and the elapsed time; with no budget
+    # no costs are measured, so no estimates are made up
     assert "fit 2/2: fold F1" in captured.err
-    assert "s elapsed, about" in captured.err and "s left" in captured.err
+    assert "s elapsed" in captured.err and "calibrating" not in captured.err
+    assert "s left" not in captured.err and "planned ~" not in captured.err
+    assert "no time budget: every row in full" in captured.err
     for f in ["results.csv", "results.md", "report.md", "f1_bars.png"]:
         assert (out / f).stat().st_size > 0, f
     for f in ["robustness.csv", "robustness.png"]:
@@ -492,3 +495,21 @@ def test_out_of_memory_gets_advice(monkeypatch, capsys):
     assert main(["compare", "--models", "pca+svm", "--image-size", "512"]) == 2
     err = capsys.readouterr().err
     assert "ran out of memory" in err and "--image-size" in err
+
+
+def test_a_budget_measures_costs_and_says_its_estimates():
+    lines = []
+    result = run_comparison(
+        models=["pca+svm", "hog+svm"],
+        quick=True,
+        robustness=False,
+        budget=3600,  # far more than the rows need, whatever the load
+        progress=lines.append,
+    )
+    said = "\n".join(lines)
+    assert "calibrating 2 rows" in said and "planned ~" in said
+    assert "budget 3600s, calibrated in" in said
+    assert result.calibration_s > 0
+    assert all(
+        r["planned_s"] is not None for r in result.rows if r["model"] != "ensemble"
+    )

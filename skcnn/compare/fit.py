@@ -181,7 +181,7 @@ def fit_row(built, row_plan, data, sets, *, random_state, n_jobs, progress, cloc
         cv_f1_std=cv_std,
         fit_time_s=float(time.perf_counter() - t0),
         plan=row_plan.describe(),
-        planned_s=float(row_plan.seconds),
+        planned_s=float(row_plan.seconds) if row_plan.estimated else None,
         trained=row_plan.trained(),
     )
     return Fitted(row, best, preds, probs, row_plan.grid)

@@ -71,6 +71,10 @@ class Cost:
         return self.const + (self.fixed + self.per_epoch * epochs) * scale
 
 
+# The cost of a row a run did not calibrate (no budget: nothing to plan).
+UNMEASURED = Cost(m=1, const=0.0, fixed=0.0, per_epoch=0.0, predict=0.0)
+
+
 @dataclass
 class RowPlan:
     """What one row does: ``grid`` (None: one fit, no search), ``folds``,
@@ -85,6 +89,7 @@ class RowPlan:
     run: bool = True
     cuts_epochs: bool = False  # this level trains fewer epochs than the row's own
     params: dict = field(default_factory=dict)  # set before a fit without search
+    estimated: bool = True  # False: a run with no budget measures no costs
 
     def trained(self):
         """What the row gets, in words (without the time)."""
@@ -103,6 +108,8 @@ class RowPlan:
             return f"not run: {self.note}"
         if self.note == "replayed":
             return f"{self.trained()}; replayed"
+        if not self.estimated:
+            return self.trained()
         cut = f" (cut: {self.note})" if self.note != "full" else ""
         return f"{self.trained()}; ~{self.seconds:.0f}s{cut}"
 
@@ -490,9 +497,12 @@ class Planner:
                 0.95 * (self.budget - self.clock.elapsed()) - 2.0 - 0.3 * len(names),
                 0.0,
             )
-        rows = {n: (self.built[n], self.built[n].grid, self.costs[n]) for n in names}
+        rows = {
+            n: (self.built[n], self.built[n].grid, self.costs.get(n, UNMEASURED))
+            for n in names
+        }
         paces = {n: pace.of(self.built[n].spec.group) if pace else 1.0 for n in names}
-        return plan_rows(
+        plan = plan_rows(
             rows,
             left,
             cv=self.cv,
@@ -501,6 +511,18 @@ class Planner:
             pace=paces,
             robustness=rob_sizes,
         )
+        if not self.costs:  # no budget, nothing measured: no estimates to show
+            plan.rows = {
+                n: replace(p, seconds=0.0, estimated=False)
+                for n, p in plan.rows.items()
+            }
+        return plan
+
+    def _left(self, plan):
+        """What the clock says is left: the estimates of the rows to run."""
+        self.clock.left = {
+            n: p.seconds for n, p in plan.rows.items() if p.run and p.estimated
+        }
 
     def first(self, names, rob_sizes, replayed):
         if replayed:
@@ -522,7 +544,7 @@ class Planner:
         plan.rows = dict(
             sorted(plan.rows.items(), key=lambda kv: (not kv[1].run, kv[1].seconds))
         )
-        self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+        self._left(plan)
         return plan
 
     def now(self, name, rest, pace, rob_n, replayed):
@@ -530,7 +552,7 @@ class Planner:
             return self.replayed[name]
         plan = self.plan([name, *rest], [rob_n], pace)
         self.pace_used = pace.of(self.built[name].spec.group)
-        self.clock.left = {n: p.seconds for n, p in plan.rows.items() if p.run}
+        self._left(plan)
         return plan.rows[name]
 
     def estimate(self, name, row_plan, rob_n):

@@ -43,14 +43,15 @@ def say_plan(progress, result, plan, budget, replayed):
     )
     if not plan.rows and budget is None:
         return
-    head = (
-        "replayed plan"
-        if replayed
-        else (
-            f"plan ({'budget ' + format(budget, '.0f') + 's, ' if budget is not None else ''}"
-            f"calibrated in {result.calibration_s:.1f}s; estimate {plan.seconds:.0f}s)"
+    if replayed:
+        head = "replayed plan"
+    elif budget is None:
+        head = "plan (no time budget: every row in full, no costs measured)"
+    else:
+        head = (
+            f"plan (budget {budget:.0f}s, calibrated in {result.calibration_s:.1f}s; "
+            f"estimate {plan.seconds:.0f}s)"
         )
-    )
     progress(
         f"{head}:\n"
         + "\n".join(f"  {n}: {p.describe()}" for n, p in plan.rows.items())

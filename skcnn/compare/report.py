@@ -346,18 +346,22 @@ def _plan_table(result):
     ]
     if not rows:
         return []
-    budget = (
-        f"{result.budget:.0f}s"
-        if result.budget is not None
-        else "none (full configurations)"
-    )
+    if result.budget is None:
+        how = (
+            "Budget: none. Every row ran its full configuration; no costs were "
+            "measured (a budget is what a calibration plans for)."
+        )
+    else:
+        how = (
+            f"Budget: {result.budget:.0f}s. Each row's cost was measured on the "
+            f"training images (a short fit on a subsample, {result.calibration_s:.1f}s "
+            "in all) and the rows were cut to fit: fewer folds, one candidate, no "
+            "search, fewer epochs, or not run. Each row was planned again before it "
+            "ran, with the time left and the pace so far."
+        )
     return [
         "## Plan",
-        f"Budget: {budget}. Each row's cost was measured on the training images "
-        f"(a short fit on a subsample, {result.calibration_s:.1f}s in all) and the "
-        "rows were cut to fit: fewer folds, one candidate, no search, fewer epochs, "
-        "or not run. Each row was planned again before it ran, with the time left "
-        "and the pace so far.",
+        how,
         "| model | first plan | as run | seconds |\n|---|---|---|---|\n"
         + "\n".join(rows),
     ]

@@ -191,7 +191,7 @@ def run_comparison(
         result.flattered = flattered(run.ext, [run.built[n] for n in run.names])
         warn_flattered(result.flattered)
         costs = {}
-        if not replayed:
+        if budget is not None and not replayed:  # no budget: nothing to plan
             costs = calibrate_rows(
                 {n: run.built[n] for n in todo},
                 run.X_train,
@@ -355,9 +355,9 @@ class _Run:
             n_jobs=n_jobs,
         )
         result.collect(fitted, self.built[name], row_plan)
+        planned = f"; planned ~{row_plan.seconds:.0f}s" if row_plan.estimated else ""
         self.progress(
-            f"    {self.sets.line(fitted.row)}  ({fitted.row.fit_time_s:.1f}s; "
-            f"planned ~{row_plan.seconds:.0f}s)"
+            f"    {self.sets.line(fitted.row)}  ({fitted.row.fit_time_s:.1f}s{planned})"
         )
         if self.rob_data is not None:
             result.add_profile(name, fitted.model, self.rob_data, self.random_state)
