@@ -306,21 +306,41 @@ def shift_profile(
         name: check_scoring(est, scoring=scoring) for name, est in models.items()
     }
     clean = {name: scorers[name](est, X, y) for name, est in models.items()}
-    table = {"model": [], "kind": [], "severity": [], "magnitude": [], "score": []}
+    table = {c: [] for c in PROFILE_COLUMNS}
+    for kind, severity, magnitude, Xs in shifted_copies(
+        images, kinds, severities, random_state
+    ):
+        for name, est in models.items():
+            score = clean[name] if Xs is None else scorers[name](est, Xs, y)
+            table["model"].append(name)
+            table["kind"].append(kind)
+            table["severity"].append(severity)
+            table["magnitude"].append(magnitude)
+            table["score"].append(float(score))
+    if not isinstance(estimator, dict):
+        del table["model"]
+    return table
+
+
+# The columns of a shift profile's table.
+PROFILE_COLUMNS = ("model", "kind", "severity", "magnitude", "score")
+
+
+def shifted_copies(images, kinds=None, severities=(1, 2, 3), random_state=0):
+    """(kind, severity, magnitude, shifted images) of a shift profile, in its
+    order: for each kind its unshifted images first (severity 0, images
+    None: the caller's own), then each severity. ``images``: an ``_Images``
+    or an array of images in a layout skcnn takes. The same seed gives the
+    same images whoever asks (:func:`shift_profile` and the comparison)."""
+    if not isinstance(images, _Images):
+        images = _Images(images, None, "auto")
+    kinds = _check_kinds(kinds)
+    severities = sorted({0.0, *_check_severities(severities)})
     for kind in kinds:
         step, _ = SHIFT_KINDS[kind]
         for severity in severities:
             Xs = images.shifted(kind, severity, random_state) if severity else None
-            for name, est in models.items():
-                score = clean[name] if Xs is None else scorers[name](est, Xs, y)
-                table["model"].append(name)
-                table["kind"].append(kind)
-                table["severity"].append(severity)
-                table["magnitude"].append(severity * step)
-                table["score"].append(float(score))
-    if not isinstance(estimator, dict):
-        del table["model"]
-    return table
+            yield kind, severity, severity * step, Xs
 
 
 def write_profile_csv(profile, path):

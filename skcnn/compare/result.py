@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..robustness import shift_profile
 from .data import _short, chance_f1, describe_data, summarize_images
 from .ensemble import ensemble_row
 from .plan import checked_plan, plan_record
+from .profile import Profiles
 
 __all__ = ["ComparisonResult"]
 
@@ -58,6 +58,7 @@ class ComparisonResult:
     to_run: list = field(default_factory=list)  # rows not yet run (a stopped run)
     flattered: dict = field(default_factory=dict)  # model -> shifts it trains with
     families: dict = field(default_factory=dict)  # model -> its group
+    profiles: Profiles = None  # the shift profile's rows and kept outputs
     reasons: dict = field(default_factory=dict)  # model -> why it is in the table
 
     def columns(self):
@@ -127,13 +128,13 @@ class ComparisonResult:
     def add_profile(self, name, model, images, random_state):
         """The shift profile of one fitted model on ``images`` (seeded: every
         model sees the same shifted images), appended to :attr:`robustness`."""
-        profile = shift_profile(
-            {name: model}, *images, scoring="f1_macro", random_state=random_state
-        )
-        if self.robustness is None:
-            self.robustness = {k: [] for k in profile}
-        for k, v in profile.items():
-            self.robustness[k].extend(v)
+        self._profiles(images, random_state).add(name, model)
+
+    def _profiles(self, images, random_state):
+        if self.profiles is None:
+            self.profiles = Profiles(images, random_state, self.robustness)
+            self.robustness = self.profiles.table
+        return self.profiles
 
     def keep_plans(self, saved, built, cv, done):
         """The plans (and so the rebuild code) of rows restored from a
@@ -170,8 +171,13 @@ class ComparisonResult:
             return
         # the members are frozen: fit only records the classes
         self.fitted["ensemble"] = model.fit(*val)
-        if rob_data is not None:
-            self.add_profile("ensemble", model, rob_data, random_state)
+        if rob_data is None:
+            return
+        profiles = self._profiles(rob_data, random_state)
+        if profiles.can_vote(selection.members):  # the members' kept outputs
+            profiles.add_vote("ensemble", selection.members, selection.weights, classes)
+        else:
+            profiles.add("ensemble", model)
 
 
 def _described(s):

@@ -302,10 +302,13 @@ def restore_rows(result, state, data, score, progress):
 
 def _checked_robustness(rob, done, progress):
     """The stored robustness profile of the kept rows, or None."""
+    from ..robustness import PROFILE_COLUMNS
+
     if not rob:
         return None
     ok = (
         isinstance(rob, dict)
+        and set(rob) == set(PROFILE_COLUMNS)
         and isinstance(rob.get("model"), list)
         and all(isinstance(v, list) for v in rob.values())
         and len({len(v) for v in rob.values()}) == 1
