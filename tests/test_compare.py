@@ -245,6 +245,7 @@ def test_rows_are_written_as_they_finish(tmp_path, monkeypatch):
             models=["pca+svm", "hog+svm"],
             quick=True,
             out=tmp_path,
+            n_jobs=1,  # the rows in this process, where the patch is
             progress=lambda m: None,
         )
     text = (tmp_path / "results.csv").read_text()
@@ -449,7 +450,7 @@ def test_data_with_too_few_classes_fails_before_any_model(
     tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setattr(
-        "skcnn.compare.run.fit_row",
+        "skcnn.compare.lanes.run_job",
         lambda *a, **k: pytest.fail("a model ran on data that cannot be compared"),
     )
     one = _folder(tmp_path / "one", {"cat": 12})
@@ -513,3 +514,40 @@ def test_a_budget_measures_costs_and_says_its_estimates():
     assert all(
         r["planned_s"] is not None for r in result.rows if r["model"] != "ensemble"
     )
+
+
+def test_rows_in_lanes_give_the_table_of_rows_in_this_process(monkeypatch):
+    """Two lanes (worker processes, whatever the load) and the rows one
+    after another in this process: the same fits, scores and profile; the
+    table and the profile in table order whichever lane finished first."""
+    kw = dict(models=["pca+svm", "hog+svm", "cnn"], quick=True, budget=None)
+    here = run_comparison(n_jobs=1, progress=lambda m: None, **kw)
+    monkeypatch.setattr("skcnn.compare.run.lane_count", lambda *a: 2)
+    said = []
+    lanes = run_comparison(n_jobs="auto", progress=said.append, **kw)
+    assert any("in a lane" in m for m in said)
+    assert [r["model"] for r in lanes.rows] == [r["model"] for r in here.rows]
+    for a, b in zip(here.rows, lanes.rows):
+        for key in ("val_f1", "ext_f1", "sel_f1", "cv_f1", "best_params"):
+            assert a[key] == b[key], (a["model"], key)
+    assert lanes.robustness == here.robustness
+
+
+def test_lanes_start_the_costly_kinds_first_when_nothing_was_measured():
+    from skcnn.compare.lanes import lane_order
+    from skcnn.compare.plan import Plan, RowPlan
+    from skcnn.compare.registry import Context
+    from skcnn.compare.zoo import registered
+
+    rows = registered()
+    names = ["pca+svm", "cnn", "lite0+logreg", "hog+svm"]
+    built = {n: rows[n].make(Context((8, 8))) for n in names}
+    plan = Plan(None, rows={n: RowPlan(None, 0, None, 0.0) for n in names})
+    assert lane_order(plan, None, built, 2) == [
+        "cnn",
+        "lite0+logreg",
+        "pca+svm",
+        "hog+svm",
+    ]
+    assert lane_order(plan, None, built, 1) == names  # one lane: the plan's order
+    assert lane_order(plan, 60.0, built, 2) == names  # a budget: the plan's order

@@ -129,14 +129,27 @@ def _feature_search(estimator, grid, scoring, folds, n_jobs, X, y, step):
     )
 
 
-def fit_row(built, row_plan, data, sets, *, random_state, n_jobs, progress, clock, tag):
+def fit_row(
+    built,
+    row_plan,
+    data,
+    sets,
+    *,
+    random_state,
+    n_jobs,
+    progress,
+    clock,
+    tag,
+    threads=None,
+):
     """Search, refit and score one row as ``row_plan`` says; return
-    :class:`Fitted`. ``data``: (X_train, y_train, [X of every scored set])."""
+    :class:`Fitted`. ``data``: (X_train, y_train, [X of every scored set]);
+    ``threads``: a scikit-learn row's thread pools (None: the free cores)."""
     X_train, y_train, X_sets = data
     estimator = built.configured(row_plan.params, row_plan.epochs)
     t0 = time.perf_counter()
     cv_f1 = cv_std = None
-    with thread_limits(built):
+    with thread_limits(built, threads):
         if row_plan.grid is None:
             progress(f"{tag}: one fit on the training split ({clock})")
             best, best_params = estimator.fit(X_train, y_train), dict(row_plan.params)

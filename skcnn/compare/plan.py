@@ -409,19 +409,20 @@ def plan_rows(
     return plan
 
 
-def thread_limits(built):
+def thread_limits(built, threads=None):
     """The BLAS / OpenMP pools of a scikit-learn row limited as skcnn limits
     torch's threads (the cores other processes do not keep busy): on a busy
     2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
     thread. A network row sets its own threads (one per fit in a
-    comparison: :func:`skcnn.compare.zoo.one_thread`)."""
+    comparison: ``skcnn.compare.run._one_thread``). ``threads``: the limit
+    (None: the free cores)."""
     if built.network:
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
     from .._device import fit_threads
 
-    return threadpool_limits(limits=fit_threads("auto"))
+    return threadpool_limits(limits=threads or fit_threads("auto"))
 
 
 def calibrate_rows(built, X, y, *, random_state, progress):
@@ -487,16 +488,16 @@ class Planner:
         )
         self.n_train, self.n_predict = n_train, n_predict
         self.deferred, self.pace_used, self.replayed = set(), 1.0, {}
+        self.lanes = 1  # rows side by side (skcnn.compare.lanes)
 
-    def plan(self, names, rob_sizes, pace=None):
+    def plan(self, names, rob_sizes, pace=None, busy_s=0.0):
         left = None
         if self.budget is not None:
             # a few seconds for the ranks, the report and the figures, and 5%
-            # of the budget for the estimates' error
-            left = max(
-                0.95 * (self.budget - self.clock.elapsed()) - 2.0 - 0.3 * len(names),
-                0.0,
-            )
+            # of the budget for the estimates' error; rows in lanes have each
+            # lane's time, less what the rows running in them still need
+            wall = 0.95 * (self.budget - self.clock.elapsed()) - 2.0 - 0.3 * len(names)
+            left = max(self.lanes * wall - busy_s, 0.0)
         rows = {
             n: (self.built[n], self.built[n].grid, self.costs.get(n, UNMEASURED))
             for n in names
@@ -547,10 +548,10 @@ class Planner:
         self._left(plan)
         return plan
 
-    def now(self, name, rest, pace, rob_n, replayed):
+    def now(self, name, rest, pace, rob_n, replayed, busy_s=0.0):
         if replayed:
             return self.replayed[name]
-        plan = self.plan([name, *rest], [rob_n], pace)
+        plan = self.plan([name, *rest], [rob_n], pace, busy_s)
         self.pace_used = pace.of(self.built[name].spec.group)
         self._left(plan)
         return plan.rows[name]

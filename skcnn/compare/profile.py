@@ -61,6 +61,23 @@ class Profiles:
 
         self._add(name, outputs)
 
+    def merge(self, part):
+        """The rows of another :class:`Profiles` of the same images (a row
+        profiled in a lane) appended to this one."""
+        for column, values in part.table.items():
+            self.table[column].extend(values)
+        self.probabilities.update(part.probabilities)
+
+    def sort(self, order):
+        """The table's rows in the order of the models in ``order`` (the
+        table's order; others last), each model's rows as they were added:
+        rows profiled in lanes finish in any order."""
+        rank = {m: i for i, m in enumerate(order)}
+        models = self.table["model"]
+        index = sorted(range(len(models)), key=lambda i: rank.get(models[i], len(rank)))
+        for values in self.table.values():
+            values[:] = [values[i] for i in index]
+
     def can_vote(self, members):
         return all(m in self.probabilities for m in members)
 

@@ -4,10 +4,30 @@ cannot run here."""
 from __future__ import annotations
 
 import sys
+import time
 
 from ..pretrained import hub_checkpoint_dir
 
-__all__ = ["say", "say_not_available", "say_plan", "say_start"]
+__all__ = ["Clock", "say", "say_not_available", "say_plan", "say_start"]
+
+
+class Clock:
+    """Elapsed time and an estimate of what is left (the plan of each row
+    still to run)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.left = {}  # row -> its planned seconds
+        self.lanes = 1  # rows side by side
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
+
+    def __str__(self):
+        text = f"{self.elapsed():.0f}s elapsed"
+        if self.left:
+            text += f", about {sum(self.left.values()) / self.lanes:.0f}s left"
+        return text
 
 
 def say(msg):

@@ -125,10 +125,13 @@ class ComparisonResult:
         self.plans[name] = plan_record(row_plan)
         self.recipes[name] = _recipe(built, row_plan, fitted.row)
 
-    def add_profile(self, name, model, images, random_state):
-        """The shift profile of one fitted model on ``images`` (seeded: every
-        model sees the same shifted images), appended to :attr:`robustness`."""
-        self._profiles(images, random_state).add(name, model)
+    def add_profile(self, part, images, random_state):
+        """A row's shift profile (a :class:`~skcnn.compare.profile.Profiles`
+        of ``images``, seeded: every model sees the same shifted images),
+        appended to :attr:`robustness`."""
+        profiles = self._profiles(images, random_state)
+        profiles.merge(part)
+        profiles.sort(self.families)
 
     def _profiles(self, images, random_state):
         if self.profiles is None:

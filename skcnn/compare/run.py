@@ -9,15 +9,15 @@ loop collected. This module only orders the work.
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 
 from .data import _check_folds, is_volumes, load_run_data, load_selection_sets
-from .fit import fit_row, profile_images, row_jobs
+from .fit import profile_images, row_jobs
+from .lanes import Job, Lanes, lane_count, lane_order
 from .options import as_list, check_options, dask_backend, flattered, warn_flattered
 from .plan import DEFAULT_BUDGET_S, Pace, Planner, calibrate_rows
-from .progress import say, say_not_available, say_plan, say_start
+from .progress import Clock, say, say_not_available, say_plan, say_start
 from .registry import Context
 from .report import writer
 from .result import ComparisonResult
@@ -32,24 +32,6 @@ from .state import (
 from .zoo import registered, resolve_models
 
 __all__ = ["ComparisonResult", "run_comparison"]
-
-
-class _Clock:
-    """Elapsed time and an estimate of what is left (the plan of each row
-    still to run)."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.left = {}  # row -> its planned seconds
-
-    def elapsed(self):
-        return time.perf_counter() - self.start
-
-    def __str__(self):
-        text = f"{self.elapsed():.0f}s elapsed"
-        if self.left:
-            text += f", about {sum(self.left.values()):.0f}s left"
-        return text
 
 
 def run_comparison(
@@ -155,7 +137,7 @@ def run_comparison(
         The table's rows, the fitted models, their predictions and the
         robustness profile.
     """
-    clock = _Clock()
+    clock = Clock()
     externals = as_list(external)
     check_options(
         out=out,
@@ -204,6 +186,8 @@ def run_comparison(
         planner = Planner(
             run.built, costs, run.folds, len(run.y_train), n_predict, budget, clock
         )
+        lanes = Lanes(lane_count(n_jobs, dask, len(todo)), progress, clock)
+        planner.lanes = clock.lanes = lanes.n
         sizes = [80, 0] if quick else [200, 80, 0]
         profile = robustness and not is_volumes(run.X_train)
         plan = planner.first(todo, sizes if profile else [0], replayed)
@@ -215,40 +199,17 @@ def run_comparison(
             run.X_sets[0], run.sets.ys[0], result.robustness_n, random_state
         )
         write = writer(result, out, args, clock, run.sets, run.X_sets, quick)
-        queue, pace = list(plan.rows), Pace()
+        queue = lane_order(plan, budget, run.built, lanes.n)
         try:
             with dask_backend(dask) if dask else contextlib.nullcontext():
                 run.say_not_available(done)
-                while queue:
-                    name = queue.pop(0)
-                    tag = f"[{len(result.rows) + 1}/{len(run.names)}] {name}"
-                    row_plan = planner.now(
-                        name, queue, pace, result.robustness_n, replayed
-                    )
-                    if not row_plan.run and planner.defer(name):
-                        queue.append(name)  # another try once the others ran
-                        progress(f"{tag}: later ({row_plan.note})")
-                        continue
-                    if not row_plan.run:
-                        progress(f"{tag}: not run ({row_plan.note})")
-                        status = f"not run: {row_plan.note}"
-                        result.add(Row(name, status, plan=row_plan.describe()))
-                    else:
-                        t0 = time.perf_counter()
-                        jobs = -1 if dask else row_jobs(n_jobs)
-                        run.fit(name, row_plan, tag, jobs, clock)
-                        seconds = time.perf_counter() - t0
-                        estimated = planner.estimate(
-                            name, row_plan, result.robustness_n
-                        )
-                        pace.record(run.built[name].spec.group, estimated, seconds)
-                    result.to_run.remove(name)
-                    clock.left.pop(name, None)
-                    write(name)
+                run.rows(queue, lanes, planner, write, replayed, n_jobs, dask)
                 run.add_ensemble()
         except BaseException:
+            lanes.close(kill=True)
             write(None, final=False)
             raise
+        lanes.close()
         result.finished = True
         write(None)
         return result
@@ -284,6 +245,7 @@ class _Run:
         self.families = {n: specs[n].group for n in self.names}
         self.reasons = {n: specs[n].why for n in self.names}
         self.rob_data = None
+        self.plans = {}  # row -> (its plan, its tag) while it runs
 
     def result(self, budget):
         X_val, y_val = self.X_sets[0], self.sets.ys[0]
@@ -341,26 +303,78 @@ class _Run:
             self.progress,
         )
 
-    def fit(self, name, row_plan, tag, n_jobs, clock):
-        result = self._result
-        fitted = fit_row(
+    def rows(self, queue, lanes, planner, write, replayed, n_jobs, dask):
+        """Run the rows of ``queue``, each planned again as it starts, in
+        ``lanes``; write each as it finishes."""
+        result, pace = self._result, Pace()
+        # a row's search jobs: in a lane, its lane
+        jobs = 1 if lanes.n > 1 else (-1 if dask else row_jobs(n_jobs))
+        while queue or lanes.running:
+            if not (queue and lanes.free):
+                name, work = lanes.next_done()
+                self.finish(name, work, planner, pace)
+                result.to_run.remove(name)
+                write(name)
+                continue
+            name = queue.pop(0)
+            tag = f"[{len(result.rows) + len(lanes.running) + 1}/{len(self.names)}] {name}"
+            row_plan = planner.now(
+                name,
+                queue,
+                pace,
+                result.robustness_n,
+                replayed,
+                busy_s=lanes.busy_seconds(),
+            )
+            if not row_plan.run and planner.defer(name):
+                queue.append(name)  # another try once the others ran
+                self.progress(f"{tag}: later ({row_plan.note})")
+                continue
+            if row_plan.run:
+                self.start(name, row_plan, tag, jobs, lanes)
+                continue
+            self.progress(f"{tag}: not run ({row_plan.note})")
+            status = f"not run: {row_plan.note}"
+            result.add(Row(name, status, plan=row_plan.describe()))
+            result.to_run.remove(name)
+            planner.clock.left.pop(name, None)
+            write(name)
+
+    def start(self, name, row_plan, tag, n_jobs, lanes):
+        """Fit row ``name`` as planned: now (one lane: this process) or in a
+        free lane."""
+        job = Job(
             self.built[name],
             row_plan,
             (self.X_train, self.y_train, self.X_sets),
             self.sets,
-            tag=tag,
-            random_state=self.random_state,
-            progress=self.progress,
-            clock=clock,
-            n_jobs=n_jobs,
+            self.rob_data,
+            self.random_state,
+            n_jobs,
+            tag,
         )
+        self.plans[name] = (row_plan, tag)
+        if lanes.n > 1:
+            self.progress(f"{tag}: {row_plan.trained()}, in a lane ({lanes.clock})")
+        lanes.start(name, job, row_plan.seconds)
+
+    def finish(self, name, work, planner, pace):
+        """Keep a finished row: its table row, model, profile and pace."""
+        result = self._result
+        row_plan, tag = self.plans.pop(name)
+        fitted = work.fitted
         result.collect(fitted, self.built[name], row_plan)
         planned = f"; planned ~{row_plan.seconds:.0f}s" if row_plan.estimated else ""
+        head = f"{tag} done\n" if planner.lanes > 1 else ""
         self.progress(
-            f"    {self.sets.line(fitted.row)}  ({fitted.row.fit_time_s:.1f}s{planned})"
+            f"{head}    {self.sets.line(fitted.row)}  "
+            f"({fitted.row.fit_time_s:.1f}s{planned})"
         )
-        if self.rob_data is not None:
-            result.add_profile(name, fitted.model, self.rob_data, self.random_state)
+        if work.profile is not None:
+            result.add_profile(work.profile, self.rob_data, self.random_state)
+        estimated = planner.estimate(name, row_plan, result.robustness_n)
+        pace.record(self.built[name].spec.group, estimated, work.seconds)
+        planner.clock.left.pop(name, None)
 
 
 def _one_thread(built):

@@ -1,0 +1,176 @@
+"""Where a comparison's rows run: one after another in this process, or side
+by side in "lanes", one worker process per free core, each row's fits one
+after another in its lane.
+
+A row's search spreads its CV fits over the cores, but its refit, a row of
+one fit (the fine-tuning row), its predictions and its shift profile run on
+one core while the others wait: on digits on 2 cores they left a core idle
+for about half of the run. Rows in lanes keep every core busy; a row trains
+with one thread either way (``num_threads=1``), so each row's fits, and the
+table, are the same in a lane and in this process.
+
+The jobs carry our own in-memory objects to our own worker processes
+(pickled by the process pool, as joblib carries a search's fits); nothing
+is read from a file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+__all__ = ["Job", "Lanes", "run_job"]
+
+# One thread per lane for every library a row may use.
+_ONE_THREAD = {
+    k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row to fit and profile: what :func:`run_job` needs, and nothing
+    that cannot travel to a worker process (the row's declaration keeps only
+    its name and family: its builders may be closures)."""
+
+    built: object
+    row_plan: object
+    data: tuple
+    sets: object
+    rob_data: tuple | None
+    random_state: int
+    n_jobs: object
+    tag: str
+
+    def portable(self):
+        spec = self.built.spec
+        light = replace(spec, build=self.built.estimator, needs=None, grid=None)
+        light = replace(light, quick_grid=None)
+        return replace(self, built=replace(self.built, spec=light))
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a job gives back: the :class:`~skcnn.compare.fit.Fitted` row,
+    its part of the shift profile (or None) and the seconds it took."""
+
+    fitted: object
+    profile: object
+    seconds: float
+
+
+def run_job(job, progress=None, clock=None, threads=None):
+    """Fit, score and profile one row (in this process or in a lane)."""
+    from .fit import fit_row
+    from .profile import Profiles
+
+    t0 = time.perf_counter()
+    fitted = fit_row(
+        job.built,
+        job.row_plan,
+        job.data,
+        job.sets,
+        random_state=job.random_state,
+        n_jobs=job.n_jobs,
+        progress=progress or (lambda msg: None),
+        clock=clock or "in a lane",
+        tag=job.tag,
+        threads=threads,
+    )
+    profile = None
+    if job.rob_data is not None:
+        profile = Profiles(job.rob_data, job.random_state)
+        profile.add(fitted.row.model, fitted.model)
+    return Done(fitted, profile, time.perf_counter() - t0)
+
+
+def _run_in_lane(job):
+    import torch
+
+    torch.set_num_threads(1)  # "auto" threads in a lane: its one core
+    return run_job(job, threads=1)
+
+
+class Lanes:
+    """Rows side by side in ``n`` worker processes (n >= 2), or (n == 1)
+    one at a time in this process, behind one interface: :meth:`start` a
+    job when :attr:`free`, :meth:`next_done` for the next finished one."""
+
+    def __init__(self, n, progress, clock):
+        self.n, self.progress, self.clock = n, progress, clock
+        self.running = {}  # name -> (future or Done, started at, estimate)
+        self._executor = None
+
+    @property
+    def free(self):
+        return len(self.running) < self.n
+
+    def busy_seconds(self):
+        """The estimated seconds the running rows still need."""
+        now = time.perf_counter()
+        return sum(max(est - (now - t0), 0.0) for _, t0, est in self.running.values())
+
+    def start(self, name, job, estimate=0.0):
+        if self.n == 1:  # this process: the row's searches report each fit
+            done = run_job(job, self.progress, self.clock)
+            self.running[name] = (done, time.perf_counter(), 0.0)
+            return
+        if self._executor is None:
+            # the run's own pool (joblib's reusable one is the searches')
+            from joblib.externals.loky import ProcessPoolExecutor
+
+            self._executor = ProcessPoolExecutor(max_workers=self.n, env=_ONE_THREAD)
+        future = self._executor.submit(_run_in_lane, job.portable())
+        self.running[name] = (future, time.perf_counter(), estimate)
+
+    def next_done(self):
+        """(name, Done) of the first running row to finish."""
+        for name, (work, _, _) in self.running.items():
+            if isinstance(work, Done):
+                del self.running[name]
+                return name, work
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        futures = {work: name for name, (work, _, _) in self.running.items()}
+        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+        future = next(f for f in futures if f in finished)  # in start order
+        name = futures[future]
+        del self.running[name]
+        return name, future.result()
+
+    def close(self, kill=False):
+        """Stop the lanes' processes (``kill``: a stopped run's, now)."""
+        self.running.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=not kill, kill_workers=kill)
+            self._executor = None
+
+
+def lane_count(n_jobs, dask, n_rows):
+    """How many lanes a run's rows get: with ``n_jobs="auto"``, a lane per
+    free core (at most one per row); one (this process) with an int
+    ``n_jobs`` (a row's search jobs, as before), a Dask cluster, one free
+    core or one row."""
+    from .fit import row_jobs
+
+    if dask or n_jobs != "auto" or n_rows < 2:
+        return 1
+    return max(1, min(int(row_jobs(n_jobs)), n_rows))
+
+
+def lane_order(plan, budget, built, lanes):
+    """The order rows start in. One lane: the plan's (cheap rows first, so
+    that a costly row's overrun cannot cost a cheap row its turn). Lanes
+    with a budget: the same. Lanes with no budget (no costs measured):
+    the costly kinds first, so that cheap rows fill the lanes at the end:
+    rows that train epochs, then rows that extract pretrained features,
+    then the rest, each in table order."""
+    names = list(plan.rows)
+    if lanes == 1 or budget is not None:
+        return names
+
+    def kind(name):
+        b = built[name]
+        return 0 if b.network else 1 if b.feature_step else 2
+
+    return sorted(names, key=kind)
