@@ -15,7 +15,6 @@ the time that is left and the pace measured so far.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -413,13 +412,16 @@ def thread_limits(built, threads=None):
     """The BLAS / OpenMP pools of a scikit-learn row limited as skcnn limits
     torch's threads (the cores other processes do not keep busy): on a busy
     2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
-    thread. A network row sets its own threads (one per fit in a
-    comparison: ``skcnn.compare.run._one_thread``). ``threads``: the limit
-    (None: the free cores)."""
-    if built.network:
-        return contextlib.nullcontext()
+    thread. A network row trains with one torch thread per fit in a
+    comparison (``skcnn.compare.run._one_thread``) and its pools get one
+    thread too: the LP-FT row's probe (a LogisticRegression) came out a
+    little different with 2 BLAS threads than with 1, so a row would score
+    differently in this process and in a lane (:mod:`skcnn.compare.lanes`).
+    ``threads``: a scikit-learn row's limit (None: the free cores)."""
     from threadpoolctl import threadpool_limits
 
+    if built.network:
+        return threadpool_limits(limits=1)
     from .._device import fit_threads
 
     return threadpool_limits(limits=threads or fit_threads("auto"))
