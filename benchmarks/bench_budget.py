@@ -102,7 +102,13 @@ def _full(r):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budgets", type=float, nargs="+", default=[60, 150, 300])
+    parser.add_argument(
+        "--budgets",
+        type=lambda v: None if v == "none" else float(v),
+        nargs="+",
+        default=[60, 150, 300],
+        help="seconds, or none (every row in full)",
+    )
     parser.add_argument("--data", nargs="+", default=["digits", "folder28"])
     parser.add_argument(
         "--name", default="bench_budget", help="results/<name>*.{csv,md,log}"
@@ -124,16 +130,17 @@ def main():
         for name in args.data:
             data, external, size = sources[name]
             for budget in args.budgets:
-                print(f"== {name}, budget {budget:.0f}s", flush=True)
+                tag = "none" if budget is None else f"{budget:.0f}"
+                print(f"== {name}, budget {tag}", flush=True)
                 t0 = time.perf_counter()
-                log = RESULTS / f"{args.name}_{name}_{budget:.0f}.log"
+                log = RESULTS / f"{args.name}_{name}_{tag}.log"
                 with open(log, "w") as f, _Busy(args.busy):
                     result = run_comparison(
                         data,
                         external=external,
                         image_size=size,
                         budget=budget,
-                        out=Path(tmp) / f"out_{name}_{budget:.0f}",
+                        out=Path(tmp) / f"out_{name}_{tag}",
                         progress=lambda m, f=f: print(m, file=f, flush=True),
                     )
                 wall = time.perf_counter() - t0
@@ -144,7 +151,7 @@ def main():
                         "data": name,
                         "budget_s": budget,
                         "wall_s": round(wall, 1),
-                        "wall/budget": round(wall / budget, 2),
+                        "wall/budget": round(wall / budget, 2) if budget else "",
                         "calibration_s": round(result.calibration_s, 1),
                         "busy": args.busy,
                         "rows_run": len(ok),
@@ -156,7 +163,7 @@ def main():
                             and "(cut:" in r.get("plan", "")
                             for r in ok
                         ),
-                        "unused_s": round(max(budget - wall, 0.0), 1),
+                        "unused_s": round(max(budget - wall, 0.0), 1) if budget else "",
                         "rows_not_run": sum(
                             r.get("status", "").startswith("not run")
                             for r in result.rows
@@ -184,7 +191,7 @@ def main():
                             "model": r["model"],
                             "first_plan": result.plan.get(r["model"], ""),
                             "as_run": r.get("plan", r.get("status", "")),
-                            "planned_s": round(r.get("planned_s", float("nan")), 1),
+                            "planned_s": round(r.get("planned_s") or float("nan"), 1),
                             "actual_s": round(r.get("fit_time_s", float("nan")), 1),
                             "val_f1": round(r.get("val_f1", float("nan")), 3),
                             "ext_f1": round(r.get("ext_f1", float("nan")), 3),

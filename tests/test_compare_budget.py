@@ -505,3 +505,57 @@ def test_a_step_that_saves_nothing_does_not_stop_the_cuts():
     assert plan_rows(rows, 100, **kw).rows["probe"].grid is not None
     tight = plan_rows(rows, 8, **kw).rows["probe"]
     assert tight.run and tight.grid is None
+
+
+def test_network_searches_race_their_candidates_by_epochs():
+    """A network row with several candidates is searched by epoch halving
+    (half the candidates stop at each rung); the planner counts the epochs
+    the rungs train, not a full fit per candidate."""
+    from skcnn import CNNClassifier
+    from skcnn.compare.fit import fit_row
+    from skcnn.compare.plan import RowPlan, _levels, by_epochs, halving_epochs
+    from skcnn.compare.registry import Built, Context, RowSpec
+    from skcnn.compare.row import Sets
+    from skcnn.compare.zoo import registered
+    from skcnn.datasets import load_digits_images
+
+    rows = registered()
+    cnn = rows["cnn"].make(Context((8, 8)))
+    assert by_epochs(cnn, {"dropout": [0.5, 0.25]})
+    assert not by_epochs(cnn, {"dropout": [0.5]})  # one candidate: nothing to race
+    assert not by_epochs(cnn, {"max_epochs": [5, 10]})  # the halving sets epochs
+    assert not by_epochs(rows["pca+svm"].make(Context((8, 8))), {"svm__C": [1, 10]})
+    assert halving_epochs(2, 30) == 45 and halving_epochs(4, 30) == 61
+    # the plan of a 2-candidate network search: 3/4 of a grid's epochs
+    cost = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.01, predict=0.0)
+    full = _levels(cnn, {"dropout": [0.5, 0.25]}, 3, cost, 100, 0)[0]
+    assert full.seconds - 1.0 == pytest.approx(3 * 45 * 0.01 * 2 / 3 + 30 * 0.01)
+
+    X, y = load_digits_images()
+    X, y = X[:300], y[:300]
+    est = CNNClassifier(
+        conv_filters=(4,), dense_units=(8,), max_epochs=4, random_state=0
+    )
+    built = Built(RowSpec("tiny", group="networks", build=est), est, None)
+    said = []
+    sets = Sets.of(y[250:], [], 0)
+    fitted = fit_row(
+        built,
+        RowPlan({"lr": [1e-3, 3e-3]}, 2, None, 0.0),
+        (X[:250], y[:250], [X[250:]]),
+        sets,
+        random_state=0,
+        n_jobs=1,
+        progress=said.append,
+        clock="now",
+        tag="tiny",
+    )
+    assert "raced by epoch halving" in said[0]
+    assert (
+        sum("fold F1" in m for m in said) == 2 * 2 + 2
+    )  # rung 1: 2 x 2, rung 2: 1 x 2
+    assert fitted.row["cv_f1"] is not None and fitted.model.max_epochs == 4
+    # the winner is refit as a grid search refits it: the estimator's own
+    # training (its validation split), not the halving's continued fits
+    params = fitted.model.get_params()
+    assert params["validation_fraction"] == 0.1 and not params["warm_start"]

@@ -47,6 +47,9 @@ ROW_OVERHEAD_S = 1.0
 # 15 gave 1.0 as 30 did; on digits 3 gave 0.87-0.93, 15 the score of 30.
 MIN_EPOCHS = 3
 MIN_EPOCH_SHARE = 0.5
+# A network row's search keeps the best half of its candidates at each rung of
+# epochs (with 3, the default of EpochHalvingSearchCV, 2 candidates race no rung).
+HALVING_FACTOR = 2
 
 
 @dataclass
@@ -231,6 +234,32 @@ def calibrate(estimator, X, y, *, random_state=0):
     )
 
 
+def by_epochs(built, grid):
+    """Whether a row's search goes by successive halving over epochs
+    (:class:`~skcnn.model_selection.EpochHalvingSearchCV`): a network whose
+    estimator continues its training (``warm_start``, ``schedule_epochs``),
+    with more than one candidate, and a grid that sets none of what the
+    halving sets itself (epochs, early stopping, the validation split)."""
+    from ..model_selection import _SEARCH_OWNED
+
+    if not built.network or _n_candidates(grid) < 2:
+        return False
+    params = built.estimator.get_params()
+    return {"warm_start", "schedule_epochs"} <= set(params) and not (
+        set(grid) & _SEARCH_OWNED
+    )
+
+
+def halving_epochs(n_candidates, epochs):
+    """Epochs a halving search trains per fold, over all its candidates
+    (each rung continues its survivors from the rung before)."""
+    from ..model_selection import EpochHalvingSearchCV
+
+    search = EpochHalvingSearchCV(None, {}, factor=HALVING_FACTOR)
+    rungs, counts = search._rungs(n_candidates, epochs)
+    return sum(n * (e - before) for n, e, before in zip(counts, rungs, [0, *rungs]))
+
+
 def _levels(built, grid, cv, cost, n_train, n_predict):
     """The row's configurations, from the full one to the cheapest."""
     epochs = built.estimator.get_params()[built.epochs_param] if built.network else None
@@ -258,6 +287,15 @@ def _levels(built, grid, cv, cost, n_train, n_predict):
             # the training images extracted once per extractor setting; the
             # head's fits on features counted as half of a whole fit each
             fits = _feature_candidates(built, g) * cost.fit(n_train) * 1.5
+        elif g is not None and by_epochs(built, g):
+            # every candidate starts (its fixed cost); the epochs of the rungs
+            n_fold = n_train * (folds - 1) / folds
+            n = _n_candidates(g)
+            trained = halving_epochs(n, ep)
+            fits = folds * (
+                n * (cost.fit(n_fold, 0) + cost.predict * n_train / folds)
+                + (cost.fit(n_fold, trained) - cost.fit(n_fold, 0))
+            )
         elif g is not None:
             n_fold = n_train * (folds - 1) / folds
             fits = (
@@ -519,6 +557,7 @@ class Planner:
                 n: replace(p, seconds=0.0, estimated=False)
                 for n, p in plan.rows.items()
             }
+            plan.robustness_s = 0.0
         return plan
 
     def _left(self, plan):
