@@ -105,6 +105,10 @@ class PretrainedFeatureExtractor(
     module_ : nn.Module
     """
 
+    # fit reads the images' layout only, never their pixels: a search computes
+    # the features once per setting (skcnn.compare's feature search)
+    _learns_nothing = True
+
     _parameter_constraints = {
         "backbone": [str, nn.Module],
         "weights": [None, str, os.PathLike, dict],

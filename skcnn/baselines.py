@@ -311,6 +311,9 @@ class HOGTransformer(_ImageTransformer):
         self.resize = resize
 
     _AUTO_CELL, _AUTO_MIN_SIDE = 8, 32
+    # fit reads the images' layout only, never their pixels: a search computes
+    # the features once per setting (skcnn.compare's feature search)
+    _learns_nothing = True
 
     def _fit_images(self, images):
         size = renamed(self, "resize", "input_size")

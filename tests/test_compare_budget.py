@@ -559,3 +559,40 @@ def test_network_searches_race_their_candidates_by_epochs():
     # training (its validation split), not the halving's continued fits
     params = fitted.model.get_params()
     assert params["validation_fraction"] == 0.1 and not params["warm_start"]
+
+
+def test_the_hog_rows_compute_hog_once_and_search_as_a_grid_search_does(monkeypatch):
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from skcnn.baselines import HOGTransformer
+    from skcnn.compare.fit import _feature_search
+    from skcnn.compare.registry import Context
+    from skcnn.compare.zoo import registered
+    from skcnn.datasets import load_digits_images
+
+    built = registered()["hog+pca+svm"].make(Context((8, 8)))
+    assert built.feature_step == "hog"
+    X, y = load_digits_images()
+    X, y = X[:300], y[:300]
+    folds = StratifiedKFold(3, shuffle=True, random_state=0)
+    seen = []
+    transform = HOGTransformer.transform
+    monkeypatch.setattr(
+        HOGTransformer,
+        "transform",
+        lambda self, X: seen.append(len(X)) or transform(self, X),
+    )
+    args = (built.estimator, built.grid, "f1_macro", folds, 1, X, y)
+    fast = _feature_search(*args, "hog")
+    assert sum(seen) == len(X)  # one HOG pass for 4 candidates x 3 folds + refit
+    seen.clear()
+    slow = GridSearchCV(built.estimator, built.grid, scoring="f1_macro", cv=folds)
+    slow.fit(X, y)
+    assert sum(seen) > 12 * len(X) * 2 / 3
+    assert fast.best_params_ == slow.best_params_
+    np.testing.assert_allclose(
+        fast.cv_results_["mean_test_score"], slow.cv_results_["mean_test_score"]
+    )
+    np.testing.assert_array_equal(
+        fast.best_estimator_.predict(X[:50]), slow.best_estimator_.predict(X[:50])
+    )

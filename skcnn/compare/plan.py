@@ -67,6 +67,9 @@ class Cost:
     predict: float
     exponent: float = 1.0
     seconds: float = 0.0  # what the calibration itself took
+    # a feature row: seconds per image of its first step's features (part of
+    # ``fit``; a search computes them once per setting, not once per fit)
+    extract: float = 0.0
 
     def fit(self, n, epochs=1):
         scale = (max(n, 1) / self.m) ** self.exponent
@@ -223,6 +226,11 @@ def calibrate(estimator, X, y, *, random_state=0):
             m, const = len(X_m), min(t0, t1)
             per_epoch, fixed = max(t1 - const, 1e-4), 0.0
         t_pred, _ = _timed(lambda: fitted.predict(X_m))
+        extract = 0.0
+        if built.feature_step and not network:
+            step = clone(estimator.steps[0][1])
+            t_ext, _ = _timed(lambda: step.fit(X_m[:1]).transform(X_m))
+            extract = t_ext / m
     return Cost(
         m=m,
         const=const,
@@ -231,6 +239,7 @@ def calibrate(estimator, X, y, *, random_state=0):
         predict=t_pred / m,
         exponent=1.0 if network else _exponent(estimator),
         seconds=time.perf_counter() - t_start,
+        extract=extract,
     )
 
 
@@ -284,9 +293,14 @@ def _levels(built, grid, cv, cost, n_train, n_predict):
     for g, folds, ep, note in configs:
         fits = 0.0
         if g is not None and built.feature_step:
-            # the training images extracted once per extractor setting; the
-            # head's fits on features counted as half of a whole fit each
-            fits = _feature_candidates(built, g) * cost.fit(n_train) * 1.5
+            # the training images' features once per setting of the step, then
+            # each candidate's head fitted on each fold's features
+            n_fold = n_train * (folds - 1) / folds
+            head = max(cost.fit(n_fold) - cost.extract * n_fold, cost.const)
+            fits = (
+                _feature_candidates(built, g) * cost.extract * n_train
+                + _n_candidates(g) * folds * head
+            )
         elif g is not None and by_epochs(built, g):
             # every candidate starts (its fixed cost); the epochs of the rungs
             n_fold = n_train * (folds - 1) / folds

@@ -94,8 +94,8 @@ class RowSpec:
         noise, augmentation or one more cheap step): calibrated once.
     trains_epochs, features_first, takes_volumes, probabilities : bool or None
         What the row can do: it trains for ``max_epochs`` (a network), its
-        first step extracts pretrained features (searched once per extractor
-        setting), every step takes volumes, it has ``predict_proba``. None
+        first step computes features that learn nothing from the images
+        (pretrained features, HOG: computed once per setting of the step), every step takes volumes, it has ``predict_proba``. None
         (a row of your own): read from the estimator. The built-in rows
         declare them and a test checks the declaration against the estimator.
     noise : bool
@@ -209,14 +209,13 @@ class Built:
 
     @property
     def feature_step(self):
-        """The name of the first step when it extracts pretrained features
-        (searched once per extractor setting), else None."""
+        """The name of the first step when its features learn nothing from
+        the images (pretrained features, HOG: computed once per setting of
+        the step in a search), else None."""
         steps = getattr(self.estimator, "steps", None)
         if self.spec.features_first is False or not steps:
             return None
-        if self.spec.features_first or type(steps[0][1]).__name__ == (
-            "PretrainedFeatureExtractor"
-        ):
+        if self.spec.features_first or getattr(steps[0][1], "_learns_nothing", False):
             return steps[0][0]
         return None
 
