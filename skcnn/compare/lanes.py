@@ -163,14 +163,14 @@ def lane_order(plan, budget, built, lanes):
     that a costly row's overrun cannot cost a cheap row its turn). Lanes
     with a budget: the same. Lanes with no budget (no costs measured):
     the costly kinds first, so that cheap rows fill the lanes at the end:
-    rows that train epochs, then rows that extract pretrained features,
-    then the rest, each in table order."""
+    rows that train epochs, then the other transfer rows (pretrained
+    features), then the rest, each in table order."""
     names = list(plan.rows)
     if lanes == 1 or budget is not None:
         return names
 
     def kind(name):
         b = built[name]
-        return 0 if b.network else 1 if b.feature_step else 2
+        return 0 if b.network else 1 if b.spec.group == "transfer" else 2
 
     return sorted(names, key=kind)
