@@ -550,4 +550,11 @@ def test_lanes_start_the_costly_kinds_first_when_nothing_was_measured():
         "hog+svm",
     ]
     assert lane_order(plan, None, built, 1) == names  # one lane: the plan's order
-    assert lane_order(plan, 60.0, built, 2) == names  # a budget: the plan's order
+    # a budget the whole plan fits in: the longest estimate first
+    timed = Plan(
+        60.0, rows={n: RowPlan(None, 0, None, float(i)) for i, n in enumerate(names)}
+    )
+    assert lane_order(timed, 60.0, built, 2) == names[::-1]
+    # a budget that cuts a row: the plan's order (cheap rows first)
+    timed.rows["cnn"] = RowPlan(None, 0, 30, 1.0, note="one fit, 15 epochs")
+    assert lane_order(timed, 60.0, built, 2) == names

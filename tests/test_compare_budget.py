@@ -550,7 +550,7 @@ def test_network_searches_race_their_candidates_by_epochs():
         clock="now",
         tag="tiny",
     )
-    assert "raced by epoch halving" in said[0]
+    assert "raced by epoch halving" in said[0] and "fit 6/6" in said[-1]
     assert (
         sum("fold F1" in m for m in said) == 2 * 2 + 2
     )  # rung 1: 2 x 2, rung 2: 1 x 2

@@ -16,7 +16,7 @@ from sklearn.model_selection import (
     train_test_split,
 )
 
-from .plan import HALVING_FACTOR, by_epochs, thread_limits
+from .plan import HALVING_FACTOR, by_epochs, halving_rungs, thread_limits
 
 __all__ = ["Fitted", "fit_row", "profile_images"]
 
@@ -179,14 +179,18 @@ def fit_row(
             )
             n_cand = len(ParameterGrid(row_plan.grid))
             halving = not built.feature_step and by_epochs(built, row_plan.grid)
-            how = ", raced by epoch halving" if halving else ""
+            how, n_fits = "", n_cand * row_plan.folds
+            if halving:
+                epochs = row_plan.epochs or estimator.get_params()["max_epochs"]
+                how = ", raced by epoch halving"
+                n_fits = sum(halving_rungs(n_cand, epochs)[1]) * row_plan.folds
             progress(
                 f"{tag}: {n_cand} candidate(s) x {row_plan.folds} folds{how} + refit "
                 f"({clock})"
             )
             # fits in this process report each fold; other processes cannot
             scoring = (
-                _FitProgress(progress, n_cand * row_plan.folds, clock)
+                _FitProgress(progress, n_fits, clock)
                 if n_jobs in (None, 1)
                 else "f1_macro"
             )

@@ -259,13 +259,19 @@ def by_epochs(built, grid):
     )
 
 
+def halving_rungs(n_candidates, epochs):
+    """(epochs, candidates) of each rung of a network row's halving search."""
+    from ..model_selection import EpochHalvingSearchCV
+
+    return EpochHalvingSearchCV(None, {}, factor=HALVING_FACTOR)._rungs(
+        n_candidates, epochs
+    )
+
+
 def halving_epochs(n_candidates, epochs):
     """Epochs a halving search trains per fold, over all its candidates
     (each rung continues its survivors from the rung before)."""
-    from ..model_selection import EpochHalvingSearchCV
-
-    search = EpochHalvingSearchCV(None, {}, factor=HALVING_FACTOR)
-    rungs, counts = search._rungs(n_candidates, epochs)
+    rungs, counts = halving_rungs(n_candidates, epochs)
     return sum(n * (e - before) for n, e, before in zip(counts, rungs, [0, *rungs]))
 
 
@@ -465,15 +471,18 @@ def thread_limits(built, threads=None):
     torch's threads (the cores other processes do not keep busy): on a busy
     2-core machine hog+pca+svm took 86 s with free pools and 7.4 s with one
     thread. A network row trains with one torch thread per fit in a
-    comparison (``skcnn.compare.run._one_thread``) and its pools get one
-    thread too: the LP-FT row's probe (a LogisticRegression) came out a
+    comparison (``skcnn.compare.run._one_thread``) and its BLAS pool gets
+    one thread too: the LP-FT row's probe (a LogisticRegression) came out a
     little different with 2 BLAS threads than with 1, so a row would score
     differently in this process and in a lane (:mod:`skcnn.compare.lanes`).
+    BLAS only: limiting OpenMP as well, after torch had run with 2 threads
+    in this process (a shift profile), made the next augmented CNN train
+    3.5x slower on a busy 2-core machine (31 s against 9 s).
     ``threads``: a scikit-learn row's limit (None: the free cores)."""
     from threadpoolctl import threadpool_limits
 
     if built.network:
-        return threadpool_limits(limits=1)
+        return threadpool_limits(limits=1, user_api="blas")
     from .._device import fit_threads
 
     return threadpool_limits(limits=threads or fit_threads("auto"))
@@ -541,7 +550,8 @@ class Planner:
             clock,
         )
         self.n_train, self.n_predict = n_train, n_predict
-        self.deferred, self.pace_used, self.replayed = set(), 1.0, {}
+        # the pace each row was planned with (rows in lanes overlap)
+        self.deferred, self.pace_used, self.replayed = set(), {}, {}
         self.lanes = 1  # rows side by side (skcnn.compare.lanes)
 
     def plan(self, names, rob_sizes, pace=None, busy_s=0.0):
@@ -607,7 +617,7 @@ class Planner:
         if replayed:
             return self.replayed[name]
         plan = self.plan([name, *rest], [rob_n], pace, busy_s)
-        self.pace_used = pace.of(self.built[name].spec.group)
+        self.pace_used[name] = pace.of(self.built[name].spec.group)
         self._left(plan)
         return plan.rows[name]
 
@@ -617,7 +627,7 @@ class Planner:
         if name not in self.costs:  # a replay: no estimates
             return 0.0
         rob = robustness_seconds([self.costs[name]], rob_n)
-        return row_plan.seconds / self.pace_used + rob
+        return row_plan.seconds / self.pace_used.get(name, 1.0) + rob
 
     def defer(self, name):
         if name in self.deferred:
