@@ -105,8 +105,8 @@ def _parser():
         "--n-jobs",
         type=_jobs,
         default="auto",
-        help="parallel search jobs; auto (default): the scikit-learn rows' CV fits "
-        "in parallel processes on the free cores, the networks one fit at a time",
+        help="auto (default): the rows side by side, a worker process per free "
+        "core; N: the rows one after another, each row's CV fits in N processes",
     )
     cmp.add_argument(
         "--dask",

@@ -86,11 +86,15 @@ def run_comparison(
     device : str, default="auto"
         Device of the network models.
     n_jobs : int or "auto", default="auto"
-        Parallel search jobs. "auto": a row's CV fits run in as many
-        processes as there are free cores. Network rows train with one
-        thread per fit whatever the load, so that the table does not depend
-        on it (1 and 2 threads train a CNN to different weights); on 2 cores
-        2 x 1 took 0.56-0.91x the time of 1 x 2 (benchmarks/bench_parallel.py).
+        "auto": the rows run side by side in lanes, a worker process per
+        free core, each row's fits one after another in its lane
+        (:mod:`skcnn.compare.lanes`; the full digits run took 0.63x the time
+        of 0.3's); one free core, one row or ``dask``: the rows one after
+        another in this process. An int: the rows in this process, each
+        row's CV fits in that many processes (1: each fit's progress line).
+        Network rows train with one thread per fit whatever the load, so
+        that the table does not depend on it (1 and 2 threads train a CNN
+        to different weights); a lane and this process give the same table.
     cv : int, default=3
         Cross-validation folds of the searches.
     weights : path or None
