@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 
 from skcnn.baselines import ImageFlattener
+from skcnn.compare.ensemble import Selection
 from skcnn.compare.profile import Profiles
 from skcnn.robustness import shift_profile
 
@@ -62,7 +63,8 @@ def test_the_votes_profile_is_the_vote_of_its_members(fitted):
         voting="soft",
         weights=weights,
     ).fit(*images)
-    profiles.add_vote("vote", ["rf", "logreg"], weights, np.arange(10))
+    selection = Selection(("rf", "logreg"), tuple(weights))
+    profiles.add_vote("vote", selection, np.arange(10))
     want = shift_profile(vote, *images, scoring="f1_macro", random_state=3)
     got = [
         s

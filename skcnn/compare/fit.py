@@ -178,7 +178,7 @@ def fit_row(
                 n_splits=row_plan.folds, shuffle=True, random_state=random_state
             )
             n_cand = len(ParameterGrid(row_plan.grid))
-            halving = not built.feature_step and by_epochs(built, row_plan.grid)
+            halving = by_epochs(built, row_plan.grid)
             how, n_fits = "", n_cand * row_plan.folds
             if halving:
                 epochs = row_plan.epochs or estimator.get_params()["max_epochs"]

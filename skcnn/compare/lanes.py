@@ -44,8 +44,9 @@ class Job:
 
     def portable(self):
         spec = self.built.spec
-        light = replace(spec, build=self.built.estimator, needs=None, grid=None)
-        light = replace(light, quick_grid=None)
+        light = replace(
+            spec, build=self.built.estimator, needs=None, grid=None, quick_grid=None
+        )
         return replace(self, built=replace(self.built, spec=light))
 
 

@@ -247,11 +247,12 @@ def by_epochs(built, grid):
     """Whether a row's search goes by successive halving over epochs
     (:class:`~skcnn.model_selection.EpochHalvingSearchCV`): a network whose
     estimator continues its training (``warm_start``, ``schedule_epochs``),
-    with more than one candidate, and a grid that sets none of what the
-    halving sets itself (epochs, early stopping, the validation split)."""
+    not behind a feature step (searched once per setting instead), with more
+    than one candidate, and a grid that sets none of what the halving sets
+    itself (epochs, early stopping, the validation split)."""
     from ..model_selection import _SEARCH_OWNED
 
-    if not built.network or _n_candidates(grid) < 2:
+    if not built.network or built.feature_step or _n_candidates(grid) < 2:
         return False
     params = built.estimator.get_params()
     return {"warm_start", "schedule_epochs"} <= set(params) and not (

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from ..robustness import PROFILE_COLUMNS, shifted_copies
+from .ensemble import vote
 
 __all__ = ["Profiles"]
 
@@ -81,13 +82,15 @@ class Profiles:
     def can_vote(self, members):
         return all(m in self.probabilities for m in members)
 
-    def add_vote(self, name, members, weights, classes):
-        """The vote of rows already profiled (:meth:`can_vote`): the weighted
-        mean of their kept probabilities on every copy."""
+    def add_vote(self, name, selection, classes):
+        """The vote of rows already profiled (:meth:`can_vote`): the vote
+        (:func:`~skcnn.compare.ensemble.vote`) of their kept probabilities
+        on every copy."""
         classes = np.asarray(classes)
 
         def outputs(X, key):
-            p = sum(w * self.probabilities[m][key] for m, w in zip(members, weights))
+            kept = {m: (self.probabilities[m][key],) for m in selection.members}
+            (p,) = vote(selection, kept)
             return classes[p.argmax(1)]
 
         self._add(name, outputs)

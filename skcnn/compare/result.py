@@ -178,7 +178,7 @@ class ComparisonResult:
             return
         profiles = self._profiles(rob_data, random_state)
         if profiles.can_vote(selection.members):  # the members' kept outputs
-            profiles.add_vote("ensemble", selection.members, selection.weights, classes)
+            profiles.add_vote("ensemble", selection, classes)
         else:
             profiles.add("ensemble", model)
 
