@@ -68,18 +68,19 @@ def grey_morphology(x, px):
     levels = int(math.ceil(float(px.abs().max())))
     if levels == 0:
         return x
-    # level j: dilation / erosion with a (j + 1)-wide window
-    grow = [x] + [_max_filter(x, j + 1) for j in range(1, levels + 1)]
-    shrink = [x] + [-_max_filter(-x, j + 1) for j in range(1, levels + 1)]
-    out = torch.zeros_like(x)
+    # level j: dilation / erosion with a (j + 1)-wide window; each image
+    # takes its two levels from its own stack (no loop over the images: the
+    # loop took 1.4 ms of each 64-image batch of the "drawing" preset)
+    grow = torch.stack([x] + [_max_filter(x, j + 1) for j in range(1, levels + 1)])
+    shrink = torch.stack([x] + [-_max_filter(-x, j + 1) for j in range(1, levels + 1)])
     size = px.abs()
     whole, frac = size.floor().long(), (size - size.floor()).view(n, 1, 1, 1)
-    for i in range(n):
-        stack = grow if px[i] >= 0 else shrink
-        j = int(whole[i])
-        upper = stack[min(j + 1, levels)][i]
-        out[i] = (1 - frac[i]) * stack[j][i] + frac[i] * upper
-    return out
+    upper = (whole + 1).clamp_max(levels)
+    images = torch.arange(n, device=x.device)
+    dilate = (px >= 0).view(n, 1, 1, 1)
+    low = torch.where(dilate, grow[whole, images], shrink[whole, images])
+    high = torch.where(dilate, grow[upper, images], shrink[upper, images])
+    return (1 - frac) * low + frac * high
 
 
 @dataclass

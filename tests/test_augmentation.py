@@ -88,6 +88,19 @@ def test_blur_and_morphology_filters():
     torch.testing.assert_close(half, 0.5 * x + 0.5 * grey_morphology(x, 1.0))
 
 
+def test_morphology_of_a_batch_is_each_image_on_its_own():
+    """Batched: each image gets its own width change, exactly as alone
+    (dilation and erosion, whole and fractional pixels, in one batch)."""
+    from skcnn.augmentation import grey_morphology
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 2, 10, 10, generator=g)
+    px = torch.tensor([0.0, 1.0, -1.0, 2.5, -2.5, 0.3, -0.7, 1.9, -1.2, 2.0, -2.0, 0.5])
+    batch = grey_morphology(x, px)
+    for i in range(len(x)):
+        assert torch.equal(batch[i : i + 1], grey_morphology(x[i : i + 1], px[i]))
+
+
 def test_stroke_thickens_and_thins():
     x = torch.zeros(200, 1, 12, 12)
     x[:, :, 3:9, 5:7] = 1.0
