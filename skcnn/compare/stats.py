@@ -38,9 +38,17 @@ class PairedBootstrap:
         self.y = np.searchsorted(self.classes, y_true)
         rng = np.random.default_rng(random_state)
         self.samples = rng.integers(0, len(self.y), (n, len(self.y)))
+        self._known = {}  # predictions -> their scores (a run ranks after each row)
 
     def scores(self, y_pred):
         """Macro F1 (over the classes present in y_true) on every resample."""
+        y_pred = np.asarray(y_pred)
+        key = (y_pred.dtype.str, y_pred.tobytes())
+        if key not in self._known:
+            self._known[key] = self._scores(y_pred)
+        return self._known[key]
+
+    def _scores(self, y_pred):
         k = len(self.classes)
         pred = np.searchsorted(self.classes, y_pred)
         pred = np.where(np.isin(y_pred, self.classes), pred, k)  # unknown label: wrong
