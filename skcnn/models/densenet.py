@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 
 from torch import nn
-from torchvision.models import DenseNet
 
 from .finetune import PretrainedNet
 
@@ -42,6 +41,10 @@ def make_densenet(
     in_channels=3,
 ):
     """Build a torchvision DenseNet (named ``arch`` or custom), optionally with a small stem."""
+    # here, not at import: torchvision's import (its ops import torch._dynamo)
+    # took 1 s of the comparison's start, which builds no network itself
+    from torchvision.models import DenseNet
+
     if arch is not None:
         if arch not in DENSENET_CONFIGS:
             raise ValueError(
