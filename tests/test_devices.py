@@ -117,3 +117,19 @@ def test_busy_core_probe_reads_proc_stat():
         import os
 
         assert 0 <= busy <= os.cpu_count()
+
+
+def test_malloc_keeps_freed_memory_on_glibc(monkeypatch):
+    """The comparison's processes keep freed memory (glibc); elsewhere the
+    call does nothing and says so."""
+    import ctypes.util
+    import platform
+
+    from skcnn._device import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        assert keep_freed_memory() is False
+    else:
+        assert keep_freed_memory() is True
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "no-such-libc.so")
+    assert keep_freed_memory() is False
