@@ -92,11 +92,28 @@ def _run_in_lane(job):
     return run_job(job, threads=1)
 
 
-def _exit_with(parent):
-    """A lane's watch: the lane ends when the run's process is gone (killed:
-    a row in a lane would otherwise train on to its end, for nothing)."""
+def _start_lane(parent):
+    """A lane's start: malloc keeps freed memory (:func:`keep_freed_memory`),
+    and a watch ends the lane when the run's process is gone (killed: a row
+    in a lane would otherwise train on to its end, for nothing)."""
     import os
     import threading
+
+    from joblib.externals.loky import process_executor
+
+    from .._device import keep_freed_memory
+
+    keep_freed_memory()
+    import torch
+
+    from . import fit  # noqa: F401 - the rows' code, imported before the first row
+
+    torch.set_num_threads(1)  # "auto" threads in a lane: its one core
+    # A lane's memory grows with the rows it runs (torch's and malloc's
+    # caches, kept on purpose), which loky's leak check (300 MB over the
+    # size after the first job) took for a leak: it restarted the lane
+    # between two rows, with a warning and 3 s of importing torch again.
+    process_executor._MAX_MEMORY_LEAK_SIZE = float("inf")
 
     def watch():
         while True:
@@ -115,7 +132,31 @@ class Lanes:
     def __init__(self, n, progress, clock):
         self.n, self.progress, self.clock = n, progress, clock
         self.running = {}  # name -> (future or Done, started at, estimate)
-        self._executor = None
+        self._executor = self._warming = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        self.close(kill=kind is not None)
+
+    def warm(self):
+        """Start the lanes' processes now: each imports torch and the row
+        fitting code (3 s of CPU) while this process still loads the data."""
+        if self.n > 1:
+            self._warming = self._pool().submit(int)
+        return self
+
+    def keep(self, n_rows):
+        """One lane (this process) when fewer than two rows are left; else
+        the lanes once started (a calibration then measures a quiet
+        machine)."""
+        if n_rows < 2 and self.n > 1:
+            self.close(kill=True)
+            self.n = 1
+        elif self._warming is not None:
+            self._warming.result()
+        self._warming = None
 
     @property
     def free(self):
@@ -131,6 +172,10 @@ class Lanes:
             done = run_job(job, self.progress, self.clock)
             self.running[name] = (done, time.perf_counter(), 0.0)
             return
+        future = self._pool().submit(_run_in_lane, job.portable())
+        self.running[name] = (future, time.perf_counter(), estimate)
+
+    def _pool(self):
         if self._executor is None:
             # the run's own pool (joblib's reusable one is the searches')
             import os
@@ -140,11 +185,10 @@ class Lanes:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.n,
                 env=_ONE_THREAD,
-                initializer=_exit_with,
+                initializer=_start_lane,
                 initargs=(os.getpid(),),
             )
-        future = self._executor.submit(_run_in_lane, job.portable())
-        self.running[name] = (future, time.perf_counter(), estimate)
+        return self._executor
 
     def next_done(self):
         """(name, Done) of the first running row to finish."""
@@ -161,11 +205,12 @@ class Lanes:
         del self.running[name]
         return name, future.result()
 
-    def close(self, kill=False):
-        """Stop the lanes' processes (``kill``: a stopped run's, now)."""
+    def close(self, kill=False, wait=True):
+        """Stop the lanes' processes (``kill``: a stopped run's, now;
+        ``wait=False``: they end while this process goes on)."""
         self.running.clear()
         if self._executor is not None:
-            self._executor.shutdown(wait=not kill, kill_workers=kill)
+            self._executor.shutdown(wait=wait and not kill, kill_workers=kill)
             self._executor = None
 
 

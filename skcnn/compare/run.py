@@ -152,7 +152,10 @@ def run_comparison(
         budget=budget,
         resume=resume,
     )
-    with hold_folder(out):
+    specs = registered(extra_rows)
+    n_lanes = lane_count(n_jobs, dask, len(resolve_models(models, specs)))
+    # the lanes start now: they import torch while this process loads the data
+    with hold_folder(out), Lanes(n_lanes, progress, clock).warm() as lanes:
         args = dict(
             data=str(data),
             external=[str(e) for e in externals],
@@ -168,7 +171,7 @@ def run_comparison(
         saved = load_state(out, args) if resume else None
         replayed = load_state(replay, args) if replay is not None else None
         budget = None if replayed else budget
-        run = _Run(args, registered(extra_rows), device, progress)
+        run = _Run(args, specs, device, progress)
         result = run.result(budget)
         done = run.restore(saved) if saved else set()
         todo = [n for n in run.names if n not in done and run.built[n].reason is None]
@@ -176,6 +179,7 @@ def run_comparison(
         say_start(progress, result, run.ext, run.names, done, budget, dask, run.folds)
         result.flattered = flattered(run.ext, [run.built[n] for n in run.names])
         warn_flattered(result.flattered)
+        lanes.keep(len(todo))  # and a calibration measures with the lanes started
         costs = {}
         if budget is not None and not replayed:  # no budget: nothing to plan
             costs = calibrate_rows(
@@ -190,7 +194,6 @@ def run_comparison(
         planner = Planner(
             run.built, costs, run.folds, len(run.y_train), n_predict, budget, clock
         )
-        lanes = Lanes(lane_count(n_jobs, dask, len(todo)), progress, clock)
         planner.lanes = clock.lanes = lanes.n
         sizes = [80, 0] if quick else [200, 80, 0]
         profile = robustness and not is_volumes(run.X_train)
@@ -213,7 +216,6 @@ def run_comparison(
             lanes.close(kill=True)
             write(None, final=False)
             raise
-        lanes.close()
         result.finished = True
         write(None)
         return result
@@ -313,12 +315,15 @@ class _Run:
         result, pace = self._result, Pace()
         # a row's search jobs: in a lane, its lane
         jobs = 1 if lanes.n > 1 else (-1 if dask else row_jobs(n_jobs))
+        unwritten = []  # rows done in lanes: written once their lane has its next row
         while queue or lanes.running:
             if not (queue and lanes.free):
+                while unwritten:
+                    write(unwritten.pop(0))
                 name, work = lanes.next_done()
                 self.finish(name, work, planner, pace)
                 result.to_run.remove(name)
-                write(name)
+                (unwritten.append if lanes.n > 1 else write)(name)
                 continue
             name = queue.pop(0)
             tag = f"[{len(result.rows) + len(lanes.running) + 1}/{len(self.names)}] {name}"
@@ -343,6 +348,9 @@ class _Run:
             result.to_run.remove(name)
             planner.clock.left.pop(name, None)
             write(name)
+        for name in unwritten:
+            write(name)
+        lanes.close(wait=False)  # the lanes end while the report is written
 
     def start(self, name, row_plan, tag, n_jobs, lanes):
         """Fit row ``name`` as planned: now (one lane: this process) or in a
@@ -382,10 +390,9 @@ class _Run:
 
 
 def _one_thread(built):
-    """A network row trains with one thread per fit, whatever the machine's
-    load: 1 and 2 threads train a CNN to different weights, and the table of
-    a run must not depend on the load (its CV fits run in parallel
-    processes instead)."""
+    """A network row trains with one thread per fit whatever the load: 1 and
+    2 threads train a CNN to different weights, and a run's table must not
+    depend on the load (its CV fits run in parallel processes instead)."""
     key = built.step_param("num_threads") if built.network else None
     if key is not None:
         built.estimator.set_params(**{key: 1})
