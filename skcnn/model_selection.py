@@ -90,7 +90,14 @@ class EpochHalvingSearchCV(BaseSearchCV):
         The folds.
     refit : bool, default=True
         Refit the best candidate on all the data, for as many epochs as it
-        trained in the search.
+        trained in the search (``stop_at_one``: the whole budget).
+    stop_at_one : bool, default=False
+        End the race where one candidate would be left: the winner is the
+        best of the last rung that had several, ``best_score_`` is the score
+        it won with (at that rung's epochs, below its full budget) and the
+        refit trains it to ``max_epochs``. The last rung only trains the
+        winner on every fold to score it: a third of the search's epochs
+        when 2 candidates race with ``factor=2``.
     n_jobs : int or None, default=None
         Parallel (candidate, fold) fits within a rung.
     random_state : int, RandomState or None, default=None
@@ -147,6 +154,7 @@ class EpochHalvingSearchCV(BaseSearchCV):
         "min_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "stop_at_one": ["boolean"],
     }
 
     def __init__(
@@ -164,6 +172,7 @@ class EpochHalvingSearchCV(BaseSearchCV):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        stop_at_one=False,
     ):
         super().__init__(
             estimator=estimator,
@@ -179,6 +188,7 @@ class EpochHalvingSearchCV(BaseSearchCV):
         self.min_epochs = min_epochs
         self.max_epochs = max_epochs
         self.random_state = random_state
+        self.stop_at_one = stop_at_one
 
     def _candidates(self):
         if self.n_candidates == "all":
@@ -208,6 +218,8 @@ class EpochHalvingSearchCV(BaseSearchCV):
                 break
             n = max(1, math.ceil(n / self.factor))
             e *= self.factor
+        if self.stop_at_one and len(counts) > 1 and counts[-1] == 1:
+            return epochs[:-1], counts[:-1]  # the race is won a rung before
         return epochs, counts
 
     def fit(self, X, y=None, **params):
@@ -303,7 +315,9 @@ class EpochHalvingSearchCV(BaseSearchCV):
         if self.refit:
             best = clone(self.estimator).set_params(
                 **self.best_params_,
-                max_epochs=int(reached[self.best_index_]),
+                max_epochs=budget
+                if self.stop_at_one
+                else int(reached[self.best_index_]),
                 schedule_epochs=None,
                 early_stopping=False,
                 validation_fraction=0.0,

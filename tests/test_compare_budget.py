@@ -509,8 +509,9 @@ def test_a_step_that_saves_nothing_does_not_stop_the_cuts():
 
 def test_network_searches_race_their_candidates_by_epochs():
     """A network row with several candidates is searched by epoch halving
-    (half the candidates stop at each rung); the planner counts the epochs
-    the rungs train, not a full fit per candidate."""
+    (half the candidates stop at each rung, the race ends when one is
+    left); the planner counts the epochs the rungs train, not a full fit
+    per candidate."""
     from skcnn import CNNClassifier
     from skcnn.compare.fit import fit_row
     from skcnn.compare.plan import RowPlan, _levels, by_epochs, halving_epochs
@@ -525,11 +526,11 @@ def test_network_searches_race_their_candidates_by_epochs():
     assert not by_epochs(cnn, {"dropout": [0.5]})  # one candidate: nothing to race
     assert not by_epochs(cnn, {"max_epochs": [5, 10]})  # the halving sets epochs
     assert not by_epochs(rows["pca+svm"].make(Context((8, 8))), {"svm__C": [1, 10]})
-    assert halving_epochs(2, 30) == 45 and halving_epochs(4, 30) == 61
-    # the plan of a 2-candidate network search: 3/4 of a grid's epochs
+    assert halving_epochs(2, 30) == 30 and halving_epochs(4, 30) == 46
+    # the plan of a 2-candidate network search: half a grid's epochs
     cost = Cost(m=100, const=0.0, fixed=0.0, per_epoch=0.01, predict=0.0)
     full = _levels(cnn, {"dropout": [0.5, 0.25]}, 3, cost, 100, 0)[0]
-    assert full.seconds - 1.0 == pytest.approx(3 * 45 * 0.01 * 2 / 3 + 30 * 0.01)
+    assert full.seconds - 1.0 == pytest.approx(3 * 30 * 0.01 * 2 / 3 + 30 * 0.01)
 
     X, y = load_digits_images()
     X, y = X[:300], y[:300]
@@ -550,10 +551,9 @@ def test_network_searches_race_their_candidates_by_epochs():
         clock="now",
         tag="tiny",
     )
-    assert "raced by epoch halving" in said[0] and "fit 6/6" in said[-1]
-    assert (
-        sum("fold F1" in m for m in said) == 2 * 2 + 2
-    )  # rung 1: 2 x 2, rung 2: 1 x 2
+    assert "raced to 2 of 4 epochs" in said[0] and "fit 4/4" in said[-1]
+    assert fitted.row["trained"] == "2 candidate(s) x 2 folds, raced to 2 of 4 epochs"
+    assert sum("fold F1" in m for m in said) == 2 * 2  # one rung: 2 x 2
     assert fitted.row["cv_f1"] is not None and fitted.model.max_epochs == 4
     # the winner is refit as a grid search refits it: the estimator's own
     # training (its validation split), not the halving's continued fits

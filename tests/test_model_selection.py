@@ -177,3 +177,45 @@ def test_every_rung_trains_on(small_digits):
     epochs, counts = search._rungs(40, budget=8)
     assert all(b > a for a, b in zip(epochs, epochs[1:])), epochs
     assert epochs[-1] <= 8 and len(epochs) == len(counts)
+
+
+def test_stop_at_one_ends_the_race_a_rung_early(small_digits, monkeypatch):
+    """With stop_at_one the lone survivor is not trained on every fold to
+    the budget: the same rungs up to there, the same winner and score, and
+    the refit trains it for the whole budget."""
+    from skcnn import model_selection
+
+    X, y = small_digits
+    calls = []
+    real = model_selection._continue
+
+    def spy(estimator, *args):
+        calls.append(args[-2])
+        return real(estimator, *args)
+
+    monkeypatch.setattr(model_selection, "_continue", spy)
+    grid = {"lr": [1e-3, 5e-3, 2e-2], "dropout": [0.0, 0.3, 0.5]}  # 9 candidates
+    kw = dict(max_epochs=9, cv=2)
+    est = CNNClassifier(**{**TINY, "random_state": 0})
+    full = EpochHalvingSearchCV(est, grid, **kw).fit(X, y)
+    n_full = len(calls)
+    calls.clear()
+    early = EpochHalvingSearchCV(est, grid, stop_at_one=True, **kw).fit(X, y)
+    assert early.n_candidates_ == [9, 3] and early.n_epochs_ == [1, 3]
+    assert calls == [1] * 18 + [2] * 6 and n_full == len(calls) + 2
+    # the winner of the 3 at 3 epochs is the one the full race kept
+    assert early.best_params_ == full.best_params_
+    res = early.cv_results_
+    last = res["n_epochs"] == 3
+    assert last.sum() == 3 and res["n_epochs"].max() == 3
+    assert early.best_score_ == res["mean_test_score"][last].max()
+    assert early.best_estimator_.max_epochs == 9  # the refit: the whole budget
+    # two candidates: one rung only, each at half the budget
+    two = EpochHalvingSearchCV(
+        est, {"lr": [1e-3, 5e-3]}, factor=2, stop_at_one=True, **kw
+    )
+    assert two._rungs(2, 9) == ([4], [2])
+    assert EpochHalvingSearchCV(est, {"lr": [1e-3]}, stop_at_one=True)._rungs(1, 9) == (
+        [9],
+        [1],
+    )

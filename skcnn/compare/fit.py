@@ -62,11 +62,12 @@ def row_jobs(n_jobs):
 
 def _search(estimator, grid, scoring, folds, n_jobs, X, y, halving=False):
     if halving:
-        # a network: its candidates raced by epochs on the folds; the winner
-        # refit as GridSearchCV refits it (the estimator's own validation
-        # split and early stopping: the halving's CV fits train without them,
-        # and a refit without them scored cnn+aug 0.791 on printed digits
-        # against 0.845 for the same candidate)
+        # a network: its candidates raced by epochs on the folds, the race
+        # ended when one is left (the CV F1 is the one it won with); the
+        # winner refit as GridSearchCV refits it (the estimator's own
+        # validation split and early stopping: the halving's CV fits train
+        # without them, and a refit without them scored cnn+aug 0.791 on
+        # printed digits against 0.845 for the same candidate)
         from ..model_selection import EpochHalvingSearchCV
 
         search = EpochHalvingSearchCV(
@@ -77,6 +78,7 @@ def _search(estimator, grid, scoring, folds, n_jobs, X, y, halving=False):
             cv=folds,
             n_jobs=n_jobs,
             refit=False,
+            stop_at_one=True,
         ).fit(X, y)
         best = clone(estimator).set_params(**search.best_params_)
         search.best_estimator_ = best.fit(X, y)
@@ -169,6 +171,7 @@ def fit_row(
     estimator = built.configured(row_plan.params, row_plan.epochs)
     t0 = time.perf_counter()
     cv_f1 = cv_std = None
+    how = ""  # how the candidates were searched, in words
     with thread_limits(built, threads):
         if row_plan.grid is None:
             progress(f"{tag}: one fit on the training split ({clock})")
@@ -179,11 +182,12 @@ def fit_row(
             )
             n_cand = len(ParameterGrid(row_plan.grid))
             halving = by_epochs(built, row_plan.grid)
-            how, n_fits = "", n_cand * row_plan.folds
+            n_fits = n_cand * row_plan.folds
             if halving:
                 epochs = row_plan.epochs or estimator.get_params()["max_epochs"]
-                how = ", raced by epoch halving"
-                n_fits = sum(halving_rungs(n_cand, epochs)[1]) * row_plan.folds
+                rungs, counts = halving_rungs(n_cand, epochs)
+                how = f", raced to {rungs[-1]} of {epochs} epochs"
+                n_fits = sum(counts) * row_plan.folds
             progress(
                 f"{tag}: {n_cand} candidate(s) x {row_plan.folds} folds{how} + refit "
                 f"({clock})"
@@ -222,7 +226,7 @@ def fit_row(
         fit_time_s=float(time.perf_counter() - t0),
         plan=row_plan.describe(),
         planned_s=float(row_plan.seconds) if row_plan.estimated else None,
-        trained=row_plan.trained(),
+        trained=row_plan.trained(how),
     )
     return Fitted(row, best, preds, probs, row_plan.grid)
 

@@ -96,16 +96,17 @@ class RowPlan:
     params: dict = field(default_factory=dict)  # set before a fit without search
     estimated: bool = True  # False: a run with no budget measures no costs
 
-    def trained(self):
-        """What the row gets, in words (without the time)."""
+    def trained(self, how=""):
+        """What the row gets, in words (without the time); ``how``: how its
+        candidates were searched (", raced to 15 of 30 epochs")."""
         if not self.run:
             return "not run"
         if self.grid is None:
             what = "one fit, no CV"
         else:
             n = _n_candidates(self.grid)
-            what = f"{n} candidate(s) x {self.folds} folds"
-        epochs = f", {self.epochs} epochs" if self.epochs else ""
+            what = f"{n} candidate(s) x {self.folds} folds{how}"
+        epochs = f", {self.epochs} epochs" if self.epochs and not how else ""
         return what + epochs
 
     def describe(self):
@@ -264,9 +265,8 @@ def halving_rungs(n_candidates, epochs):
     """(epochs, candidates) of each rung of a network row's halving search."""
     from ..model_selection import EpochHalvingSearchCV
 
-    return EpochHalvingSearchCV(None, {}, factor=HALVING_FACTOR)._rungs(
-        n_candidates, epochs
-    )
+    search = EpochHalvingSearchCV(None, {}, factor=HALVING_FACTOR, stop_at_one=True)
+    return search._rungs(n_candidates, epochs)
 
 
 def halving_epochs(n_candidates, epochs):

@@ -45,7 +45,9 @@ COLUMNS = (
     "fit_time_s",
 )
 GLOSSARY = (
-    "cv_f1 / cv_f1_std: mean and std over the CV folds of the search (best candidate); "
+    "cv_f1 / cv_f1_std: mean and std over the CV folds of the search (best candidate; "
+    "network rows racing by epochs: the score it won the race with, at the last rung's "
+    "epochs, half of its own when 2 race); "
     "val_*: the held-out validation split; ext_*, ext2_*, ...: the external test sets; "
     "*_ci: 95% paired-bootstrap interval; *_ece: expected calibration error of the "
     "predicted class's probability (15 confidence bins; 0 = confidences mean what "
