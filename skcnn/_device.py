@@ -255,7 +255,8 @@ def keep_freed_memory():
     the time (system CPU 4.6 -> 0.5 s, peak memory 1,145 -> 1,387 MB) and
     predicting them through a fine-tuned Lite0 0.77x; training a CNN the
     same (benchmarks/bench_allocator.py). A whole-process setting: the
-    comparison's command and its lanes call it, an estimator never does.
+    comparison calls it in its process and its lanes, an estimator never
+    does.
     Returns whether the settings took (glibc only; elsewhere nothing)."""
     import ctypes
     import ctypes.util

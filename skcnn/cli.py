@@ -153,10 +153,7 @@ def main(argv=None):
     arguments); return the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "compare":
-        from ._device import keep_freed_memory
         from .compare import run_comparison
-
-        keep_freed_memory()  # this process is the comparison's
 
         try:
             options = _run_options(args)

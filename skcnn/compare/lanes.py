@@ -142,7 +142,14 @@ class Lanes:
 
     def warm(self):
         """Start the lanes' processes now: each imports torch and the row
-        fitting code (3 s of CPU) while this process still loads the data."""
+        fitting code (3 s of CPU) while this process still loads the data.
+        This process keeps freed memory as the lanes do
+        (:func:`~skcnn._device.keep_freed_memory`): with one lane it runs
+        the rows itself (a busy machine), and its Lite0 shift profile took
+        1.4x its estimate without, which slowed the plan of the LP-FT row."""
+        from .._device import keep_freed_memory
+
+        keep_freed_memory()
         if self.n > 1:
             self._warming = self._pool().submit(int)
         return self
