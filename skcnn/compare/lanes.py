@@ -94,21 +94,18 @@ def _run_in_lane(job):
 
 def _start_lane(parent):
     """A lane's start: malloc keeps freed memory (:func:`keep_freed_memory`),
-    and a watch ends the lane when the run's process is gone (killed: a row
-    in a lane would otherwise train on to its end, for nothing)."""
+    the rows' code (and torch) imported before the first row, and a watch
+    ends the lane when the run's process is gone (killed: a row in a lane
+    would otherwise train on to its end, for nothing)."""
     import os
     import threading
 
     from joblib.externals.loky import process_executor
 
     from .._device import keep_freed_memory
+    from . import fit  # noqa: F401 - imports torch; each job sets its threads
 
     keep_freed_memory()
-    import torch
-
-    from . import fit  # noqa: F401 - the rows' code, imported before the first row
-
-    torch.set_num_threads(1)  # "auto" threads in a lane: its one core
     # A lane's memory grows with the rows it runs (torch's and malloc's
     # caches, kept on purpose), which loky's leak check (300 MB over the
     # size after the first job) took for a leak: it restarted the lane

@@ -89,9 +89,10 @@ def run_comparison(
         "auto": the rows run side by side in lanes, a worker process per
         free core, each row's fits one after another in its lane
         (:mod:`skcnn.compare.lanes`; on 2 cores the full digits run took
-        0.49x the time of 0.3's); one free core, one row or ``dask``: the rows one after
-        another in this process. An int: the rows in this process, each
-        row's CV fits in that many processes (1: each fit's progress line).
+        0.49x the time of 0.3's); one free core, one row or ``dask``: the
+        rows one after another in this process. An int: the rows in this
+        process, each row's CV fits in that many processes (1: each fit's
+        progress line).
         Network rows train with one thread per fit whatever the load, so
         that the table does not depend on it (1 and 2 threads train a CNN
         to different weights); a lane and this process give the same table.
